@@ -1,0 +1,5 @@
+"""logreg: logistic regression from scratch in NumPy, run as a reproducible experiment project."""
+
+from logreg.model import LogisticRegression
+
+__all__ = ["LogisticRegression"]

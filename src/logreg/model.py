@@ -1,0 +1,933 @@
+"""Logistic regression from scratch in NumPy: the model, its loss, and two solvers.
+
+Notation (one row per sample, K' = 1 column for two classes, K columns for K > 2):
+
+    X : (n, D) features        W : (D, K') weights       b : (K',) intercept
+    Z = X W + b                                           the linear predictor (logits)
+    P = sigmoid(Z)  (K' = 1)   or   softmax(Z)  (K' = K)  the predicted probabilities
+    Y : (n, K') targets, 0/1 for the positive class, or one-hot
+
+The objective is the mean sample-weighted cross-entropy plus the elastic-net penalty
+
+    J(W, b) = 1/n Σ_i s_i·CE(y_i, z_i) + α·(ρ·‖W‖₁ + (1−ρ)/2·‖W‖₂²)
+
+with s_i the sample weights, α = ``alpha`` and ρ = ``l1_ratio``. The intercept is not
+penalised and the mean divides by n, not by Σ s_i, so J has the same minimiser as
+scikit-learn's LogisticRegression with C = 1/(α·n). Because CE is the negative log of
+the predicted probability of the observed class, minimising the unweighted,
+unpenalised J is maximum likelihood.
+
+For both link functions the gradient of the data term has the same shape,
+
+    ∂J/∂W = Xᵀ (S (P − Y)) / n + α(1−ρ) W        ∂J/∂b = 1ᵀ S (P − Y) / n
+
+and the L1 part is handled by a proximal step, so coefficients reach exact zeros.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+PENALTY_L1_RATIO = {"l2": 0.0, "l1": 1.0, "none": 0.0}  # elasticnet uses the l1_ratio argument
+SOLVERS = ("sgd", "newton")
+LR_SCHEDULES = ("constant", "invscaling", "step", "adaptive")
+DTYPES = ("float64", "float32")
+STOP_REASONS = ("max_epochs", "converged", "max_time", "early_stopping", "newton_converged")
+
+
+PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before lr /= 5
+INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite or exploding loss."""
+
+
+# ---------------------------------------------------------------------------
+# The functional pieces: each line below is one equation of the module docstring.
+# ---------------------------------------------------------------------------
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """σ(z) = 1/(1+e^{−z}), written as (1 + tanh(z/2))/2 so it never overflows."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax; subtracting the row max keeps exp() from overflowing."""
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def log_sum_exp(Z: np.ndarray) -> np.ndarray:
+    """log Σ_k e^{Z_k} per row, shifted by the row max for stability."""
+    Z_max = Z.max(axis=1, keepdims=True)
+    return (Z_max + np.log(np.exp(Z - Z_max).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def predict_probabilities(Z: np.ndarray) -> np.ndarray:
+    """P from the logits: sigmoid for one column, softmax for several."""
+    return sigmoid(Z) if Z.shape[1] == 1 else softmax(Z)
+
+
+def cross_entropy(Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Per-sample cross-entropy computed from the logits, never from log(P).
+
+    Binary: −[y log σ(z) + (1−y) log(1−σ(z))] = log(1+e^z) − y·z.
+    Softmax: −Σ_k Y_k log softmax(Z)_k = logsumexp(Z) − Σ_k Y_k Z_k.
+    """
+    if Z.shape[1] == 1:
+        return np.logaddexp(0.0, Z[:, 0]) - Y[:, 0] * Z[:, 0]
+    return log_sum_exp(Z) - np.einsum("ik,ik->i", Y, Z)
+
+
+def penalty_value(W: np.ndarray, alpha: float, l1_ratio: float) -> float:
+    """α·(ρ‖W‖₁ + (1−ρ)/2‖W‖₂²)."""
+    return float(alpha * (l1_ratio * np.abs(W).sum() + 0.5 * (1.0 - l1_ratio) * (W * W).sum()))
+
+
+def objective_value(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    alpha: float,
+    l1_ratio: float,
+) -> float:
+    """J(W, b): mean weighted cross-entropy (divided by n) plus the penalty."""
+    Z = X @ W + b
+    data_term = float(np.dot(s, cross_entropy(Z, Y))) / X.shape[0]
+    return data_term + penalty_value(W, alpha, l1_ratio)
+
+
+def loss_and_gradient(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray,
+    alpha: float,
+    l1_ratio: float,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """J and its gradient (∂J/∂W, ∂J/∂b) from one linear predictor.
+
+    The L1 term contributes α·ρ·sign(W), its gradient wherever W ≠ 0; the SGD
+    solver does not use it and applies the proximal step instead.
+    """
+    n = X.shape[0]
+    Z = X @ W + b
+    loss = float(np.dot(s, cross_entropy(Z, Y))) / n + penalty_value(W, alpha, l1_ratio)
+    R = s[:, None] * (predict_probabilities(Z) - Y)
+    grad_W = X.T @ R / n + alpha * (1.0 - l1_ratio) * W + alpha * l1_ratio * np.sign(W)
+    grad_b = R.sum(axis=0) / n
+    return loss, grad_W, grad_b
+
+
+def soft_threshold(W: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """prox of t‖·‖₁: shrink toward zero by t and stop exactly at zero."""
+    return np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Solvers. Each works on prepared arrays (X, Y, s) and returns (W, b, record).
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FitRecord:
+    """What a solver reports besides the weights."""
+
+    history: list[dict[str, Any]]
+    n_iter: int
+    stop_reason: str
+    hessian: np.ndarray | None = None  # Newton only: ∇²J at the optimum, for inference
+
+
+def _learning_rate(schedule: str, lr0: float, epoch: int, current: float) -> float:
+    """Step size for an epoch (0-based). 'adaptive' is changed by the caller on plateaus."""
+    if schedule == "constant" or schedule == "adaptive":
+        return current
+    if schedule == "invscaling":
+        # Decays slowly enough to make progress on ill-conditioned problems and fast
+        # enough to shrink SGD's noise floor: lr0 at first, lr0/2 by epoch 60, lr0/7 by 1000.
+        return lr0 / math.sqrt(1.0 + epoch / INVSCALING_EPOCHS)
+    # "step": halve every epoch, so Σ lr is finite and the iterates settle.
+    return lr0 * 0.5**epoch
+
+
+def sgd_solve(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    *,
+    alpha: float,
+    l1_ratio: float,
+    fit_intercept: bool,
+    batch_size: int,
+    learning_rate: float,
+    lr_schedule: str,
+    momentum: float,
+    epochs: int,
+    tol: float,
+    patience: int | None,
+    max_time: float | None,
+    rng: np.random.Generator,
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, FitRecord]:
+    """Minibatch SGD with momentum, a step-size schedule and the L1 cumulative penalty.
+
+    The rows are put in random order once, then every epoch visits the contiguous
+    batches of that order in a fresh random order. Each sample still appears once
+    per epoch, and batch composition is random (fixed across epochs), which keeps the
+    gradient unbiased while every batch is a cheap slice rather than a gather.
+
+    L1 uses the cumulative penalty of Tsuruoka, Tsujii and Ananiadou (2009): each
+    weight is clipped toward zero by the total L1 shrinkage it could have received so
+    far minus what it did receive, so noise in small steps cannot keep weights alive.
+    """
+    started = time.perf_counter()
+    n, D = X.shape
+    K = Y.shape[1]
+    dtype = X.dtype
+    B = min(batch_size, n)
+
+    order = rng.permutation(n)
+    X_shuffled, Y_shuffled = X[order], Y[order]
+    s_over_B = (s[order] / B).astype(dtype)  # folds the 1/|B| of the batch mean into the weights
+    batch_starts = np.arange(0, n, B)
+
+    W = np.zeros((D, K), dtype=dtype)
+    b = np.zeros(K, dtype=dtype)
+    velocity_W, velocity_b = np.zeros_like(W), np.zeros_like(b)
+    # Buffers reused by every batch: the hot loop allocates nothing of size B.
+    Z_buffer = np.empty((B, K), dtype=dtype)
+    row_buffer = np.empty((B, 1), dtype=dtype)
+    grad_W, grad_b = np.empty_like(W), np.empty_like(b)
+    l2 = alpha * (1.0 - l1_ratio)
+    l1 = alpha * l1_ratio
+    l1_offered, l1_applied = 0.0, np.zeros_like(W)  # Tsuruoka's u and q
+
+    history: list[dict[str, Any]] = []
+    initial_loss = objective_value(X, Y, s, W, b, alpha, l1_ratio)
+    lr = learning_rate
+    previous_loss = best_val = math.inf
+    best_train = initial_loss
+    epochs_on_plateau = 0
+    best_weights = (W.copy(), b.copy())
+    epochs_without_improvement = 0
+    stop_reason = "max_epochs"
+    epoch = 0
+    for epoch in range(epochs):
+        lr = _learning_rate(lr_schedule, learning_rate, epoch, lr)
+        for start in batch_starts[rng.permutation(len(batch_starts))]:
+            stop = min(start + B, n)
+            m = stop - start
+            X_b, Y_b, s_b = X_shuffled[start:stop], Y_shuffled[start:stop], s_over_B[start:stop]
+            # Forward: P = σ(X_b W + b) or softmax(X_b W + b), in place.
+            P = Z_buffer[:m]
+            np.matmul(X_b, W, out=P)
+            P += b
+            _probabilities_inplace(P, row_buffer[:m])
+            # Residual R = S (P − Y) / |B|, then ∂J/∂W = X_bᵀ R + α(1−ρ)W and ∂J/∂b = 1ᵀR.
+            P -= Y_b
+            # The short last batch is also divided by B, not by its m rows, and its penalty
+            # share is m/B: the batches are fixed by the single shuffle, so anything else
+            # would bias the fixed point. One epoch then sums to exactly n/B full gradients.
+            P *= s_b[:, None]
+            share = m / B
+            np.matmul(X_b.T, P, out=grad_W)
+            if l2:
+                grad_W += (l2 * share) * W
+            P.sum(axis=0, out=grad_b)
+            # Step, with heavy-ball momentum when μ > 0: v ← μv + g, θ ← θ − lr·v.
+            step_W, step_b = grad_W, grad_b
+            if momentum:
+                velocity_W *= momentum
+                velocity_W += grad_W
+                velocity_b *= momentum
+                velocity_b += grad_b
+                step_W, step_b = velocity_W, velocity_b
+            W -= lr * step_W
+            if fit_intercept:
+                b -= lr * step_b
+            if l1:
+                l1_offered += lr * l1 * share
+                W_before = W.copy()
+                W[:] = np.where(
+                    W > 0,
+                    np.maximum(W - (l1_offered + l1_applied), 0.0),
+                    np.where(W < 0, np.minimum(W + (l1_offered - l1_applied), 0.0), W),
+                )
+                l1_applied += W - W_before
+
+        train_loss = objective_value(X, Y, s, W, b, alpha, l1_ratio)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": None,
+            "learning_rate": lr,
+            "elapsed": time.perf_counter() - started,
+        }
+        history.append(record)
+        # Far above the loss of the all-zero model means the steps overshoot.
+        if not math.isfinite(train_loss) or train_loss > 100.0 * max(initial_loss, 1e-3):
+            raise DivergenceError(
+                f"SGD diverged at epoch {epoch + 1}: the training loss became {train_loss:.3g} "
+                f"with learning_rate={learning_rate:g}; try a smaller learning_rate "
+                f"(e.g. {learning_rate / 10:g}) or standardised features"
+            )
+        if validation is not None:
+            X_val, Y_val, s_val = validation
+            val_loss = objective_value(X_val, Y_val, s_val, W, b, 0.0, 0.0)
+            record["val_loss"] = val_loss
+            if val_loss < best_val:
+                best_val, epochs_without_improvement = val_loss, 0
+                best_weights = (W.copy(), b.copy())
+            else:
+                epochs_without_improvement += 1
+            if patience is not None and epochs_without_improvement >= patience:
+                stop_reason = "early_stopping"
+                W, b = best_weights
+                break
+        relative_change = abs(previous_loss - train_loss) / max(abs(train_loss), 1e-12)
+        if lr_schedule == "adaptive":
+            # A plateau of the training loss: shrink the step to lower SGD's noise floor.
+            if train_loss < best_train - tol * abs(best_train):
+                best_train, epochs_on_plateau = train_loss, 0
+            else:
+                epochs_on_plateau += 1
+            if epochs_on_plateau >= PLATEAU_EPOCHS:
+                lr, epochs_on_plateau = lr / 5.0, 0
+                if lr < learning_rate * 1e-6:
+                    stop_reason = "converged"
+                    break
+        elif relative_change < tol:
+            stop_reason = "converged"
+            break
+        previous_loss = train_loss
+        if max_time is not None and record["elapsed"] >= max_time:
+            stop_reason = "max_time"
+            break
+    return W, b, FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason)
+
+
+def _probabilities_inplace(Z: np.ndarray, row_buffer: np.ndarray) -> None:
+    """Overwrite logits with probabilities without allocating (see sigmoid, softmax)."""
+    if Z.shape[1] == 1:
+        Z *= 0.5
+        np.tanh(Z, out=Z)
+        Z += 1.0
+        Z *= 0.5
+        return
+    np.max(Z, axis=1, keepdims=True, out=row_buffer)
+    Z -= row_buffer
+    np.exp(Z, out=Z)
+    np.sum(Z, axis=1, keepdims=True, out=row_buffer)
+    Z /= row_buffer
+
+
+def hessian(
+    X: np.ndarray, P: np.ndarray, s: np.ndarray, alpha: float, fit_intercept: bool
+) -> np.ndarray:
+    """∇²J over θ = (W, b) stacked class by class, for an L2 (or no) penalty.
+
+    Binary: Xᵀ diag(s·p(1−p)) X / n. Softmax: block (k, l) is
+    Xᵀ diag(s·p_k(δ_kl − p_l)) X / n. The intercept is one more column of ones.
+    """
+    n, D = X.shape
+    K = P.shape[1]
+    X1 = np.hstack([X, np.ones((n, 1), dtype=X.dtype)]) if fit_intercept else X
+    p = X1.shape[1]
+    H = np.empty((K * p, K * p), dtype=np.float64)
+    for k in range(K):
+        for l in range(k, K):
+            if K == 1:
+                curvature = s * P[:, 0] * (1.0 - P[:, 0])
+            else:
+                curvature = s * P[:, k] * ((k == l) - P[:, l])
+            block = (X1.T * curvature) @ X1 / n
+            H[k * p : (k + 1) * p, l * p : (l + 1) * p] = block
+            H[l * p : (l + 1) * p, k * p : (k + 1) * p] = block.T
+    ridge = np.zeros(p)
+    ridge[:D] = alpha  # the intercept is not penalised
+    H[np.diag_indices_from(H)] += np.tile(ridge, K)
+    return H
+
+
+def newton_solve(
+    X: np.ndarray,
+    Y: np.ndarray,
+    s: np.ndarray,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    max_time: float | None,
+) -> tuple[np.ndarray, np.ndarray, FitRecord]:
+    """Newton's method (IRLS) with backtracking: θ ← θ − t·H⁻¹∇J, for L2 or no penalty.
+
+    Converges quadratically near the optimum. Softmax over K columns is unchanged by
+    adding the same vector to every column, so its Hessian is singular along that
+    direction; the step is the minimum-norm solution, which is Newton's step on the
+    remaining, identified directions.
+    """
+    started = time.perf_counter()
+    D, K = X.shape[1], Y.shape[1]
+    p = D + 1 if fit_intercept else D
+    W = np.zeros((D, K))
+    b = np.zeros(K)
+    history: list[dict[str, Any]] = []
+    stop_reason = "max_epochs"
+    loss, grad_W, grad_b = loss_and_gradient(X, Y, s, W, b, alpha, 0.0)
+    for iteration in range(max_iter):
+        P = predict_probabilities(X @ W + b)
+        H = hessian(X, P, s, alpha, fit_intercept)
+        g = _stack(grad_W, grad_b, fit_intercept)
+        if K == 1:
+            step = _cholesky_solve(H, g)
+        else:
+            step = np.linalg.lstsq(H, g, rcond=None)[0]
+        step_W, step_b = _unstack(step, D, K, p, fit_intercept)
+        # Backtracking keeps far-from-optimum steps (e.g. separable data) descending.
+        t = 1.0
+        decrement = float(g @ step)
+        while True:
+            W_new, b_new = W - t * step_W, b - t * step_b
+            new_loss, new_grad_W, new_grad_b = loss_and_gradient(X, Y, s, W_new, b_new, alpha, 0.0)
+            if new_loss <= loss - 1e-4 * t * decrement or t < 1e-10:
+                break
+            t *= 0.5
+        improvement = loss - new_loss
+        W, b, loss, grad_W, grad_b = W_new, b_new, new_loss, new_grad_W, new_grad_b
+        elapsed = time.perf_counter() - started
+        history.append(
+            {
+                "epoch": iteration + 1,
+                "train_loss": loss,
+                "val_loss": None,
+                "learning_rate": t,
+                "elapsed": elapsed,
+            }
+        )
+        # Converged when the Newton decrement ½gᵀH⁻¹g (the predicted gain) is negligible.
+        if 0.5 * decrement <= tol * max(abs(loss), 1e-12) or improvement <= 0.0:
+            stop_reason = "newton_converged"
+            break
+        if max_time is not None and elapsed >= max_time:
+            stop_reason = "max_time"
+            break
+    P = predict_probabilities(X @ W + b)
+    record = FitRecord(
+        history=history,
+        n_iter=len(history),
+        stop_reason=stop_reason,
+        hessian=hessian(X, P, s, alpha, fit_intercept),
+    )
+    return W, b, record
+
+
+def _cholesky_solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve H x = g for symmetric positive-definite H; fall back to least squares."""
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(H, g, rcond=None)[0]
+    return np.linalg.solve(L.T, np.linalg.solve(L, g))
+
+
+def _stack(W: np.ndarray, b: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """θ as one vector, class by class: [W_·1, b_1, W_·2, b_2, ...]."""
+    columns = np.vstack([W, b[None, :]]) if fit_intercept else W
+    return columns.T.reshape(-1)
+
+
+def _unstack(
+    theta: np.ndarray, D: int, K: int, p: int, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    columns = theta.reshape(K, p).T
+    return columns[:D], (columns[D] if fit_intercept else np.zeros(K))
+
+
+# ---------------------------------------------------------------------------
+# The estimator: validation, label encoding, persistence and inference.
+# ---------------------------------------------------------------------------
+
+
+class LogisticRegression:
+    """Binary (sigmoid) or multinomial (softmax) logistic regression.
+
+    Parameters
+    ----------
+    penalty : {"l2", "l1", "elasticnet", "none"}
+    alpha : float, default 1e-4
+        Penalty strength α ≥ 0; the optimum matches scikit-learn's C = 1/(α·n_samples).
+    l1_ratio : float in [0, 1], default 0.5
+        Elastic-net mix ρ (used only by ``penalty="elasticnet"``).
+    solver : {"sgd", "newton"}
+        Minibatch SGD (any penalty) or full-batch Newton (l2/none, with ``summary()``).
+    batch_size : int or "full", default 32
+        Rows per SGD step; ``"full"`` or any value ≥ n_samples is full-batch descent.
+    learning_rate : float, default 0.5
+        Initial step size, for standardised features (one step moves by lr times the
+        mean gradient of a batch).
+    lr_schedule : {"invscaling", "constant", "step", "adaptive"}, default "invscaling"
+        lr/√(1+epoch/20), fixed, halved every epoch, or divided by 5 after 5 epochs
+        without a better training loss. A decaying step lets SGD converge instead of
+        wandering around the optimum at a noise floor set by the step size.
+    momentum : float in [0, 1), default 0
+        Heavy-ball momentum.
+    epochs : int, default 1000
+        Maximum passes over the data (SGD) or Newton iterations.
+    tol : float, default 1e-7
+        Stop when the epoch loss changes by less than tol, relative (SGD), or when
+        Newton's predicted gain falls below tol²·J. With the defaults, SGD ends within
+        1e-3 of the optimal objective on standardised breast_cancer and wine.
+    patience : int or None, default 5
+        With validation data, stop after this many epochs without a better validation
+        loss and restore the best weights. None disables early stopping.
+    max_time : float or None
+        Seconds of training after which to stop.
+    class_weight : None, "balanced" or dict
+        Multiplies sample weights per class; "balanced" is n/(K·count(class)).
+    fit_intercept : bool, default True
+    dtype : {"float64", "float32"}
+        Precision of the SGD path. Newton always works in float64.
+    seed : int, default 0
+        Seeds the shuffle; the same seed and data give identical weights.
+    """
+
+    def __init__(
+        self,
+        penalty: str = "l2",
+        alpha: float = 1e-4,
+        l1_ratio: float = 0.5,
+        solver: str = "sgd",
+        batch_size: int | str = 32,
+        learning_rate: float = 0.5,
+        lr_schedule: str = "invscaling",
+        momentum: float = 0.0,
+        epochs: int = 1000,
+        tol: float = 1e-7,
+        patience: int | None = 5,
+        max_time: float | None = None,
+        class_weight: str | dict[Any, float] | None = None,
+        fit_intercept: bool = True,
+        dtype: str = "float64",
+        seed: int = 0,
+    ) -> None:
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.solver = solver
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.epochs = epochs
+        self.tol = tol
+        self.patience = patience
+        self.max_time = max_time
+        self.class_weight = class_weight
+        self.fit_intercept = fit_intercept
+        self.dtype = dtype
+        self.seed = seed
+
+    # -- parameters ---------------------------------------------------------
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _CONSTRUCTOR_ARGS}
+
+    @property
+    def effective_l1_ratio(self) -> float:
+        return (
+            float(self.l1_ratio) if self.penalty == "elasticnet" else PENALTY_L1_RATIO[self.penalty]
+        )
+
+    @property
+    def effective_alpha(self) -> float:
+        return 0.0 if self.penalty == "none" else float(self.alpha)
+
+    def _check_params(self) -> None:
+        if self.penalty not in (*PENALTY_L1_RATIO, "elasticnet"):
+            raise ValueError(
+                f"penalty={self.penalty!r} is unknown; use one of 'l2', 'l1', 'elasticnet', 'none'"
+            )
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver={self.solver!r} is unknown; use 'sgd' or 'newton'")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is unknown; use 'float64' or 'float32'")
+        if self.solver == "newton" and self.penalty in ("l1", "elasticnet"):
+            raise ValueError(
+                f"solver='newton' cannot fit penalty={self.penalty!r} (not twice differentiable); "
+                "use solver='sgd' or penalty='l2'/'none'"
+            )
+        if not (self.batch_size == "full" or (_is_int(self.batch_size) and self.batch_size > 0)):
+            raise ValueError(f"batch_size={self.batch_size!r} must be a positive integer or 'full'")
+        if not (_is_number(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate={self.learning_rate!r} must be a positive number")
+        if not (_is_int(self.epochs) and self.epochs > 0):
+            raise ValueError(f"epochs={self.epochs!r} must be a positive integer")
+        if not (_is_number(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha={self.alpha!r} must be a number >= 0")
+        if not (_is_number(self.l1_ratio) and 0.0 <= self.l1_ratio <= 1.0):
+            raise ValueError(f"l1_ratio={self.l1_ratio!r} must be in [0, 1]")
+        if not (_is_number(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise ValueError(f"momentum={self.momentum!r} must be in [0, 1)")
+        if not (_is_number(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol={self.tol!r} must be a number >= 0")
+        if self.patience is not None and not (_is_int(self.patience) and self.patience > 0):
+            raise ValueError(f"patience={self.patience!r} must be a positive integer or None")
+        if self.max_time is not None and not (_is_number(self.max_time) and self.max_time > 0):
+            raise ValueError(f"max_time={self.max_time!r} must be a positive number or None")
+        if not (
+            self.class_weight is None
+            or self.class_weight == "balanced"
+            or isinstance(self.class_weight, dict)
+        ):
+            raise ValueError(
+                f"class_weight={self.class_weight!r} is unknown; use None, 'balanced' or a dict"
+            )
+
+    # -- data preparation -----------------------------------------------------
+
+    def _check_X(self, X: Any, *, fitting: bool) -> np.ndarray:
+        names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
+        array = np.asarray(X, dtype=np.float64)
+        if array.ndim != 2:
+            raise ValueError(
+                f"X must be 2-dimensional (n_samples, n_features); got shape {array.shape}"
+            )
+        if not np.isfinite(array).all():
+            rows, cols = np.nonzero(~np.isfinite(array))
+            raise ValueError(
+                f"X contains NaN or inf ({rows.size} values; first at row {rows[0]}, column "
+                f"{names[cols[0]] if names else cols[0]})"
+            )
+        if fitting:
+            self.n_features_in_ = array.shape[1]
+            self.feature_names_in_ = names
+        elif array.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {array.shape[1]} features, but the model was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return array
+
+    def _encode_targets(self, y: Any) -> np.ndarray:
+        """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more."""
+        labels = np.asarray(y)
+        index = np.searchsorted(self.classes_, labels)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[index], labels):
+            unknown = labels[self.classes_[index] != labels][0]
+            raise ValueError(f"y contains the label {unknown!r}, unseen when fitting")
+        if len(self.classes_) == 2:
+            return index[:, None].astype(np.float64)
+        return np.eye(len(self.classes_))[index]
+
+    def _sample_weights(self, y: np.ndarray, sample_weight: Any) -> np.ndarray:
+        n = len(y)
+        s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if s.shape != (n,):
+            raise ValueError(f"sample_weight has shape {s.shape}; expected ({n},)")
+        if not np.isfinite(s).all() or (s < 0).any():
+            raise ValueError("sample_weight must be finite and non-negative")
+        if self.class_weight is None:
+            return s
+        index = np.searchsorted(self.classes_, y)
+        if self.class_weight == "balanced":
+            counts = np.bincount(index, minlength=len(self.classes_))
+            per_class = n / (len(self.classes_) * counts)
+        else:
+            unknown = set(self.class_weight) - set(self.classes_.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names classes not in y: {sorted(unknown, key=str)}")
+            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
+        return s * per_class[index]
+
+    # -- fitting --------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        X_val: Any = None,
+        y_val: Any = None,
+    ) -> LogisticRegression:
+        """Fit on (X, y); X_val/y_val enable early stopping and the val_loss history."""
+        self._check_params()
+        X_array = self._check_X(X, fitting=True)
+        labels = np.asarray(y)
+        if labels.ndim != 1 or len(labels) != X_array.shape[0]:
+            raise ValueError(
+                f"X has {X_array.shape[0]} rows but y has shape {labels.shape}; "
+                "they must have the same length"
+            )
+        self.classes_ = np.unique(labels)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y has only {len(self.classes_)} class ({self.classes_.tolist()}); "
+                "at least two are needed"
+            )
+        Y = self._encode_targets(labels)
+        s = self._sample_weights(labels, sample_weight)
+        alpha, l1_ratio = self.effective_alpha, self.effective_l1_ratio
+        n = X_array.shape[0]
+
+        if self.solver == "newton":
+            W, b, record = newton_solve(
+                X_array,
+                Y,
+                s,
+                alpha=alpha,
+                fit_intercept=self.fit_intercept,
+                max_iter=self.epochs,
+                tol=max(self.tol, 1e-15) ** 2,  # the decrement is quadratic in the gradient
+                max_time=self.max_time,
+            )
+        else:
+            dtype = np.dtype(self.dtype)
+            validation = None
+            if X_val is not None and y_val is not None:
+                X_val_array = self._check_X(X_val, fitting=False).astype(dtype, copy=False)
+                y_val_labels = np.asarray(y_val)
+                validation = (
+                    X_val_array,
+                    self._encode_targets(y_val_labels).astype(dtype),
+                    np.ones(len(y_val_labels), dtype=dtype),
+                )
+            W, b, record = sgd_solve(
+                X_array.astype(dtype, copy=False),
+                Y.astype(dtype),
+                s.astype(dtype),
+                alpha=alpha,
+                l1_ratio=l1_ratio,
+                fit_intercept=self.fit_intercept,
+                batch_size=n if self.batch_size == "full" else int(self.batch_size),
+                learning_rate=float(self.learning_rate),
+                lr_schedule=self.lr_schedule,
+                momentum=float(self.momentum),
+                epochs=int(self.epochs),
+                tol=float(self.tol),
+                patience=self.patience if validation is not None else None,
+                max_time=self.max_time,
+                rng=np.random.default_rng(self.seed),
+                validation=validation,
+            )
+        self.coef_ = np.ascontiguousarray(W.T)
+        self.intercept_ = np.asarray(b)
+        self.history_ = record.history
+        self.n_iter_ = record.n_iter
+        self.stop_reason_ = record.stop_reason
+        self.n_samples_fit_ = n
+        self._hessian = record.hessian
+        return self
+
+    # -- prediction -----------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise ValueError("this LogisticRegression is not fitted yet; call fit() first")
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits Z = X Wᵀ + b: shape (n,) for two classes, (n, K) for more."""
+        self._check_fitted()
+        X_array = self._check_X(X, fitting=False).astype(self.coef_.dtype, copy=False)
+        Z = X_array @ self.coef_.T + self.intercept_
+        return Z[:, 0] if Z.shape[1] == 1 else Z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes), columns in ``classes_`` order."""
+        Z = self.decision_function(X)
+        if Z.ndim == 1:
+            # σ(−z) = 1 − σ(z), computed directly so tiny probabilities keep their precision.
+            return np.column_stack([np.exp(-np.logaddexp(0.0, Z)), np.exp(-np.logaddexp(0.0, -Z))])
+        return softmax(Z)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class for each row."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def objective(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """J(W, b) on (X, y), with the fitted penalty and class weights."""
+        self._check_fitted()
+        X_array = self._check_X(X, fitting=False)
+        labels = np.asarray(y)
+        if len(labels) != X_array.shape[0]:
+            raise ValueError(f"X has {X_array.shape[0]} rows but y has {len(labels)}")
+        return objective_value(
+            X_array,
+            self._encode_targets(labels),
+            self._sample_weights(labels, sample_weight),
+            self.coef_.T.astype(np.float64),
+            self.intercept_.astype(np.float64),
+            self.effective_alpha,
+            self.effective_l1_ratio,
+        )
+
+    # -- inference ------------------------------------------------------------
+
+    def summary(self, confidence: float = 0.95) -> Any:
+        """Coefficient table with Wald standard errors, z, p-values and odds ratios.
+
+        The covariance is (n·∇²J)⁻¹ at the optimum, the inverse observed information.
+        For an L2 fit this is the inverse of the *penalised* Hessian, so the errors and
+        intervals are approximate (they ignore the shrinkage bias). For softmax the
+        coefficients are identified only up to a shift shared by all classes; the
+        pseudo-inverse reports them under the sum-to-zero constraint.
+        """
+        import pandas as pd
+
+        self._check_fitted()
+        if self._hessian is None:
+            raise ValueError("summary() needs solver='newton' (the Hessian at the optimum)")
+        K, D = self.coef_.shape
+        p = D + 1 if self.fit_intercept else D
+        H = self._hessian * self.n_samples_fit_
+        if K == 1:
+            L = np.linalg.cholesky(H)
+            L_inv = np.linalg.solve(L, np.eye(len(H)))
+            covariance = L_inv.T @ L_inv
+        else:
+            covariance = np.linalg.pinv(H, hermitian=True)
+        std_err = np.sqrt(np.clip(np.diag(covariance), 0.0, None)).reshape(K, p)
+        coef = (
+            np.hstack([self.coef_, self.intercept_[:, None]]) if self.fit_intercept else self.coef_
+        )
+        names = self.feature_names_in_ or [f"x{j}" for j in range(D)]
+        names = [*names, "intercept"] if self.fit_intercept else list(names)
+        normal = NormalDist()
+        z_crit = normal.inv_cdf(0.5 + confidence / 2.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = coef / std_err
+        p_value = np.vectorize(
+            lambda v: 2.0 * (1.0 - normal.cdf(abs(v))) if np.isfinite(v) else np.nan
+        )(z)
+        ci_low, ci_high = coef - z_crit * std_err, coef + z_crit * std_err
+        table = pd.DataFrame(
+            {
+                "coef": coef.ravel(),
+                "std_err": std_err.ravel(),
+                "z": z.ravel(),
+                "p_value": p_value.ravel(),
+                "ci_low": ci_low.ravel(),
+                "ci_high": ci_high.ravel(),
+                "odds_ratio": np.exp(coef).ravel(),
+                "or_ci_low": np.exp(ci_low).ravel(),
+                "or_ci_high": np.exp(ci_high).ravel(),
+            }
+        )
+        if K == 1:
+            table.index = pd.Index(names, name="feature")
+        else:
+            table.index = pd.MultiIndex.from_product(
+                [self.classes_.tolist(), names], names=["class", "feature"]
+            )
+        return table
+
+    # -- persistence ----------------------------------------------------------
+
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+        """Write ``path`` (.npz: weights) and ``path.with_suffix('.json')`` (everything else).
+
+        Neither format runs code when read. Both are written to temp files and renamed.
+        """
+        from logreg.io import atomic_path, write_json
+
+        self._check_fitted()
+        npz_path = Path(path)
+        arrays = {"coef": self.coef_, "intercept": self.intercept_}
+        if self._hessian is not None:
+            arrays["hessian"] = self._hessian
+        with atomic_path(npz_path) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, **arrays)
+        classes = self.classes_.tolist()
+        write_json(
+            npz_path.with_suffix(".json"),
+            {
+                "format": "logreg.LogisticRegression/1",
+                "params": self.get_params(),
+                "classes": classes,
+                "classes_dtype": self.classes_.dtype.str,
+                "n_features_in": self.n_features_in_,
+                "feature_names_in": self.feature_names_in_,
+                "n_samples_fit": self.n_samples_fit_,
+                "n_iter": self.n_iter_,
+                "stop_reason": self.stop_reason_,
+                "history": self.history_,
+                "metadata": metadata or {},
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> LogisticRegression:
+        """Read a model written by :meth:`save`, exactly as it was."""
+        npz_path = Path(path)
+        info = json.loads(npz_path.with_suffix(".json").read_text())
+        params = info["params"]
+        if isinstance(params.get("class_weight"), dict):
+            params["class_weight"] = _restore_class_keys(params["class_weight"], info)
+        model = cls(**params)
+        with np.load(npz_path, allow_pickle=False) as arrays:
+            model.coef_ = arrays["coef"]
+            model.intercept_ = arrays["intercept"]
+            model._hessian = arrays["hessian"] if "hessian" in arrays else None
+        model.classes_ = np.asarray(info["classes"], dtype=np.dtype(info["classes_dtype"]))
+        model.n_features_in_ = info["n_features_in"]
+        model.feature_names_in_ = info["feature_names_in"]
+        model.n_samples_fit_ = info["n_samples_fit"]
+        model.n_iter_ = info["n_iter"]
+        model.stop_reason_ = info["stop_reason"]
+        model.history_ = info["history"]
+        model.metadata_ = info["metadata"]
+        return model
+
+
+_CONSTRUCTOR_ARGS = (
+    "penalty",
+    "alpha",
+    "l1_ratio",
+    "solver",
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "momentum",
+    "epochs",
+    "tol",
+    "patience",
+    "max_time",
+    "class_weight",
+    "fit_intercept",
+    "dtype",
+    "seed",
+)
+
+
+def _restore_class_keys(weights: dict[str, float], info: dict[str, Any]) -> dict[Any, float]:
+    # JSON object keys are strings; map them back onto the fitted class labels.
+    classes = np.asarray(info["classes"], dtype=np.dtype(info["classes_dtype"])).tolist()
+    by_text = {str(c): c for c in classes}
+    return {by_text.get(k, k): v for k, v in weights.items()}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)

@@ -1,0 +1,216 @@
+"""The estimator's contract: shapes, labels, stopping criteria, persistence and bad input."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+from logreg import LogisticRegression
+from logreg.model import DivergenceError
+
+
+@pytest.fixture
+def binary_data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    logits = X @ np.array([1.5, -1.0, 0.5, 0.0]) - 0.5
+    y = np.where(rng.random(300) < 1 / (1 + np.exp(-logits)), "spam", "ham")
+    return X, y
+
+
+@pytest.fixture
+def iris():
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X, np.array(["setosa", "versicolor", "virginica"])[y]
+
+
+def test_shapes_and_class_order(binary_data, iris):
+    X, y = binary_data
+    model = LogisticRegression(epochs=20).fit(X, y)
+    assert model.coef_.shape == (1, 4) and model.intercept_.shape == (1,)
+    assert model.classes_.tolist() == ["ham", "spam"]
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # Column 1 is classes_[1]; predict picks the larger column.
+    np.testing.assert_array_equal(model.predict(X), np.where(proba[:, 1] > 0.5, "spam", "ham"))
+    assert model.decision_function(X).shape == (300,)
+
+    X3, y3 = iris
+    multi = LogisticRegression(epochs=20).fit(X3, y3)
+    assert multi.coef_.shape == (3, 4) and multi.intercept_.shape == (3,)
+    assert multi.predict_proba(X3).shape == (150, 3)
+    assert (multi.predict(X3) == y3).mean() > 0.9
+
+
+def test_history_records_every_epoch(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(epochs=7, tol=0.0).fit(
+        X[:200], y[:200], X_val=X[200:], y_val=y[200:]
+    )
+    assert [r["epoch"] for r in model.history_] == list(range(1, model.n_iter_ + 1))
+    for record in model.history_:
+        assert record["train_loss"] > 0 and record["val_loss"] > 0
+        assert record["learning_rate"] > 0 and record["elapsed"] >= 0
+    # The recorded training loss is the objective at the end of that epoch.
+    if model.stop_reason_ == "max_epochs":
+        assert model.history_[-1]["train_loss"] == pytest.approx(model.objective(X[:200], y[:200]))
+
+
+def test_stop_reason_max_epochs(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(epochs=3, tol=0.0).fit(X, y)
+    assert (model.stop_reason_, model.n_iter_) == ("max_epochs", 3)
+
+
+def test_stop_reason_converged(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(batch_size="full", lr_schedule="constant", tol=1e-4).fit(X, y)
+    assert model.stop_reason_ == "converged"
+    losses = [r["train_loss"] for r in model.history_]
+    assert abs(losses[-2] - losses[-1]) / losses[-1] < 1e-4
+
+
+def test_stop_reason_max_time(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(batch_size=1, epochs=100_000, tol=0.0, max_time=0.05).fit(X, y)
+    assert model.stop_reason_ == "max_time"
+    assert model.n_iter_ < 100_000
+
+
+def test_early_stopping_keeps_the_best_weights(binary_data):
+    X, y = binary_data
+    # Validation labels flipped: the better the fit, the worse the validation loss.
+    flipped = np.where(y[200:] == "spam", "ham", "spam")
+    model = LogisticRegression(patience=3, tol=0.0).fit(
+        X[:200], y[:200], X_val=X[200:], y_val=flipped
+    )
+    assert model.stop_reason_ == "early_stopping"
+    val_losses = [r["val_loss"] for r in model.history_]
+    best = int(np.argmin(val_losses))
+    assert model.n_iter_ == best + 1 + 3
+    restored = LogisticRegression(penalty="none")
+    restored.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+    assert restored.objective(X[200:], flipped) == pytest.approx(val_losses[best], rel=1e-9)
+
+
+def test_divergence_names_the_learning_rate(binary_data):
+    X, y = binary_data
+    with pytest.raises(DivergenceError, match=r"learning_rate=1e\+06"):
+        LogisticRegression(learning_rate=1e6, lr_schedule="constant").fit(X * 100, y)
+
+
+def test_same_seed_same_bits_and_other_seed_differs(binary_data):
+    X, y = binary_data
+    first = LogisticRegression(seed=3, epochs=5, tol=0.0).fit(X, y)
+    again = LogisticRegression(seed=3, epochs=5, tol=0.0).fit(X, y)
+    other = LogisticRegression(seed=4, epochs=5, tol=0.0).fit(X, y)
+    assert np.array_equal(first.coef_, again.coef_) and np.array_equal(
+        first.intercept_, again.intercept_
+    )
+    assert not np.array_equal(first.coef_, other.coef_)
+
+
+def test_float32_stays_float32_and_agrees(binary_data):
+    X, y = binary_data
+    single = LogisticRegression(dtype="float32", epochs=30, tol=0.0).fit(X, y)
+    double = LogisticRegression(dtype="float64", epochs=30, tol=0.0).fit(X, y)
+    assert single.coef_.dtype == np.float32 and single.intercept_.dtype == np.float32
+    np.testing.assert_allclose(single.coef_, double.coef_, atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "newton"])
+def test_save_load_round_trip_is_exact(tmp_path, binary_data, iris, solver):
+    for X, y in (binary_data, iris):
+        frame = pd.DataFrame(X, columns=[f"c{j}" for j in range(X.shape[1])])
+        model = LogisticRegression(solver=solver, epochs=10, class_weight={y[0]: 2.0}).fit(frame, y)
+        path = tmp_path / "model.npz"
+        model.save(path, metadata={"positive_class": str(y[0])})
+        loaded = LogisticRegression.load(path)
+        assert np.array_equal(loaded.coef_, model.coef_)
+        assert np.array_equal(loaded.intercept_, model.intercept_)
+        assert loaded.classes_.tolist() == model.classes_.tolist()
+        assert loaded.classes_.dtype == model.classes_.dtype
+        assert loaded.get_params() == model.get_params()
+        assert loaded.feature_names_in_ == list(frame.columns)
+        assert loaded.metadata_ == {"positive_class": str(y[0])}
+        np.testing.assert_array_equal(loaded.predict_proba(frame), model.predict_proba(frame))
+        if solver == "newton":
+            pd.testing.assert_frame_equal(loaded.summary(), model.summary())
+    # Nothing pickled: the arrays load with allow_pickle=False (as load() does).
+    with np.load(path, allow_pickle=False) as arrays:
+        assert set(arrays.files) >= {"coef", "intercept"}
+
+
+def test_newton_summary_multiclass_and_names(iris):
+    X, y = iris
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    table = LogisticRegression(solver="newton", alpha=1e-2).fit(frame, y).summary()
+    assert table.index.names == ["class", "feature"]
+    assert len(table) == 3 * 5
+    assert {
+        "coef",
+        "std_err",
+        "z",
+        "p_value",
+        "ci_low",
+        "ci_high",
+        "odds_ratio",
+        "or_ci_low",
+        "or_ci_high",
+    } <= set(table.columns)
+    assert (table["ci_low"] <= table["coef"]).all() and (table["coef"] <= table["ci_high"]).all()
+    np.testing.assert_allclose(table["odds_ratio"], np.exp(table["coef"]))
+
+
+def test_features_scaled_by_1e4_stay_finite(binary_data):
+    X, y = binary_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = LogisticRegression(solver="newton", alpha=1e-2).fit(X * 1e4, y)
+        proba = model.predict_proba(X * 1e4)
+        value = model.objective(X * 1e4, y)
+    assert np.isfinite(proba).all() and np.isfinite(value)
+
+
+def _fit(**kwargs):
+    X = kwargs.pop("X", np.zeros((4, 2)))
+    y = kwargs.pop("y", np.array([0, 1, 0, 1]))
+    return LogisticRegression(**kwargs).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"X": np.zeros((5, 2))}, "same length"),
+        ({"X": np.array([[0.0, np.nan]] * 4)}, "NaN or inf"),
+        ({"X": np.array([[0.0, np.inf]] * 4)}, "NaN or inf"),
+        ({"y": np.array([1, 1, 1, 1])}, "at least two"),
+        ({"penalty": "l3"}, "penalty='l3' is unknown"),
+        ({"solver": "lbfgs"}, "solver='lbfgs' is unknown"),
+        ({"class_weight": "auto"}, "class_weight='auto' is unknown"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"batch_size": -4}, "batch_size=-4"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0"),
+        ({"learning_rate": -1}, "learning_rate=-1"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"alpha": -0.1}, "alpha=-0.1"),
+        ({"l1_ratio": 1.5}, r"l1_ratio=1.5 must be in \[0, 1\]"),
+        ({"l1_ratio": -0.1}, r"l1_ratio=-0.1 must be in \[0, 1\]"),
+        ({"solver": "newton", "penalty": "l1"}, "solver='newton' cannot fit penalty='l1'"),
+        ({"solver": "newton", "penalty": "elasticnet"}, "cannot fit penalty='elasticnet'"),
+    ],
+)
+def test_bad_input_raises_a_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _fit(**kwargs)
+
+
+def test_wrong_feature_count_at_predict_time(binary_data):
+    X, y = binary_data
+    model = LogisticRegression(epochs=2).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 4"):
+        model.predict(X[:, :3])

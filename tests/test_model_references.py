@@ -1,0 +1,147 @@
+"""The estimator against independent references on real data: scikit-learn and statsmodels."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from logreg import LogisticRegression
+
+
+def _standardised(loader, columns=None):
+    X, y = loader(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    return (X if columns is None else X[:, columns]), y
+
+
+# Full breast_cancer and wine are linearly separable, so their unpenalised optimum is at
+# infinity; the unpenalised checks use feature subsets that are not separable.
+DATASETS = {
+    "breast_cancer": lambda: _standardised(load_breast_cancer),
+    "wine": lambda: _standardised(load_wine),
+    "breast_cancer_10": lambda: _standardised(load_breast_cancer, slice(0, 10)),
+    "wine_3": lambda: _standardised(load_wine, [0, 1, 2]),
+}
+
+
+def _sklearn_fit(X, y, alpha, **kwargs):
+    # scikit-learn >= 1.8 spells the penalty as l1_ratio, and "none" as C = inf.
+    C = 1.0 / (alpha * len(y)) if alpha > 0 else np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SklearnLogisticRegression(
+            l1_ratio=0.0, C=C, tol=1e-12, max_iter=100_000, **kwargs
+        ).fit(X, y)
+
+
+def _our_objective_at(model_like, X, y, template: LogisticRegression) -> float:
+    """Our objective J evaluated at another implementation's coefficients."""
+    probe = LogisticRegression(**template.get_params())
+    probe.classes_ = template.classes_
+    probe.n_features_in_ = template.n_features_in_
+    probe.feature_names_in_ = None
+    probe.coef_ = np.asarray(model_like.coef_, dtype=float)
+    probe.intercept_ = np.asarray(model_like.intercept_, dtype=float)
+    return probe.objective(X, y)
+
+
+@pytest.mark.parametrize(
+    "dataset, penalty, alpha",
+    [
+        ("breast_cancer", "l2", 1e-4),
+        ("breast_cancer", "l2", 1e-2),
+        ("wine", "l2", 1e-4),
+        ("wine", "l2", 1e-2),
+        ("breast_cancer_10", "none", 0.0),
+        ("wine_3", "none", 0.0),
+    ],
+)
+def test_newton_reaches_sklearn_optimum(dataset, penalty, alpha):
+    X, y = DATASETS[dataset]()
+    ours = LogisticRegression(penalty=penalty, alpha=alpha, solver="newton").fit(X, y)
+    theirs = _sklearn_fit(X, y, alpha)
+    ours_value = ours.objective(X, y)
+    theirs_value = _our_objective_at(theirs, X, y, ours)
+    assert ours.stop_reason_ == "newton_converged"
+    assert ours_value <= theirs_value * (1 + 1e-8)
+    assert abs(ours_value - theirs_value) <= 1e-8 * theirs_value
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "wine"])
+def test_sgd_defaults_reach_the_optimum(dataset):
+    X, y = DATASETS[dataset]()
+    alpha = 1.0 / len(y)  # scikit-learn's default strength, C = 1
+    optimum = LogisticRegression(alpha=alpha, solver="newton").fit(X, y).objective(X, y)
+    sgd = LogisticRegression(alpha=alpha).fit(X, y)
+    assert (sgd.objective(X, y) - optimum) / optimum < 1e-3
+
+
+def test_balanced_class_weight_reaches_sklearn_balanced_optimum():
+    X, y = DATASETS["breast_cancer"]()
+    alpha = 1e-2
+    ours = LogisticRegression(alpha=alpha, solver="newton", class_weight="balanced").fit(X, y)
+    theirs = _sklearn_fit(X, y, alpha, class_weight="balanced")
+    assert abs(
+        ours.objective(X, y) - _our_objective_at(theirs, X, y, ours)
+    ) <= 1e-8 * ours.objective(X, y)
+    sgd = LogisticRegression(alpha=alpha, class_weight="balanced").fit(X, y)
+    assert (sgd.objective(X, y) - ours.objective(X, y)) / ours.objective(X, y) < 1e-3
+    # "balanced" is n/(K·count(c)): the same fit as passing those weights per row.
+    counts = np.bincount(y)
+    by_row = LogisticRegression(alpha=alpha, solver="newton").fit(
+        X, y, sample_weight=len(y) / (2 * counts[y])
+    )
+    np.testing.assert_allclose(by_row.coef_, ours.coef_, rtol=1e-10)
+
+
+def test_standard_errors_match_statsmodels():
+    X, y = DATASETS["breast_cancer_10"]()
+    names = [f"f{j}" for j in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=names)
+    ours = LogisticRegression(penalty="none", solver="newton").fit(frame, y).summary()
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-12)
+    # statsmodels puts the constant first; our table puts the intercept last.
+    order = [*range(1, X.shape[1] + 1), 0]
+    assert list(ours.index) == [*names, "intercept"]
+    np.testing.assert_allclose(ours["coef"], reference.params[order], rtol=1e-6)
+    np.testing.assert_allclose(ours["std_err"], reference.bse[order], rtol=1e-4)
+    np.testing.assert_allclose(ours["p_value"], reference.pvalues[order], rtol=1e-4)
+    intervals = reference.conf_int()[order]
+    np.testing.assert_allclose(ours["ci_low"], intervals[:, 0], rtol=1e-4)
+    np.testing.assert_allclose(ours["ci_high"], intervals[:, 1], rtol=1e-4)
+    np.testing.assert_allclose(ours["odds_ratio"], np.exp(reference.params[order]), rtol=1e-6)
+
+
+def test_objective_is_the_negative_mean_log_likelihood():
+    """Cross-entropy = −log-likelihood / n: the link between the loss and maximum likelihood."""
+    X, y = DATASETS["breast_cancer_10"]()
+    ours = LogisticRegression(penalty="none", solver="newton").fit(X, y)
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-12)
+    assert ours.objective(X, y) == pytest.approx(-reference.llf / len(y), rel=1e-10)
+
+
+def test_l1_sgd_finds_sagas_zero_pattern():
+    rng = np.random.default_rng(1)
+    n, d = 2000, 30
+    X = rng.standard_normal((n, d))
+    true_coef = np.zeros(d)
+    true_coef[:5] = [2.0, -1.5, 1.0, -1.0, 0.8]
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X @ true_coef - 1)))).astype(int)
+    alpha = 0.03
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        saga = SklearnLogisticRegression(
+            l1_ratio=1.0, solver="saga", C=1 / (alpha * n), tol=1e-10, max_iter=20_000
+        ).fit(X, y)
+    for batch_size in (32, 256):
+        ours = LogisticRegression(penalty="l1", alpha=alpha, batch_size=batch_size).fit(X, y)
+        np.testing.assert_array_equal(ours.coef_ != 0, saga.coef_ != 0)
+        reference_value = _our_objective_at(saga, X, y, ours)
+        assert (ours.objective(X, y) - reference_value) / reference_value < 1e-3
