@@ -1,7 +1,8 @@
 """User-facing errors: one clear line and a non-zero exit, a traceback only on request.
 
 Stage entry points wrap their ``main`` with :func:`cli`. Anything raised as
-:class:`UserError` (or a ``ValueError`` from input validation) is printed as one line
+:class:`UserError` (or a ``ValueError`` from input validation, or a diverged fit's
+``FloatingPointError``) is printed as one line
 naming the file, column or key at fault. Set ``LOGREG_DEBUG=1`` or
 ``HYDRA_FULL_ERROR=1`` to see the traceback instead.
 """
@@ -34,11 +35,19 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return main(*args, **kwargs)
-        except (UserError, ValueError, FileNotFoundError) as exc:
+        except (UserError, ValueError, FileNotFoundError, ArithmeticError) as exc:
             if debug_enabled():
                 raise
-            prog = getattr(main, "__module__", "logreg")
-            print(f"error: {prog}: {exc}", file=sys.stderr)
+            print(f"error: {_program_name(main)}: {exc}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
 
     return wrapper
+
+
+def _program_name(main: Callable[..., Any]) -> str:
+    # Under `python -m logreg.stages.train` the module is __main__; its spec has the real name.
+    module = getattr(main, "__module__", "logreg")
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else "logreg"
+    return module
