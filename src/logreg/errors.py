@@ -38,7 +38,8 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
         except (UserError, ValueError, FileNotFoundError, ArithmeticError) as exc:
             if debug_enabled():
                 raise
-            print(f"error: {_program_name(main)}: {exc}", file=sys.stderr)
+            hint = "" if isinstance(exc, UserError) else " (LOGREG_DEBUG=1 shows the traceback)"
+            print(f"error: {_program_name(main)}: {exc}{hint}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
 
     return wrapper

@@ -1,0 +1,289 @@
+"""Preprocessing learned on the train split only, saved as plain JSON, applied to any table.
+
+:func:`fit` learns, from the train split alone, everything a transform needs:
+
+- the kind of each input column: numbers stay numbers; strings, categories and
+  booleans-as-text are categorical and one-hot encoded against the categories seen in
+  train (the first, in sorted order, is the reference level and gets no column, so the
+  design matrix is not collinear with the intercept; unseen categories encode as all
+  zeros, like the reference);
+- missing values (``missing``): ``impute`` fills numbers with the train median and
+  categories with the train mode; ``drop`` removes every row with a gap, in any split;
+- standardisation with the train mean and population std (ddof=0, as scikit-learn's
+  ``StandardScaler``); output columns that are constant in train are dropped with a warning.
+
+:func:`transform` applies it; :meth:`Preprocessing.to_json` / :meth:`Preprocessing.from_json`
+store it without pickle, so prediction on new data applies the same transform.
+:func:`check_columns` rejects data no transform can fix: a feature with no values, infinite
+values, or a column that looks numeric but holds a few non-numeric values (named with
+an example value and its row, rather than one-hot encoded into hundreds of columns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logreg.errors import UserError
+from logreg.frames import RESERVED, TARGET
+from logreg.io import write_text
+
+MISSING = ("impute", "drop")
+NUMERIC_SHARE = 0.9  # a text column where at least this share parses as numbers "looks numeric"
+FORMAT = "logreg.preprocess/1"
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+
+
+@dataclass
+class Column:
+    """One input column: its kind, its fill value and (categorical) its train categories."""
+
+    name: str
+    kind: str
+    fill: float | str
+    categories: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Feature:
+    """One output column: ``(encoded value - mean) / std``."""
+
+    name: str
+    mean: float
+    std: float
+
+
+@dataclass
+class Preprocessing:
+    """A fitted transform: input columns, output features and the columns dropped as constant.
+
+    ``positive_class`` (binary problems) is the minority class of the train split, recorded
+    by the prepare stage so every later stage agrees on it whatever the rebalancing.
+    """
+
+    missing: str
+    columns: list[Column]
+    features: list[Feature]
+    dropped_constant: list[str] = field(default_factory=list)
+    positive_class: Any = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Preprocessing:
+        if payload.get("format") != FORMAT:
+            raise UserError(
+                f"preprocessing: expected format '{FORMAT}', got {payload.get('format')!r}"
+            )
+        return cls(
+            missing=payload["missing"],
+            columns=[Column(**c) for c in payload["columns"]],
+            features=[Feature(**f) for f in payload["features"]],
+            dropped_constant=list(payload.get("dropped_constant", [])),
+            positive_class=payload.get("positive_class"),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessing:
+        return cls.from_dict(json.loads(text))
+
+
+def write_preprocessing(path: str | os.PathLike[str], prep: Preprocessing) -> None:
+    write_text(path, prep.to_json())
+
+
+def read_preprocessing(path: str | os.PathLike[str]) -> Preprocessing:
+    file = Path(path)
+    try:
+        return Preprocessing.from_json(file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{file}: file not found (run the prepare stage first)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{file}: not a preprocessing file ({exc})") from None
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in RESERVED]
+
+
+def check_columns(frame: pd.DataFrame, where: str = "the data") -> dict[str, str]:
+    """Each feature column's kind (numeric or categorical); a UserError for unusable columns."""
+    kinds = {}
+    for name in feature_columns(frame):
+        values = frame[name]
+        if values.isna().all():
+            raise UserError(
+                f"column '{name}': all values are missing in {where}; drop it (data.drop)"
+            )
+        kinds[name] = _column_kind(name, values)
+        if kinds[name] == NUMERIC:
+            infinite = np.isinf(_typed(values, NUMERIC).to_numpy(dtype=np.float64))
+            if infinite.any():
+                row = row_name(frame.index, int(np.argmax(infinite)))
+                raise UserError(f"column '{name}': infinite value at {row}")
+    return kinds
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+
+
+def _column_kind(name: str, values: pd.Series) -> str:
+    if _is_numeric(values):
+        return NUMERIC
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return CATEGORICAL
+    if not (pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)):
+        raise UserError(f"column '{name}': unsupported type {values.dtype}; drop it (data.drop)")
+    present = values.notna().to_numpy()
+    numeric = pd.to_numeric(values.astype("string").str.strip(), errors="coerce").notna()
+    share = float(numeric.to_numpy()[present].mean())
+    if share == 1.0:
+        return NUMERIC
+    if share >= NUMERIC_SHARE:
+        bad = present & ~numeric.to_numpy()
+        position = int(np.argmax(bad))
+        raise UserError(
+            f"column '{name}' looks numeric ({share:.1%} of values are numbers) but has "
+            f"{int(bad.sum())} non-numeric values, e.g. {values.iloc[position]!r} at "
+            f"{row_name(values.index, position)}; fix them or leave them empty to mark them missing"
+        )
+    return CATEGORICAL
+
+
+def row_name(index: pd.Index, position: int) -> str:
+    """Name a row for a message: 1-based, header excluded, from the original row number."""
+    label = index[position]
+    if isinstance(label, (int, np.integer)):
+        return f"row {int(label) + 1} (1-based, header excluded)"
+    return f"row {label!r}"
+
+
+def fit(train: pd.DataFrame, missing: str = "impute") -> Preprocessing:
+    """Learn the transform from the train split (``target``/``sample_weight`` are ignored)."""
+    if missing not in MISSING:
+        raise UserError(
+            f"prepare.missing: unknown value '{missing}'; choose one of {list(MISSING)}"
+        )
+    kinds = check_columns(train, where="the train split")
+    if not kinds:
+        raise UserError("no feature columns besides the target")
+    columns = []
+    for name, kind in kinds.items():
+        values = _typed(train[name], kind)
+        if kind == NUMERIC:
+            columns.append(Column(name, kind, float(values.median())))
+        else:
+            categories = sorted(values.dropna().unique().tolist())
+            columns.append(Column(name, kind, str(values.mode().iloc[0]), categories))
+    encoded, _ = _encode(columns, train, missing)
+    if encoded.empty:
+        raise UserError("prepare.missing=drop: every train row has a missing value")
+    matrix = encoded.to_numpy(dtype=np.float64)
+    is_constant = (matrix == matrix[:1]).all(axis=0)
+    constant = [str(c) for c in encoded.columns[is_constant]]
+    constant += [c.name for c in columns if c.kind == CATEGORICAL and len(c.categories) == 1]
+    if constant:
+        warnings.warn(
+            f"dropping {len(constant)} column(s) constant in the train split: {constant}",
+            stacklevel=2,
+        )
+    if is_constant.all():
+        raise UserError("every feature is constant in the train split; nothing to learn from")
+    matrix = matrix[:, ~is_constant]
+    mean, std = matrix.mean(axis=0), matrix.std(axis=0)
+    names = encoded.columns[~is_constant]
+    features = [
+        Feature(str(name), float(m), float(s)) for name, m, s in zip(names, mean, std, strict=True)
+    ]
+    return Preprocessing(missing, columns, features, constant)
+
+
+def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
+    """Standardised float features in ``prep.feature_names`` order, plus ``target`` if present.
+
+    With ``missing="drop"`` rows with a gap are removed; the index of the rows kept is preserved.
+    """
+    absent = [c.name for c in prep.columns if c.name not in frame.columns]
+    if absent:
+        raise UserError(f"missing column(s) {absent} that the preprocessing was fitted on")
+    encoded, keep = _encode(prep.columns, frame, prep.missing)
+    names = prep.feature_names
+    mean = np.array([f.mean for f in prep.features])
+    std = np.array([f.std for f in prep.features])
+    values = (
+        encoded.reindex(columns=names, fill_value=0.0).to_numpy(dtype=np.float64) - mean
+    ) / std
+    out = pd.DataFrame(values, columns=names, index=encoded.index, copy=False)
+    if TARGET in frame.columns:
+        out[TARGET] = frame[TARGET].array[keep]  # positional, keeps the dtype
+    return out
+
+
+def _typed(values: pd.Series, kind: str) -> pd.Series:
+    if kind == NUMERIC:
+        if _is_numeric(values):
+            return values.astype(np.float64)
+        parsed = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+        bad = parsed.isna() & values.notna()
+        if bad.any():
+            position = int(np.argmax(bad.to_numpy()))
+            raise UserError(
+                f"column '{values.name}': non-numeric value {values.iloc[position]!r} at "
+                f"{row_name(values.index, position)}"
+            )
+        return parsed.astype(np.float64)
+    return (
+        values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
+    )
+
+
+def _encode(
+    columns: list[Column], frame: pd.DataFrame, missing: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Numbers as float, categories one-hot (no column for the reference level), gaps handled.
+
+    Returns the encoded rows (with their original index) and the boolean mask of the
+    rows of ``frame`` they come from (all True unless ``missing="drop"``).
+    """
+    typed = {c.name: _typed(frame[c.name], c.kind) for c in columns}
+    if missing == "drop":
+        gaps = np.zeros(len(frame), dtype=bool)
+        for values in typed.values():
+            gaps |= values.isna().to_numpy()
+        keep = ~gaps
+        typed = {name: values[keep] for name, values in typed.items()}
+        index = frame.index[keep]
+    else:
+        typed = {c.name: typed[c.name].fillna(c.fill) for c in columns}
+        keep = np.ones(len(frame), dtype=bool)
+        index = frame.index
+    parts: dict[str, np.ndarray] = {}
+    for column in columns:
+        values = typed[column.name]
+        if column.kind == NUMERIC:
+            parts[column.name] = values.to_numpy(dtype=np.float64)
+            continue
+        for category in column.categories[1:]:
+            name = f"{column.name}={category}"
+            if name in parts:
+                raise UserError(
+                    f"column '{column.name}': one-hot column '{name}' clashes with another"
+                )
+            parts[name] = (values == category).to_numpy(dtype=np.float64)
+    return pd.DataFrame(parts, index=index), keep

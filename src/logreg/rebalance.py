@@ -1,0 +1,188 @@
+"""Rebalancing the training split: resample with imbalanced-learn, or weight the rows.
+
+:func:`rebalance` applies one strategy from :data:`STRATEGIES` and always returns the
+features, ``target`` and a ``sample_weight`` column (ones unless the strategy weights),
+so training has a single code path. Validation and test splits are never rebalanced.
+
+``ratio`` is the target minority/majority ratio, in (0, 1]. The per-class sizes are
+computed here and handed to imbalanced-learn as a ``sampling_strategy`` dict, the same
+rule for binary and multiclass problems (n_max = largest class, n_min = smallest):
+
+- ``oversample`` / ``smote``: every class grows to at least ``ceil(ratio · n_max)`` rows;
+- ``undersample``: every class shrinks to at most ``floor(n_min / ratio)`` rows;
+- ``class_weight``: no resampling; row weight ``n / (K · n_c)`` for a row of class c
+  (so every class carries the same total weight; ``ratio`` is not used);
+- ``none``: the table as it is, weights one.
+
+Classes already within the ratio are left alone. SMOTE's ``k_neighbors`` is clipped to
+(smallest class to grow) - 1, with a warning; a class of fewer than 2 rows cannot be
+interpolated and is a UserError.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from imblearn.over_sampling import SMOTE, RandomOverSampler
+from imblearn.under_sampling import RandomUnderSampler
+
+from logreg.errors import UserError
+from logreg.frames import TARGET, WEIGHT
+
+_EPS = 1e-9  # keeps ratio·n from rounding the wrong way, e.g. 0.3·100 = 30.000000000000004
+
+Resampled = tuple[pd.DataFrame, pd.Series, np.ndarray]
+
+
+def class_counts(y: Any) -> dict[str, int]:
+    """Rows per class, keyed by the label as text, in label order (for reports)."""
+    counts = pd.Series(np.asarray(y)).value_counts().sort_index()
+    return {str(label): int(n) for label, n in counts.items()}
+
+
+def plain(label: Any) -> Any:
+    """A NumPy scalar label as its Python value, so messages read 1 rather than np.int64(1)."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def over_targets(counts: dict[Any, int], ratio: float) -> dict[Any, int]:
+    """Class sizes after over-sampling: at least ``ceil(ratio · n_max)`` rows per class."""
+    goal = math.ceil(ratio * max(counts.values()) - _EPS)
+    return {label: max(n, goal) for label, n in counts.items()}
+
+
+def under_targets(counts: dict[Any, int], ratio: float) -> dict[Any, int]:
+    """Class sizes after under-sampling: at most ``floor(n_min / ratio)`` rows per class."""
+    cap = math.floor(min(counts.values()) / ratio + _EPS)
+    return {label: min(n, cap) for label, n in counts.items()}
+
+
+def _counts(y: pd.Series) -> dict[Any, int]:
+    return {label: int(n) for label, n in y.value_counts().sort_index().items()}
+
+
+def _none(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int) -> Resampled:
+    return X, y, np.ones(len(y))
+
+
+def _undersample(
+    X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int
+) -> Resampled:
+    sampler = RandomUnderSampler(
+        sampling_strategy=under_targets(_counts(y), ratio), random_state=seed
+    )
+    X_new, y_new = sampler.fit_resample(X, y)
+    return X_new, y_new, np.ones(len(y_new))
+
+
+def _oversample(
+    X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int
+) -> Resampled:
+    sampler = RandomOverSampler(
+        sampling_strategy=over_targets(_counts(y), ratio), random_state=seed
+    )
+    X_new, y_new = sampler.fit_resample(X, y)
+    return X_new, y_new, np.ones(len(y_new))
+
+
+def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int) -> Resampled:
+    counts = _counts(y)
+    targets = over_targets(counts, ratio)
+    growing = {label: counts[label] for label in counts if targets[label] > counts[label]}
+    if not growing:
+        return X, y, np.ones(len(y))
+    label, smallest = min(growing.items(), key=lambda item: item[1])
+    label = plain(label)
+    if smallest < 2:
+        raise UserError(
+            f"rebalance.strategy=smote: class {label!r} has {smallest} row in the train split; "
+            "SMOTE needs at least 2 to interpolate (use oversample, or more data)"
+        )
+    k = min(k_neighbors, smallest - 1)
+    if k < k_neighbors:
+        warnings.warn(
+            f"rebalance.k_neighbors={k_neighbors} clipped to {k}: "
+            f"class {label!r} has {smallest} rows",
+            stacklevel=3,
+        )
+    sampler = SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed)
+    X_new, y_new = sampler.fit_resample(X, y)
+    return X_new, y_new, np.ones(len(y_new))
+
+
+def _class_weight(
+    X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int
+) -> Resampled:
+    counts = y.map(y.value_counts()).to_numpy(dtype=np.float64)
+    n_classes = y.nunique()
+    return X, y, len(y) / (n_classes * counts)
+
+
+STRATEGIES: dict[str, Callable[[pd.DataFrame, pd.Series, float, int, int], Resampled]] = {
+    "none": _none,
+    "undersample": _undersample,
+    "oversample": _oversample,
+    "smote": _smote,
+    "class_weight": _class_weight,
+}
+
+
+def check_options(strategy: str, ratio: float, k_neighbors: int, seed: int) -> None:
+    """A UserError naming the ``rebalance`` key for any bad option."""
+    if strategy not in STRATEGIES:
+        raise UserError(
+            f"rebalance.strategy: unknown strategy '{strategy}'; choose one of {list(STRATEGIES)}"
+        )
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+        raise UserError(
+            f"rebalance.ratio: {ratio!r} must be a number in (0, 1] (minority/majority)"
+        )
+    if isinstance(k_neighbors, bool) or not isinstance(k_neighbors, int) or k_neighbors < 1:
+        raise UserError(f"rebalance.k_neighbors: {k_neighbors!r} must be an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"rebalance.seed: {seed!r} must be an integer >= 0")
+
+
+def rebalance(
+    frame: pd.DataFrame,
+    strategy: str = "none",
+    ratio: float = 1.0,
+    k_neighbors: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The rebalanced table: features, ``target`` and ``sample_weight``, with a fresh index."""
+    check_options(strategy, ratio, k_neighbors, seed)
+    if TARGET not in frame.columns:
+        raise UserError(f"the train split has no '{TARGET}' column")
+    if WEIGHT in frame.columns:
+        raise UserError(f"the train split already has a '{WEIGHT}' column; rebalance it only once")
+    if frame[TARGET].nunique() < 2:
+        raise UserError("the train split holds a single class; there is nothing to rebalance")
+    X, y = frame.drop(columns=TARGET), frame[TARGET]
+    X_new, y_new, weights = STRATEGIES[strategy](X, y, ratio, k_neighbors, seed)
+    out = pd.DataFrame(X_new).reset_index(drop=True)
+    out[TARGET] = pd.Series(y_new).reset_index(drop=True)
+    out[WEIGHT] = np.asarray(weights, dtype=np.float64)
+    return out
+
+
+def report(
+    before: pd.DataFrame, after: pd.DataFrame, strategy: str, ratio: float
+) -> dict[str, Any]:
+    """Class counts before and after, and the total weight per class after (for the report)."""
+    weighted = after.groupby(TARGET, sort=True)[WEIGHT].sum()
+    return {
+        "strategy": strategy,
+        "ratio": ratio,
+        "before": {"rows": len(before), "classes": class_counts(before[TARGET])},
+        "after": {
+            "rows": len(after),
+            "classes": class_counts(after[TARGET]),
+            "weight": {str(label): float(w) for label, w in weighted.items()},
+        },
+    }

@@ -1,0 +1,65 @@
+"""Stage ``rebalance``: resample or weight the training split only.
+
+Run it as DVC does::
+
+    python -m logreg.stages.rebalance --params params.yaml \\
+        --train data/prepared/train.parquet --out data/rebalanced/train.parquet \\
+        --report reports/rebalance.json
+
+Reads the ``rebalance`` section of ``params.yaml`` (strategy, ratio, k_neighbors, seed;
+see :mod:`logreg.rebalance`). Writes the rebalanced table, always with a
+``sample_weight`` column, and class counts before and after to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from logreg import rebalance as rb
+from logreg.config import load_params, section
+from logreg.errors import UserError, cli
+from logreg.frames import read_table, write_table
+from logreg.io import write_json
+
+OPTIONS = ("strategy", "ratio", "k_neighbors", "seed")
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``rebalance`` section, checked: known keys, valid values."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"rebalance: unknown key(s) {unknown}; known keys are {list(OPTIONS)}")
+    absent = [key for key in OPTIONS if key not in options]
+    if absent:
+        raise UserError(f"rebalance: missing key(s) {absent}")
+    rb.check_options(**options)
+    return options
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logreg.stages.rebalance", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--params", required=True, help="composed params.yaml")
+    parser.add_argument("--train", required=True, help="prepared train split (Parquet)")
+    parser.add_argument("--out", required=True, help="rebalanced train split (Parquet)")
+    parser.add_argument("--report", required=True, help="JSON report: class counts before/after")
+    return parser
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    options = check_options(section(load_params(args.params), "rebalance", args.params))
+    train = read_table(args.train)
+    try:
+        balanced = rb.rebalance(train, **options)
+    except UserError as exc:
+        raise UserError(f"{args.train}: {exc}") from None
+    write_table(balanced, args.out)
+    write_json(args.report, rb.report(train, balanced, options["strategy"], options["ratio"]))
+
+
+if __name__ == "__main__":
+    main()
