@@ -1,0 +1,297 @@
+"""Evaluate stage: judge the trained model on the untouched test split.
+
+    python -m logreg.stages.evaluate --params params.yaml --model-dir models \\
+        --train data/prepared/train.parquet --val data/prepared/val.parquet \\
+        --test data/prepared/test.parquet --reports-dir reports \\
+        [--rebalanced data/rebalanced/train.parquet]
+
+Binary problems score the minority class of the prepared training split as positive.
+Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``, ``model``),
+``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
+``figures/``, and logs all of it to the MLflow run that train started (``run.json``),
+with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalanced``
+(with its sample weights) when given, else on ``--train``. Reads only the ``mlflow``
+section of the params (and ``data.name`` as a label): the model carries its own
+hyperparameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logreg import LogisticRegression, plots
+from logreg.config import load_params, section
+from logreg.errors import UserError, cli
+from logreg.frames import TARGET, Split, read_table, to_split
+from logreg.io import atomic_path, write_json
+from logreg.metrics import (
+    baseline_sklearn,
+    confusion,
+    evaluate_scores,
+    majority_accuracy,
+    minority_class,
+    positive_scores,
+    thresholded_metrics,
+    tune_threshold,
+)
+from logreg.tracking import file_sha256, open_tracker, read_run_id
+
+MODEL_FILE = "model.npz"
+RUN_FILE = "run.json"
+
+
+def evaluate_model(
+    model: LogisticRegression,
+    splits: dict[str, Split],
+    positive: Any = None,
+    baseline_train: Split | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
+
+    Binary: test and val at threshold 0.5, plus ``threshold_tuned`` (the F1-maximising
+    threshold on val, applied to both). ``baseline`` compares scikit-learn (fitted on
+    ``baseline_train``, default ``splits["train"]``) and the majority-class rule.
+    """
+    classes = model.classes_
+    binary = len(classes) == 2
+    if binary and positive is None:
+        positive = minority_class(splits["train"].y)
+    val, test = splits["val"], splits["test"]
+    proba_val, proba_test = model.predict_proba(val.X), model.predict_proba(test.X)
+    out: dict[str, dict[str, Any]] = {
+        "test": evaluate_scores(test.y, proba_test, classes, positive),
+        "val": evaluate_scores(val.y, proba_val, classes, positive),
+    }
+    del out["val"]["per_class"]  # the per-class report belongs to the final, test judgement
+    if binary:
+        threshold, _ = tune_threshold(
+            val.y == positive, positive_scores(proba_val, classes, positive)
+        )
+        for name, split, proba in (("val", val, proba_val), ("test", test, proba_test)):
+            predicted = positive_scores(proba, classes, positive) >= threshold
+            out[name]["threshold_tuned"] = {
+                "threshold": threshold,
+                **thresholded_metrics(split.y == positive, predicted),
+            }
+    fit_on = baseline_train or splits["train"]
+    out["baseline"] = {
+        **baseline_sklearn(
+            fit_on.X,
+            fit_on.y,
+            fit_on.sample_weight,
+            test.X,
+            test.y,
+            model,
+            positive,
+            seed=int(getattr(model, "seed", 0) or 0),
+        ),
+        "majority_accuracy": majority_accuracy(splits["train"].y, test.y),
+    }
+    history = model.history_ or [{}]
+    val_losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
+    out["model"] = {
+        "epochs": int(model.n_iter_),
+        "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
+        "train_loss": history[-1].get("train_loss"),
+        "best_val_loss": min(val_losses) if val_losses else None,
+    }
+    return _finite(out)
+
+
+def coefficient_table(model: LogisticRegression) -> pd.DataFrame:
+    """feature, coefficient, odds_ratio, rank (1 = largest |coef|), is_zero; CIs for Newton fits.
+
+    Multiclass tables have one row per (class, feature) and rank within each class.
+    """
+    names = list(model.feature_names_in_ or [f"x{j}" for j in range(model.coef_.shape[1])])
+    classes = model.classes_
+    binary = model.coef_.shape[0] == 1
+    frames = []
+    for k, row in enumerate(model.coef_):
+        frame = pd.DataFrame({"feature": names, "coefficient": row, "odds_ratio": np.exp(row)})
+        frame["rank"] = frame["coefficient"].abs().rank(ascending=False, method="first")
+        frame["rank"] = frame["rank"].astype(int)
+        frame["is_zero"] = frame["coefficient"] == 0.0
+        if not binary:
+            frame.insert(0, "class", classes[k])
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    summary = _summary(model)
+    if summary is not None:
+        keys = ["feature"] if binary else ["class", "feature"]
+        extra = summary.reset_index()[
+            [*keys, "std_err", "z", "p_value", "ci_low", "ci_high", "or_ci_low", "or_ci_high"]
+        ]
+        table = table.merge(extra, on=keys, how="left")
+    return table.sort_values([*([] if binary else ["class"]), "rank"], kind="stable")
+
+
+def write_reports(
+    model: LogisticRegression,
+    splits: dict[str, Split],
+    metrics: dict[str, dict[str, Any]],
+    reports_dir: str | Path,
+    positive: Any = None,
+) -> dict[str, list[Path]]:
+    """metrics.json, coefficients.csv, plot data and figures; the written paths by folder."""
+    reports = Path(reports_dir)
+    test = splits["test"]
+    classes = model.classes_
+    proba = model.predict_proba(test.X)
+    if len(classes) == 2:
+        y_bin = test.y == positive
+        scores = positive_scores(proba, classes, positive)
+        negative = classes[classes != positive][0]
+        threshold = metrics["test"]["threshold_tuned"]["threshold"]
+        predicted = np.where(scores >= 0.5, positive, negative)
+        predicted_tuned = np.where(scores >= threshold, positive, negative)
+    else:  # one-vs-rest, micro-averaged: every (row, class) pair is one binary decision
+        y_bin = (test.y[:, None] == classes[None, :]).ravel()
+        scores = proba.ravel()
+        threshold = None
+        predicted = predicted_tuned = classes[np.argmax(proba, axis=1)]
+
+    written: dict[str, list[Path]] = {"reports": [], "plots": [], "figures": []}
+    write_json(reports / "metrics.json", metrics)
+    table = coefficient_table(model)
+    with atomic_path(reports / "coefficients.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    written["reports"] += [reports / "metrics.json", reports / "coefficients.csv"]
+
+    data_files = {
+        "pr.csv": lambda p: plots.write_pr_points(y_bin, scores, p),
+        "roc.csv": lambda p: plots.write_roc_points(y_bin, scores, p),
+        "confusion.csv": lambda p: plots.write_confusion_rows(test.y, predicted, p),
+        "confusion_tuned.csv": lambda p: plots.write_confusion_rows(test.y, predicted_tuned, p),
+    }
+    figures = {
+        "loss_curves.png": lambda p: plots.loss_curves(model.history_, p),
+        "pr_curve.png": lambda p: plots.pr_curve(y_bin, scores, p, threshold),
+        "roc_curve.png": lambda p: plots.roc_curve(y_bin, scores, p),
+        "confusion_matrix.png": lambda p: plots.confusion_matrix(
+            confusion(test.y, predicted, classes), classes.tolist(), p
+        ),
+        "coefficients.png": lambda p: plots.coefficient_chart(table, p),
+        "calibration.png": lambda p: plots.calibration_curve(y_bin, scores, p),
+    }
+    for folder, makers in (("plots", data_files), ("figures", figures)):
+        for name, make in makers.items():
+            path = reports / folder / name
+            make(path)
+            written[folder].append(path)
+    return written
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="logreg.stages.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--params", default="params.yaml", help="composed params file")
+    parser.add_argument("--model-dir", required=True, help="folder with model.npz/json, run.json")
+    parser.add_argument("--train", required=True, help="prepared training split (Parquet)")
+    parser.add_argument("--val", required=True, help="prepared validation split (Parquet)")
+    parser.add_argument("--test", required=True, help="prepared test split (Parquet)")
+    parser.add_argument("--reports-dir", required=True, help="folder for metrics, plots, figures")
+    parser.add_argument(
+        "--rebalanced", default=None, help="rebalanced training split for the sklearn baseline"
+    )
+    return parser.parse_args(argv)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_params(args.params)
+    tracker = open_tracker(section(cfg, "mlflow"))
+
+    model_dir = Path(args.model_dir)
+    model_path = model_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: file not found (run the train stage first)")
+    model = LogisticRegression.load(model_path)
+    test_frame = read_table(args.test)
+    splits = {
+        "train": to_split(read_table(args.train), source=args.train),
+        "val": to_split(read_table(args.val), source=args.val),
+        "test": to_split(test_frame, source=args.test),
+    }
+    names = list(model.feature_names_in_ or [])
+    for name, split in splits.items():
+        if names and split.feature_names != names:
+            raise UserError(f"{name} split: its feature columns differ from the model's")
+    rebalanced = to_split(read_table(args.rebalanced), args.rebalanced) if args.rebalanced else None
+    if rebalanced is None:
+        print(
+            "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
+            "without the rebalancing, so its objective is not comparable to ours",
+            file=sys.stderr,
+        )
+    positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
+
+    run_id = read_run_id(model_dir / RUN_FILE)
+    resume = tracker.run_exists(run_id)
+    if run_id and not resume and tracker.uri:
+        print(
+            f"warning: MLflow run {run_id} from {model_dir / RUN_FILE} is not in {tracker.uri}; "
+            "logging evaluation to a new run",
+            file=sys.stderr,
+        )
+    with tracker.run(run_id=run_id if resume else None, run_name="evaluate"):
+        metrics = evaluate_model(model, splits, positive, rebalanced)
+        written = write_reports(model, splits, metrics, args.reports_dir, positive)
+        tuned = metrics["test"].get("threshold_tuned", {})
+        print(
+            f"evaluate: test f1={metrics['test'].get('f1', metrics['test'].get('f1_macro')):.4f}"
+            + (f" (tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f})" if tuned else "")
+            + f", baseline f1={metrics['baseline']['f1']:.4f}",
+            file=sys.stderr,
+        )
+
+        tracker.log_metrics({**metrics, "n_nonzero_coef": metrics["model"]["n_nonzero_coef"]})
+        tracker.set_tags(
+            {
+                "positive_class": positive,
+                "dataset.test_sha256": file_sha256(args.test),
+            }
+        )
+        dataset = (cfg.get("data") or {}).get("name") or "data"
+        tracker.log_dataset(
+            test_frame, source=args.test, name=f"{dataset}/test", context="test", targets=TARGET
+        )
+        for folder, files in written.items():
+            for path in files:
+                tracker.log_artifact(path, folder)
+        tracker.log_model(
+            model_path,
+            input_example=pd.DataFrame(splits["test"].X[:5], columns=splits["test"].feature_names),
+            positive=positive,
+            threshold=float(tuned.get("threshold", 0.5)),
+        )
+
+
+def _summary(model: LogisticRegression) -> pd.DataFrame | None:
+    """Newton fits carry standard errors; other solvers (and singular Hessians) do not."""
+    try:
+        return model.summary()
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+
+
+def _finite(tree: Any) -> Any:
+    """NaN and inf become None: JSON has no NaN, and DVC should show a blank, not 'NaN'."""
+    if isinstance(tree, dict):
+        return {k: _finite(v) for k, v in tree.items()}
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Train stage: fit logreg.LogisticRegression on the rebalanced training split.
+
+    python -m logreg.stages.train --params params.yaml \\
+        --train data/rebalanced/train.parquet --val data/prepared/val.parquet \\
+        --preprocess data/prepared/preprocess.json --model-dir models --history reports/history.csv
+
+Reads the ``model``, ``train`` and ``mlflow`` sections (the other sections are only
+logged to MLflow, for the record). Validation data drives early stopping. Writes
+``<model-dir>/model.npz`` + ``model.json`` (weights; feature names, preprocessing, class
+labels and positive class as metadata), ``<model-dir>/run.json`` (the MLflow run that
+evaluate resumes) and the per-epoch history CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from logreg import LogisticRegression
+from logreg.config import load_params, section
+from logreg.errors import UserError, cli
+from logreg.frames import TARGET, Split, read_table, to_split
+from logreg.io import read_json
+from logreg.metrics import minority_class
+from logreg.plots import write_history
+from logreg.tracking import file_sha256, git_info, open_tracker, project_root, write_run_file
+
+MODEL_KEYS = ("penalty", "alpha", "l1_ratio", "solver", "fit_intercept")
+TRAIN_KEYS = (
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "momentum",
+    "epochs",
+    "tol",
+    "patience",
+    "max_time",
+    "dtype",
+    "seed",
+)
+
+
+def estimator_params(model_params: dict[str, Any], train_params: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from the ``model`` and ``train`` sections; unknown keys are errors."""
+    kwargs: dict[str, Any] = {}
+    for name, values, known in (
+        ("model", model_params, MODEL_KEYS),
+        ("train", train_params, TRAIN_KEYS),
+    ):
+        for key, value in values.items():
+            if key not in known:
+                raise UserError(
+                    f"params: {name}.{key} is not a known key (expected one of {known})"
+                )
+            kwargs[key] = value
+    if isinstance(kwargs.get("batch_size"), str) and kwargs["batch_size"] != "full":
+        raise UserError(
+            f"params: train.batch_size={kwargs['batch_size']!r}: use an integer or 'full'"
+        )
+    return kwargs
+
+
+def fit_model(
+    train_split: Split,
+    val_split: Split | None,
+    model_params: dict[str, Any],
+    train_params: dict[str, Any],
+    callback: Any = None,
+) -> LogisticRegression:
+    """Fit on the (rebalanced, weighted) training split; validation drives early stopping."""
+    model = LogisticRegression(**estimator_params(model_params, train_params))
+    X = pd.DataFrame(train_split.X, columns=train_split.feature_names)
+    fit_kwargs: dict[str, Any] = {"sample_weight": train_split.sample_weight}
+    if val_split is not None:
+        if val_split.feature_names != train_split.feature_names:
+            raise UserError("val split: its feature columns differ from the training split's")
+        fit_kwargs |= {
+            "X_val": pd.DataFrame(val_split.X, columns=val_split.feature_names),
+            "y_val": val_split.y,
+        }
+    if callback is not None and fit_accepts_callback():
+        fit_kwargs["callback"] = callback
+    return model.fit(X, train_split.y, **fit_kwargs)
+
+
+def model_metadata(
+    model: LogisticRegression, preprocess: dict[str, Any], positive: Any
+) -> dict[str, Any]:
+    """What a reader of the saved model needs besides the weights."""
+    return {
+        "feature_names": list(model.feature_names_in_ or []),
+        "classes": model.classes_.tolist(),
+        "positive_class": positive,
+        "preprocess": preprocess,
+    }
+
+
+def positive_class(preprocess: dict[str, Any], y_train: np.ndarray) -> Any:
+    """The positive class: prepare's record of the minority class, else the minority here."""
+    for key in ("positive_class", "positive"):
+        if preprocess.get(key) is not None:
+            return preprocess[key]
+    return minority_class(y_train)
+
+
+def fit_accepts_callback() -> bool:
+    return "callback" in inspect.signature(LogisticRegression.fit).parameters
+
+
+class _Progress:
+    """A tqdm bar per epoch on a terminal (when ``fit`` accepts a callback); silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = None
+        if sys.stderr.isatty() and fit_accepts_callback():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="train", unit="epoch", file=sys.stderr)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        postfix = {"loss": f"{record['train_loss']:.4g}"}
+        if record.get("val_loss") is not None:
+            postfix["val_loss"] = f"{record['val_loss']:.4g}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_line(model: LogisticRegression, seconds: float) -> str:
+    last = model.history_[-1] if model.history_ else {}
+    val = last.get("val_loss")
+    return (
+        f"train: {model.n_iter_} epochs in {seconds:.2f} s, stop={model.stop_reason_}, "
+        f"loss={last.get('train_loss', float('nan')):.5g}"
+        + (f", val_loss={val:.5g}" if val is not None else "")
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="logreg.stages.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="composed params file")
+    parser.add_argument("--train", required=True, help="rebalanced training split (Parquet)")
+    parser.add_argument("--val", required=True, help="prepared validation split (Parquet)")
+    parser.add_argument("--preprocess", required=True, help="preprocess.json from prepare")
+    parser.add_argument("--model-dir", required=True, help="folder for model.npz/json, run.json")
+    parser.add_argument("--history", required=True, help="per-epoch history CSV")
+    return parser.parse_args(argv)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = load_params(args.params)
+    model_params, train_params = section(cfg, "model"), section(cfg, "train")
+    tracker = open_tracker(section(cfg, "mlflow"))
+
+    train_frame, val_frame = read_table(args.train), read_table(args.val)
+    train_split = to_split(train_frame, source=args.train)
+    val_split = to_split(val_frame, source=args.val)
+    preprocess_file = Path(args.preprocess)
+    if not preprocess_file.is_file():
+        raise UserError(f"{preprocess_file}: file not found (run the prepare stage first)")
+    preprocess = read_json(preprocess_file)
+    dataset = _dataset_name(cfg, args.train)
+    model_dir = Path(args.model_dir)
+
+    with tracker.run(run_name=_run_name(model_params, train_params, cfg)):
+        tracker.log_params(OmegaConf.to_container(cfg, resolve=True))
+        tracker.set_tags(
+            {
+                **git_info(project_root()),
+                "dataset.name": dataset,
+                "dataset.sha256": file_sha256(args.train),
+                "dataset.val_sha256": file_sha256(args.val),
+                "rebalance.strategy": _get(cfg, "rebalance", "strategy"),
+                "model.solver": model_params.get("solver"),
+            }
+        )
+        tracker.log_dataset(
+            train_frame, source=args.train, name=f"{dataset}/train", context="train", targets=TARGET
+        )
+        tracker.log_dataset(
+            val_frame, source=args.val, name=f"{dataset}/val", context="validation", targets=TARGET
+        )
+
+        progress = _Progress(int(train_params.get("epochs", 0) or 0))
+        start_ms, started = int(time.time() * 1000), time.perf_counter()
+        try:
+            model = fit_model(train_split, val_split, model_params, train_params, callback=progress)
+        finally:
+            progress.close()
+        seconds = time.perf_counter() - started
+        print(summary_line(model, seconds), file=sys.stderr)
+
+        positive = positive_class(preprocess, train_split.y) if len(model.classes_) == 2 else None
+        model.save(model_dir / "model.npz", metadata=model_metadata(model, preprocess, positive))
+        write_history(model.history_, args.history)
+
+        tracker.log_history(model.history_, start_ms)
+        tracker.log_metrics(
+            {
+                "train/epochs": model.n_iter_,
+                "train/time_s": seconds,
+                "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
+            }
+        )
+        tracker.set_tags({"train.stop_reason": model.stop_reason_})
+        tracker.log_artifact(args.history, "reports")
+        write_run_file(model_dir / "run.json", tracker.run_id, tracker)
+
+
+def _get(cfg: Any, *keys: str) -> Any:
+    node = cfg
+    for key in keys:
+        if node is None or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _dataset_name(cfg: Any, fallback: str) -> str:
+    return str(_get(cfg, "data", "name") or Path(fallback).parent.name)
+
+
+def _run_name(model_params: dict[str, Any], train_params: dict[str, Any], cfg: Any) -> str:
+    parts = [
+        str(_get(cfg, "data", "name") or "data"),
+        str(model_params.get("penalty", "")),
+        f"bs{train_params.get('batch_size', '')}",
+        str(_get(cfg, "rebalance", "strategy") or ""),
+    ]
+    return "-".join(p for p in parts if p)
+
+
+if __name__ == "__main__":
+    main()

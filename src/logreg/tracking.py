@@ -1,0 +1,567 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+One MLflow run spans a pipeline run: the train stage starts it and writes its id to
+``models/run.json``; the evaluate stage resumes it. :meth:`MlflowTracker.run` ends the
+run FINISHED on success, FAILED on an exception and KILLED on Ctrl-C or SIGTERM, so no
+run is left RUNNING. With ``mlflow.enabled: false`` every call is a no-op
+(:class:`NullTracker`).
+
+The store is ``mlflow.tracking_uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
+``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``;
+the project root is ``$DVC_ROOT`` (set by DVC for stage commands) or the working
+directory. (A queued DVC experiment runs in a temporary copy whose ``$DVC_ROOT`` is that
+copy: point ``MLFLOW_TRACKING_URI`` at the real store there.) Nothing happens at
+import: mlflow is imported on first use, after telemetry has been switched off.
+
+The logged model is a pyfunc whose ``loader_module`` is this module: its weights load
+from the npz/json pair written by :meth:`logreg.LogisticRegression.save`, nothing is
+pickled. Serve it offline with
+``mlflow models serve -m runs:/<run id>/model --env-manager local``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logreg.errors import UserError
+
+REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
+METRICS_PER_BATCH = 1000  # MLflow's log_batch limit for metrics
+PARAMS_PER_BATCH = 100  # ... and for params and tags
+MODEL_NAME = "model"  # the pyfunc model's name inside the run
+MODEL_FILE = "model.npz"
+SERVING_FILE = "serving.json"  # positive class and decision threshold of the served model
+
+
+# ----------------------------------------------------------------------------- store
+
+
+def project_root() -> Path:
+    """``$DVC_ROOT`` when DVC runs the stage, else the working directory; absolute."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def resolve_tracking_uri(configured: str | None = None, root: Path | None = None) -> str:
+    """Config value, else ``$MLFLOW_TRACKING_URI``, else the sqlite file in the project root.
+
+    A relative sqlite or file path is made absolute against the project root, so the
+    store does not depend on the working directory of the stage.
+    """
+    root = (root or project_root()).resolve()
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        return f"sqlite:///{root / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = uri.removeprefix("sqlite:///")
+        return uri if path == ":memory:" else f"sqlite:///{root / path}"
+    if "://" not in uri and not uri.startswith(("databricks", "file:")):
+        return (root / uri).resolve().as_uri()  # a bare directory: the file store
+    return uri
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_reachable(uri: str, timeout: float = REACHABLE_TIMEOUT) -> None:
+    """Fail fast with a clear :class:`UserError` when an http(s) server does not answer."""
+    if not is_remote(uri):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # the server answered, even if it has no /health page
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"mlflow.tracking_uri: the tracking server {uri} did not answer within "
+            f"{timeout:g} s ({reason}); start it, point mlflow.tracking_uri or "
+            "MLFLOW_TRACKING_URI at a running one, or use mlflow=off"
+        ) from None
+
+
+def _mlflow() -> Any:
+    """Import mlflow with telemetry off (it starts its telemetry client on import)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
+
+
+def _retry(fn: Any, attempts: int = 6, first_wait: float = 0.2) -> Any:
+    """Call ``fn`` again on sqlite's transient 'database is locked', with backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(first_wait * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def ensure_experiment(uri: str, name: str, root: Path) -> str:
+    """Get or create the experiment; local stores get ``<root>/mlartifacts`` as artifact root.
+
+    The artifact location is fixed when an experiment is created, so it is made absolute
+    here, once. A remote server chooses its own (e.g. proxied ``mlflow-artifacts:``).
+    """
+    _mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    location = None if is_remote(uri) else (root / "mlartifacts").as_uri()
+
+    def get_or_create() -> str:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=location)
+            except MlflowException:
+                experiment = client.get_experiment_by_name(name)  # another process won the race
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            raise UserError(
+                f"mlflow.experiment_name: experiment '{name}' is deleted in {uri}; restore it "
+                "(mlflow experiments restore) or choose another name"
+            )
+        return experiment.experiment_id
+
+    return str(_retry(get_or_create))
+
+
+def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
+    """A tracker for the ``mlflow`` config section: :class:`NullTracker` when disabled."""
+    if not cfg.get("enabled", True):
+        return NullTracker()
+    root = (root or project_root()).resolve()
+    uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
+    name = cfg.get("experiment_name") or "logreg"
+    check_reachable(uri)
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(uri)
+    return MlflowTracker(uri, ensure_experiment(uri, str(name), root), root)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """``{"train": {"batch_size": 16}}`` -> ``{"train.batch_size": 16}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat |= flatten(value, name, sep)
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_key(name: str) -> str:
+    """A valid MLflow key: letters, digits, ``_ - . / space``; anything else becomes ``_``."""
+    return re.sub(r"[^\w\-. /]", "_", name)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_info(root: Path) -> dict[str, str]:
+    """Commit and dirty flag of the repository at ``root``; empty outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return {}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    sha = commit.stdout.strip()
+    info = {"git.commit": sha, "mlflow.source.git.commit": sha}
+    if status.returncode == 0:
+        info["git.dirty"] = str(bool(status.stdout.strip())).lower()
+    return info
+
+
+def write_run_file(path: str | os.PathLike[str], run_id: str | None, tracker: Tracker) -> None:
+    """``models/run.json``: how evaluate finds the run that train started."""
+    from logreg.io import write_json
+
+    write_json(
+        path,
+        {"run_id": run_id, "experiment_id": tracker.experiment_id, "tracking_uri": tracker.uri},
+    )
+
+
+def read_run_id(path: str | os.PathLike[str]) -> str | None:
+    file = Path(path)
+    if not file.is_file():
+        return None
+    try:
+        run_id = json.loads(file.read_text()).get("run_id")
+    except (ValueError, AttributeError):
+        raise UserError(f"{file}: not a run file written by the train stage") from None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+# ----------------------------------------------------------------------------- trackers
+
+
+class NullTracker:
+    """Tracking switched off: every call does nothing."""
+
+    uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[NullTracker]:
+        yield self
+
+    def run_exists(self, run_id: str | None) -> bool:
+        return False
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
+    def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None: ...
+    def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None: ...
+    def log_dict(self, payload: Any, name: str) -> None: ...
+    def log_dataset(self, frame: pd.DataFrame, **kwargs: Any) -> None: ...
+    def log_model(self, model_path: str | os.PathLike[str], **kwargs: Any) -> None: ...
+
+
+class MlflowTracker:
+    """One experiment in one store; :meth:`run` opens (or resumes) the active run."""
+
+    def __init__(self, uri: str, experiment_id: str, root: Path) -> None:
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.root = root
+        self.run_id: str | None = None
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def run_exists(self, run_id: str | None) -> bool:
+        if not run_id:
+            return False
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # RESOURCE_DOES_NOT_EXIST, or a malformed id
+            return False
+        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[MlflowTracker]:
+        """Start a run (or resume ``run_id``); it ends FINISHED, FAILED or KILLED, never RUNNING.
+
+        ``parent_run_id`` makes the new run a child (a sweep's job under the sweep's run).
+        """
+        mlflow = _mlflow()
+        active = _retry(
+            lambda: mlflow.start_run(
+                run_id=run_id,
+                experiment_id=None if run_id else self.experiment_id,
+                run_name=None if run_id else run_name,
+                nested=parent_run_id is not None,
+                parent_run_id=parent_run_id,
+            )
+        )
+        outer, self.run_id = self.run_id, active.info.run_id
+        status = "FAILED"
+        try:
+            with _sigterm_raises():
+                yield self
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except SystemExit as exc:
+            status = "FINISHED" if exc.code in (0, None) else "FAILED"
+            raise
+        finally:
+            try:
+                _retry(lambda: mlflow.end_run(status))
+            except Exception as exc:  # never hide the error that got us here
+                print(f"warning: could not end MLflow run {self.run_id}: {exc}", file=sys.stderr)
+            if outer is not None and parent_run_id is not None:
+                self.run_id = outer  # back to logging into the parent
+
+    # -- logging ---------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Flattened params, in batches; values already logged with the same value are skipped."""
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        items = [
+            Param(key, _param_value(value))
+            for key, value in flatten(params).items()
+            if key not in existing
+        ]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, str(value)) for key, value in tags.items() if value is not None]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, tags=chunk))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Nested keys join with ``/`` (``test/threshold_tuned/f1``); non-numbers are dropped."""
+        now = _now_ms()
+        flat = flatten(metrics, sep="/")
+        self._send(
+            (metric_key(key), float(value), now, step or 0)
+            for key, value in flat.items()
+            if _is_number(value)
+        )
+
+    def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None:
+        """Per-epoch ``train/loss``, ``val/loss``, ``train/lr`` as step metrics, in batches.
+
+        Timestamps are the fit's start plus each epoch's elapsed time, so the MLflow UI
+        can plot the curves against wall-clock time as well as against epochs.
+        """
+        names = {"train_loss": "train/loss", "val_loss": "val/loss", "learning_rate": "train/lr"}
+
+        def rows() -> Iterator[tuple[str, float, int, int]]:
+            for record in history:
+                step = int(record["epoch"])
+                stamp = start_ms + round(1000 * float(record.get("elapsed") or 0.0))
+                for field, key in names.items():
+                    if _is_number(record.get(field)):
+                        yield key, float(record[field]), stamp, step
+
+        self._send(rows())
+
+    def _send(self, rows: Iterable[tuple[str, float, int, int]]) -> None:
+        from mlflow.entities import Metric
+
+        metrics = [Metric(key, value, stamp, step) for key, value, stamp, step in rows]
+        for chunk in _chunks(metrics, METRICS_PER_BATCH):
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
+
+    def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None:
+        _retry(lambda: self.client.log_artifact(self.run_id, str(path), folder))
+
+    def log_dict(self, payload: Any, name: str) -> None:
+        self.client.log_dict(self.run_id, payload, name)
+
+    def log_dataset(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str | os.PathLike[str],
+        name: str,
+        context: str,
+        targets: str | None = None,
+    ) -> None:
+        """The table as an MLflow dataset input of this run (schema, digest, source path)."""
+        mlflow = _mlflow()
+        from mlflow.data.pandas_dataset import from_pandas
+
+        with warnings.catch_warnings():
+            # mlflow registers two identical local-file sources and warns about its own tie.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            dataset = from_pandas(
+                frame, source=str(Path(source).resolve()), name=name, targets=targets
+            )
+        _retry(lambda: mlflow.log_input(dataset, context=context))
+
+    def log_model(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        input_example: pd.DataFrame,
+        positive: Any = None,
+        threshold: float = 0.5,
+    ) -> None:
+        """Log the saved model as a pyfunc; its weights are the npz/json files, not a pickle.
+
+        The served model takes rows of prepared (standardised) features by name and
+        returns ``proba_<class>`` columns equal to ``predict_proba`` and a ``label``
+        column (binary: ``P(positive) >= threshold``).
+        """
+        _mlflow()
+        from mlflow.models import infer_signature
+        from mlflow.pyfunc import log_model
+
+        model_path = Path(model_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "logreg"
+            data.mkdir()
+            shutil.copy2(model_path, data / MODEL_FILE)
+            shutil.copy2(
+                model_path.with_suffix(".json"), data / Path(MODEL_FILE).with_suffix(".json")
+            )
+            serving = {"positive_class": _plain(positive), "threshold": float(threshold)}
+            (data / SERVING_FILE).write_text(json.dumps(serving, indent=2) + "\n")
+            served = _load_pyfunc(str(data))
+            output = served.predict(input_example)
+            log_model(
+                name=MODEL_NAME,
+                loader_module=__name__,
+                data_path=str(data),
+                signature=infer_signature(input_example, output),
+                input_example=input_example,
+                pip_requirements=_requirements(),
+            )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("mlflow", "numpy", "pandas"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM (e.g. ``dvc queue kill``) into KeyboardInterrupt so the run ends KILLED."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and not (isinstance(value, float | np.floating) and math.isnan(value))
+    )
+
+
+def _param_value(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+# ----------------------------------------------------------------------------- pyfunc
+
+
+class ServedModel:
+    """What ``mlflow.pyfunc.load_model`` returns for a logged logreg model."""
+
+    def __init__(self, model: Any, positive: Any = None, threshold: float = 0.5) -> None:
+        self.model = model
+        self.positive = positive
+        self.threshold = threshold
+        names = model.feature_names_in_
+        self.feature_names = list(names) if names else None
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        if self.feature_names is not None:
+            missing = [c for c in self.feature_names if c not in frame.columns]
+            if missing:
+                raise ValueError(f"input is missing feature columns: {missing[:5]}")
+            frame = frame[self.feature_names]
+        proba = self.model.predict_proba(frame.to_numpy(dtype=np.float64))
+        classes = self.model.classes_
+        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes], index=frame.index)
+        if len(classes) == 2 and self.positive is not None:
+            pos = int(np.flatnonzero(classes == self.positive)[0])
+            labels = np.where(proba[:, pos] >= self.threshold, classes[pos], classes[1 - pos])
+        else:
+            labels = classes[np.argmax(proba, axis=1)]
+        out.insert(0, "label", labels)
+        return out
+
+
+def _load_pyfunc(data_path: str, model_config: Any = None) -> ServedModel:
+    """MLflow's ``loader_module`` hook: rebuild the model from npz/json, no pickle."""
+    from logreg import LogisticRegression
+
+    folder = Path(data_path)
+    model = LogisticRegression.load(folder / MODEL_FILE)
+    serving_file = folder / SERVING_FILE
+    serving = json.loads(serving_file.read_text()) if serving_file.is_file() else {}
+    positive = serving.get("positive_class")
+    if positive is not None:
+        positive = np.asarray([positive]).astype(model.classes_.dtype)[0]
+    return ServedModel(model, positive, float(serving.get("threshold", 0.5)))
+
+
+Tracker = NullTracker | MlflowTracker

@@ -1,0 +1,365 @@
+"""MLflow tracking against an sqlite store in tmp_path, and against a real ``mlflow server``.
+
+Nothing reaches the network: the stores are files in tmp_path, the servers listen on
+127.0.0.1, and telemetry is off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from logreg import LogisticRegression
+from logreg.errors import UserError
+from logreg.tracking import (
+    MlflowTracker,
+    NullTracker,
+    flatten,
+    git_info,
+    open_tracker,
+    read_run_id,
+    resolve_tracking_uri,
+    write_run_file,
+)
+
+EPOCHS = 6
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A tiny model fitted for EPOCHS epochs, saved as npz/json, with its feature frame."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(120, 3)), columns=["f_a", "f_b", "f_c"])
+    y = np.where(X["f_a"] - X["f_b"] + rng.normal(size=120) > 1.0, "Yes", "No")
+    model = LogisticRegression(batch_size=16, epochs=EPOCHS, patience=None, tol=0.0)
+    model.fit(X, y)
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    model.save(path, metadata={"positive_class": "Yes"})
+    return model, path, X
+
+
+def mlflow_cfg(uri: str | None, enabled: bool = True) -> dict:
+    return {"enabled": enabled, "tracking_uri": uri, "experiment_name": "tests"}
+
+
+def train_then_evaluate(tracker: MlflowTracker, fitted, tmp_path: Path) -> str:
+    """What the two stages do: start a run in 'train', resume it in 'evaluate'."""
+    model, path, X = fitted
+    with tracker.run(run_name="tiny") as active:
+        active.log_params({"train": {"batch_size": 16}, "model": {"penalty": "l2"}})
+        active.log_history(model.history_, start_ms=int(time.time() * 1000))
+        active.log_metrics({"n_nonzero_coef": int(np.count_nonzero(model.coef_))})
+        active.set_tags({"dataset.name": "tiny", "rebalance.strategy": "none"})
+        active.log_dataset(
+            X.assign(target="No"), source=path, name="tiny/train", context="train", targets="target"
+        )
+    run_id = tracker.run_id
+    write_run_file(tmp_path / "run.json", run_id, tracker)
+
+    resumed = read_run_id(tmp_path / "run.json")
+    assert resumed == run_id
+    coefficients = tmp_path / "coefficients.csv"
+    pd.DataFrame({"feature": X.columns, "coefficient": model.coef_[0]}).to_csv(coefficients)
+    with tracker.run(run_id=resumed) as active:
+        active.log_metrics({"test": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3}})
+        active.log_artifact(coefficients, "reports")
+        active.log_model(path, input_example=X.head(3), positive="Yes", threshold=0.4)
+    return run_id
+
+
+def test_resolve_tracking_uri_prefers_config_then_env_then_root_sqlite(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert resolve_tracking_uri(None, tmp_path) == "http://127.0.0.1:5999"
+    assert resolve_tracking_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    # Relative paths land in the project root, not in a DVC experiment's temporary copy.
+    assert resolve_tracking_uri("sqlite:///rel.db", tmp_path) == f"sqlite:///{tmp_path}/rel.db"
+    assert resolve_tracking_uri("mlruns", tmp_path) == (tmp_path / "mlruns").as_uri()
+
+
+def test_project_root_comes_from_dvc_root(env):
+    tracker = open_tracker(mlflow_cfg(None))
+    assert tracker.uri == f"sqlite:///{env}/mlflow.db"
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == (env / "mlartifacts").as_uri()
+
+
+def test_flatten_joins_nested_keys():
+    assert flatten({"train": {"batch_size": 16, "x": {"y": None}}, "a": 1}) == {
+        "train.batch_size": 16,
+        "train.x.y": None,
+        "a": 1,
+    }
+    assert flatten({"test": {"f1": 0.5}}, sep="/") == {"test/f1": 0.5}
+
+
+def test_a_run_spanning_train_and_evaluate_is_finished_and_complete(env, fitted):
+    import mlflow
+
+    model, _, X = fitted
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    run_id = train_then_evaluate(tracker, fitted, env)
+
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.batch_size"] == "16"
+    assert run.data.params["model.penalty"] == "l2"
+    steps = tracker.client.get_metric_history(run_id, "train/loss")
+    assert sorted(m.step for m in steps) == list(range(1, EPOCHS + 1))
+    assert len(tracker.client.get_metric_history(run_id, "train/lr")) == EPOCHS
+    for key in ("test/precision", "test/recall", "test/f1", "n_nonzero_coef"):
+        assert key in run.data.metrics
+    assert run.data.tags["dataset.name"] == "tiny"
+    assert run.inputs.dataset_inputs[0].dataset.name == "tiny/train"
+    artifacts = [a.path for a in tracker.client.list_artifacts(run_id, "reports")]
+    assert "reports/coefficients.csv" in artifacts
+
+    # The logged pyfunc reproduces predict_proba exactly, with columns in any order.
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    out = loaded.predict(X[["f_c", "f_a", "f_b"]])
+    assert np.array_equal(out[["proba_No", "proba_Yes"]].to_numpy(), model.predict_proba(X))
+    proba_yes = model.predict_proba(X)[:, 1]
+    assert (out["label"] == np.where(proba_yes >= 0.4, "Yes", "No")).all()
+    # Weights come from npz/json: no pickle anywhere in the logged model.
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(env)))
+    files = {p.name for p in local.rglob("*") if p.is_file()}
+    assert {"model.npz", "model.json", "MLmodel"} <= files
+    assert not any(name.endswith((".pkl", ".pickle", ".cloudpickle")) for name in files)
+    assert "loader_module: logreg.tracking" in (local / "MLmodel").read_text()
+
+
+def test_a_failing_block_marks_the_run_failed(env):
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    with pytest.raises(ZeroDivisionError), tracker.run(run_name="boom"):
+        1 / 0  # noqa: B018
+    assert tracker.client.get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_interrupts_and_sigterm_mark_the_run_killed(env):
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    with pytest.raises(KeyboardInterrupt), tracker.run(run_name="ctrl-c"):
+        raise KeyboardInterrupt
+    assert tracker.client.get_run(tracker.run_id).info.status == "KILLED"
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be installed in the main thread")
+    with pytest.raises(KeyboardInterrupt), tracker.run(run_name="sigterm"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert tracker.client.get_run(tracker.run_id).info.status == "KILLED"
+
+
+def test_child_runs_name_their_parent(env):
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    with tracker.run(run_name="sweep"):
+        parent = tracker.run_id
+        with tracker.run(run_name="job", parent_run_id=parent):
+            child = tracker.run_id
+        assert tracker.run_id == parent
+    assert tracker.client.get_run(child).data.tags["mlflow.parentRunId"] == parent
+    assert tracker.client.get_run(child).info.status == "FINISHED"
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+
+
+def test_long_histories_are_sent_in_chunks(env):
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": None, "learning_rate": 0.1, "elapsed": e}
+        for e in range(1, 1201)
+    ]
+    calls = []
+    with tracker.run():
+        original = tracker.client.log_batch
+
+        def spy(*args, **kwargs):
+            calls.append(len(kwargs["metrics"]))
+            return original(*args, **kwargs)
+
+        tracker.client.log_batch = spy
+        tracker.log_history(history, start_ms=0)
+    assert calls == [1000, 1000, 400]
+    assert len(tracker.client.get_metric_history(tracker.run_id, "train/loss")) == 1200
+
+
+def test_disabled_tracking_is_a_no_op(env, fitted):
+    tracker = open_tracker(mlflow_cfg(None, enabled=False))
+    assert isinstance(tracker, NullTracker)
+    with tracker.run() as active:
+        active.log_params({"a": 1})
+        active.log_model(fitted[1], input_example=fitted[2])
+    write_run_file(env / "run.json", tracker.run_id, tracker)
+    assert read_run_id(env / "run.json") is None
+    assert not (env / "mlflow.db").exists()
+
+
+def test_an_unreachable_server_fails_fast_with_a_clear_error(env):
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not answer"):
+        open_tracker(mlflow_cfg(f"http://127.0.0.1:{free_port()}"))
+    assert time.monotonic() - start < 10
+
+
+def test_git_info_reads_the_commit_and_tolerates_no_repository(tmp_path):
+    assert git_info(tmp_path) == {}
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    info = git_info(tmp_path)
+    assert info["git.commit"] == sha.strip()
+    assert info["git.dirty"] == "false"
+
+
+# ----------------------------------------------------------------------------- real servers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    # The server runs in its own session; end that group (uvicorn workers included).
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def mlflow_cli() -> str:
+    return str(Path(sys.executable).with_name("mlflow"))
+
+
+def server_env() -> dict[str, str]:
+    # The venv's bin first: `mlflow models serve` execs `uvicorn` from PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            mlflow_cli(),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=server_env(),
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        log.close()
+
+
+@pytest.mark.slow
+def test_against_a_real_mlflow_server(env, fitted, mlflow_server, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)  # the env var route
+    tracker = open_tracker(mlflow_cfg(None))
+    assert tracker.uri == mlflow_server
+    run_id = train_then_evaluate(tracker, fitted, env)
+
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.batch_size"] == "16"
+    assert len(tracker.client.get_metric_history(run_id, "train/loss")) >= EPOCHS
+    assert {"test/precision", "test/recall", "test/f1"} <= set(run.data.metrics)
+    artifacts = [a.path for a in tracker.client.list_artifacts(run_id, "reports")]
+    assert "reports/coefficients.csv" in artifacts
+    model, _, X = fitted
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert np.array_equal(
+        loaded.predict(X)[["proba_No", "proba_Yes"]].to_numpy(), model.predict_proba(X)
+    )
+
+
+@pytest.mark.slow
+def test_models_serve_scores_json_rows_offline(env, fitted):
+    import mlflow
+
+    model, _, X = fitted
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    run_id = train_then_evaluate(tracker, fitted, env)
+    local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(env / "m"))
+    port = free_port()
+    serve = ["models", "serve", "-m", local, "--env-manager", "local", "-w", "1"]
+    proc = subprocess.Popen(
+        [mlflow_cli(), *serve, "-h", "127.0.0.1", "-p", str(port)],
+        stdout=(env / "serve.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=server_env(),
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ping", proc)
+        body = json.dumps({"dataframe_records": X.head(4).to_dict(orient="records")}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            predictions = json.loads(response.read())["predictions"]
+    finally:
+        stop(proc)
+    served = np.array([[row["proba_No"], row["proba_Yes"]] for row in predictions])
+    np.testing.assert_allclose(served, model.predict_proba(X.head(4)), rtol=1e-12)

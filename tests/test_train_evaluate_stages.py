@@ -1,0 +1,253 @@
+"""The train and evaluate stages on tiny prepared splits in tmp_path, run in-process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from logreg import LogisticRegression
+from logreg.frames import TARGET, WEIGHT, read_split, write_table
+from logreg.stages import evaluate, train
+
+FEATURES = ["x1", "x2", "x3"]
+EPOCHS = 8
+
+
+def make_split(n: int, rng: np.random.Generator, classes=("No", "Yes")) -> pd.DataFrame:
+    """Standardised features and an imbalanced target (about 20 % of the last class)."""
+    X = rng.normal(size=(n, len(FEATURES)))
+    logit = X @ np.array([1.5, -1.0, 0.0]) - 1.5
+    if len(classes) == 2:
+        y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), classes[1], classes[0])
+    else:
+        y = np.asarray(classes)[np.digitize(logit + rng.logistic(size=n), [-2.5, 0.0])]
+    frame = pd.DataFrame(X, columns=FEATURES)
+    frame[TARGET] = y
+    return frame
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with prepared and rebalanced splits, preprocess.json and params."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_data(root, classes=("No", "Yes")) -> None:
+    rng = np.random.default_rng(0)
+    train_frame = make_split(300, rng, classes)
+    write_table(train_frame, root / "data/prepared/train.parquet")
+    write_table(make_split(150, rng, classes), root / "data/prepared/val.parquet")
+    write_table(make_split(150, rng, classes), root / "data/prepared/test.parquet")
+    rebalanced = train_frame.copy()
+    rebalanced[WEIGHT] = np.where(rebalanced[TARGET] == classes[-1], 3.0, 1.0)
+    write_table(rebalanced, root / "data/rebalanced/train.parquet")
+    (root / "data/prepared/preprocess.json").write_text(json.dumps({"columns": FEATURES}))
+
+
+def write_params(root, mlflow: bool = False, **model) -> None:
+    params = {
+        "data": {"name": "tiny"},
+        "rebalance": {"strategy": "class_weight"},
+        "model": {
+            "penalty": "l2",
+            "alpha": 1e-3,
+            "l1_ratio": 0.5,
+            "solver": "sgd",
+            "fit_intercept": True,
+            **model,
+        },
+        "train": {
+            "batch_size": 32,
+            "learning_rate": 0.1,
+            "lr_schedule": "invscaling",
+            "momentum": 0.0,
+            "epochs": EPOCHS,
+            "tol": 0.0,
+            "patience": None,
+            "max_time": None,
+            "dtype": "float64",
+            "seed": 0,
+        },
+        "mlflow": {"enabled": mlflow, "tracking_uri": None, "experiment_name": "stages"},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def run_train(root) -> None:
+    train.main(
+        [
+            "--params", "params.yaml",
+            "--train", "data/rebalanced/train.parquet",
+            "--val", "data/prepared/val.parquet",
+            "--preprocess", "data/prepared/preprocess.json",
+            "--model-dir", "models",
+            "--history", "reports/history.csv",
+        ]
+    )  # fmt: skip
+
+
+def run_evaluate(root, *extra: str) -> None:
+    evaluate.main(
+        [
+            "--params", "params.yaml",
+            "--model-dir", "models",
+            "--train", "data/prepared/train.parquet",
+            "--val", "data/prepared/val.parquet",
+            "--test", "data/prepared/test.parquet",
+            "--reports-dir", "reports",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    write_data(project)
+    write_params(project, mlflow=True)
+    run_train(project)
+    run_evaluate(project, "--rebalanced", "data/rebalanced/train.parquet")
+
+    # The model and its metadata.
+    model = LogisticRegression.load(project / "models/model.npz")
+    assert model.metadata_["feature_names"] == FEATURES
+    assert model.metadata_["positive_class"] == "Yes"
+    assert model.metadata_["preprocess"] == {"columns": FEATURES}
+    history = pd.read_csv(project / "reports/history.csv")
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "learning_rate", "elapsed"]
+    assert len(history) == model.n_iter_ == EPOCHS
+
+    # Metrics for DVC.
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert {"test", "val", "baseline"} <= set(metrics)
+    for key in ("precision", "recall", "f1", "pr_auc", "roc_auc", "accuracy", "log_loss", "brier"):
+        assert 0.0 <= metrics["test"][key] <= (1.0 if key != "log_loss" else 10.0)
+    tuned = metrics["test"]["threshold_tuned"]
+    assert 0.0 < tuned["threshold"] < 1.0 and "f1" in tuned
+    assert metrics["val"]["threshold_tuned"]["f1"] >= metrics["val"]["f1"]  # tuned on val
+    assert {"f1", "objective", "objective_ours", "majority_accuracy"} <= set(metrics["baseline"])
+
+    coefficients = pd.read_csv(project / "reports/coefficients.csv")
+    assert list(coefficients.columns) == ["feature", "coefficient", "odds_ratio", "rank", "is_zero"]
+    assert coefficients["rank"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(coefficients["odds_ratio"], np.exp(coefficients["coefficient"]))
+    for name in ("pr.csv", "roc.csv", "confusion.csv", "confusion_tuned.csv"):
+        assert (project / "reports/plots" / name).stat().st_size > 0
+    confusion = pd.read_csv(project / "reports/plots/confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 150
+    for name in ("loss_curves", "pr_curve", "roc_curve", "confusion_matrix", "coefficients"):
+        assert (project / f"reports/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (project / "reports/figures/calibration.png").exists()
+
+    # One MLflow run across both stages, in the project root's sqlite store.
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+    assert run.data.params["train.batch_size"] == "32"
+    assert run.data.params["rebalance.strategy"] == "class_weight"
+    assert run.data.tags["rebalance.strategy"] == "class_weight"
+    assert run.data.tags["dataset.name"] == "tiny"
+    assert len(run.data.tags["dataset.sha256"]) == 64
+    assert len(client.get_metric_history(run_id, "train/loss")) == EPOCHS
+    assert run.data.metrics["test/f1"] == pytest.approx(metrics["test"]["f1"])
+    assert run.data.metrics["n_nonzero_coef"] == 3
+    assert {"test/precision", "test/recall", "val/f1", "baseline/f1"} <= set(run.data.metrics)
+    reports = {a.path for a in client.list_artifacts(run_id, "reports")}
+    assert "reports/coefficients.csv" in reports
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {"tiny/train", "tiny/test"}
+
+    # Not a TTY: one summary line per stage, no progress bar.
+    err = capsys.readouterr().err
+    assert "train: 8 epochs" in err and "it/s" not in err and "epoch/s" not in err
+
+    # A failure while evaluating marks the resumed run FAILED, not RUNNING.
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(evaluate, "write_reports", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_evaluate(project)
+    assert client.get_run(run_id).info.status == "FAILED"
+
+
+def test_without_mlflow_newton_adds_intervals_and_nothing_is_tracked(project):
+    write_data(project)
+    write_params(project, mlflow=False, solver="newton")
+    run_train(project)
+    run_evaluate(project)
+    assert json.loads((project / "models/run.json").read_text())["run_id"] is None
+    assert not (project / "mlflow.db").exists()
+    coefficients = pd.read_csv(project / "reports/coefficients.csv")
+    assert {"std_err", "p_value", "or_ci_low", "or_ci_high"} <= set(coefficients.columns)
+    assert (coefficients["or_ci_low"] <= coefficients["odds_ratio"]).all()
+    assert (project / "reports/figures/coefficients.png").exists()
+
+
+def test_l1_reports_exact_zeros(project):
+    write_data(project)
+    write_params(project, penalty="l1", alpha=0.05)
+    run_train(project)
+    run_evaluate(project)
+    coefficients = pd.read_csv(project / "reports/coefficients.csv")
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert coefficients["is_zero"].sum() == 3 - metrics["model"]["n_nonzero_coef"]
+    assert coefficients.loc[coefficients["feature"] == "x3", "is_zero"].item()  # no signal
+
+
+def test_multiclass_reports_macro_and_weighted(project):
+    write_data(project, classes=("a", "b", "c"))
+    write_params(project)
+    run_train(project)
+    run_evaluate(project)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert {"f1_macro", "f1_weighted", "precision_macro", "recall_weighted"} <= set(metrics["test"])
+    assert set(metrics["test"]["per_class"]) == {"a", "b", "c"}
+    assert "threshold_tuned" not in metrics["test"]
+    coefficients = pd.read_csv(project / "reports/coefficients.csv")
+    assert coefficients.columns[0] == "class" and len(coefficients) == 9
+
+
+def test_fit_model_uses_the_sample_weights_and_validation(project):
+    write_data(project)
+    train_split = read_split(project / "data/rebalanced/train.parquet")
+    val_split = read_split(project / "data/prepared/val.parquet")
+    model_params = {"penalty": "l2", "alpha": 1e-3}
+    train_params = {"batch_size": "full", "epochs": 30, "patience": 2, "learning_rate": 0.5}
+    weighted = train.fit_model(train_split, val_split, model_params, train_params)
+    assert weighted.feature_names_in_ == FEATURES
+    assert all(r["val_loss"] is not None for r in weighted.history_)
+    direct = LogisticRegression(**model_params, **train_params).fit(
+        train_split.X, train_split.y, sample_weight=train_split.sample_weight
+    )
+    unweighted = LogisticRegression(**model_params, **train_params).fit(
+        train_split.X, train_split.y
+    )
+    assert not np.allclose(direct.coef_, unweighted.coef_)
+    # Early stopping may cut the validated fit short; its start matches the weighted fit.
+    assert weighted.history_[0]["train_loss"] == pytest.approx(direct.history_[0]["train_loss"])
+
+
+def test_user_errors_end_in_one_line_and_exit_2(project, capsys):
+    write_data(project)
+    write_params(project, batch_sized=3)
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(project)
+    assert exit_info.value.code == 2
+    assert "model.batch_sized is not a known key" in capsys.readouterr().err
+
+    write_params(project)
+    with pytest.raises(SystemExit) as exit_info:
+        run_evaluate(project)
+    assert exit_info.value.code == 2
+    assert "models/model.npz: file not found" in capsys.readouterr().err
