@@ -6,12 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# dvc.yaml's stage commands call `python`: make it the project's interpreter.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Nothing here may reach the network: no telemetry from DVC or MLflow.
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint sweep bench clean
+.PHONY: install run params test lint sweep bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/dvc repro
+
+params: $(STAMP)
+	$(BIN)/python -m logreg.params
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -9,8 +9,8 @@ run is left RUNNING. With ``mlflow.enabled: false`` every call is a no-op
 The store is ``mlflow.tracking_uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``;
 the project root is ``$DVC_ROOT`` (set by DVC for stage commands) or the working
-directory. (A queued DVC experiment runs in a temporary copy whose ``$DVC_ROOT`` is that
-copy: point ``MLFLOW_TRACKING_URI`` at the real store there.) Nothing happens at
+directory; for a queued DVC experiment, which runs in a temporary copy under
+``.dvc/tmp/exps/``, it is the project holding that copy. Nothing happens at
 import: mlflow is imported on first use, after telemetry has been switched off.
 
 The logged model is a pyfunc whose ``loader_module`` is this module: its weights load
@@ -58,8 +58,18 @@ SERVING_FILE = "serving.json"  # positive class and decision threshold of the se
 
 
 def project_root() -> Path:
-    """``$DVC_ROOT`` when DVC runs the stage, else the working directory; absolute."""
-    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    """The project's own root, absolute: ``$DVC_ROOT`` when DVC runs the stage, else cwd.
+
+    ``dvc exp run --queue`` / ``--temp`` run stages in a throwaway copy under
+    ``<project>/.dvc/tmp/exps/``, and ``$DVC_ROOT`` is that copy. The store and the
+    artifacts must outlive it, so the root is the project that holds the copy.
+    """
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    parts = root.parts
+    for index in range(len(parts) - 3):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    return root
 
 
 def resolve_tracking_uri(configured: str | None = None, root: Path | None = None) -> str:
@@ -110,13 +120,19 @@ def _mlflow() -> Any:
     return mlflow
 
 
+# Errors that a second try clears: sqlite's lock, and two parallel jobs logging the same
+# dataset at once (MLflow checks for it, then inserts it: the slower insert fails).
+TRANSIENT_ERRORS = ("database is locked", "UNIQUE constraint failed: datasets.")
+
+
 def _retry(fn: Any, attempts: int = 6, first_wait: float = 0.2) -> Any:
-    """Call ``fn`` again on sqlite's transient 'database is locked', with backoff."""
+    """Call ``fn`` again on a transient store error (:data:`TRANSIENT_ERRORS`), with backoff."""
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == attempts - 1:
+            transient = any(error in str(exc) for error in TRANSIENT_ERRORS)
+            if not transient or attempt == attempts - 1:
                 raise
             time.sleep(first_wait * 2**attempt)
     raise AssertionError("unreachable")
@@ -132,10 +148,10 @@ def ensure_experiment(uri: str, name: str, root: Path) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
     location = None if is_remote(uri) else (root / "mlartifacts").as_uri()
 
     def get_or_create() -> str:
+        client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
@@ -151,7 +167,32 @@ def ensure_experiment(uri: str, name: str, root: Path) -> str:
             )
         return experiment.experiment_id
 
-    return str(_retry(get_or_create))
+    with _creation_lock(uri):
+        return str(_retry(get_or_create))
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of an sqlite store across processes.
+
+    The first client to open a new sqlite file runs MLflow's schema migrations; two
+    processes doing that at once (parallel sweep jobs, queued DVC experiments) leave
+    the store broken for good ("duplicate column name"). An exclusive lock on a file
+    beside the database makes the first one migrate and the others wait.
+    """
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
@@ -262,6 +303,16 @@ class NullTracker:
     def run_exists(self, run_id: str | None) -> bool:
         return False
 
+    def open_run(
+        self, run_name: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str | None:
+        return None
+
+    def close_run(self, status: str = "FINISHED") -> None: ...
+
+    def child_runs(self, parent_run_id: str | None = None) -> list[dict[str, Any]]:
+        return []
+
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
@@ -339,6 +390,59 @@ class MlflowTracker:
                 print(f"warning: could not end MLflow run {self.run_id}: {exc}", file=sys.stderr)
             if outer is not None and parent_run_id is not None:
                 self.run_id = outer  # back to logging into the parent
+
+    def open_run(
+        self, run_name: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
+        """Create a run and log to it, without making it MLflow's active run.
+
+        For a sweep's parent run: it spans every job while the jobs, perhaps in this very
+        process, start and end their own child runs with :meth:`run`. End it with
+        :meth:`close_run`.
+        """
+        tags = {key: str(value) for key, value in (tags or {}).items() if value is not None}
+        created = _retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        )
+        self.run_id = created.info.run_id
+        return self.run_id
+
+    def close_run(self, status: str = "FINISHED") -> None:
+        """End the run from :meth:`open_run`: FINISHED, FAILED or KILLED."""
+        if self.run_id is not None:
+            run_id = self.run_id
+            _retry(lambda: self.client.set_terminated(run_id, status))
+
+    def child_runs(self, parent_run_id: str | None = None) -> list[dict[str, Any]]:
+        """The runs under ``parent_run_id`` (default: this tracker's run) as plain dicts.
+
+        Each has ``run_id``, ``run_name``, ``status``, ``params``, ``tags`` and ``metrics``
+        (the latest value of each).
+        """
+        parent = parent_run_id or self.run_id
+        query = f"tags.mlflow.parentRunId = '{parent}'"
+        found: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = _retry(
+                lambda token=token: self.client.search_runs(
+                    [self.experiment_id], query, max_results=1000, page_token=token
+                )
+            )
+            found += [
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    "params": dict(run.data.params),
+                    "tags": dict(run.data.tags),
+                    "metrics": dict(run.data.metrics),
+                }
+                for run in page
+            ]
+            token = page.token
+            if not token:
+                return found
 
     # -- logging ---------------------------------------------------------------
 

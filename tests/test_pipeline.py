@@ -1,0 +1,121 @@
+"""The DVC pipeline end to end, in a throwaway copy of the repository, on tiny synthetic data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+TINY = ["data=synthetic", "data.n_samples=600", "train.epochs=30"]
+
+
+def _run(args, cwd, check=True):
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """The project's tracked files, as a fresh git repository with tiny params."""
+    copy = tmp_path / "repo"
+    files = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT)
+    for name in filter(None, files.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    # Generated results of the real run would make DVC think the tiny run is stale-proof.
+    for generated in ("dvc.lock", "reports"):
+        shutil.rmtree(copy / generated, ignore_errors=True) if (copy / generated).is_dir() else (
+            copy / generated
+        ).unlink(missing_ok=True)
+    _run([sys.executable, "-m", "logreg.params", *TINY], copy)
+    _run(["git", "init", "-q"], copy)
+    _run(["git", "add", "-A"], copy)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], copy)
+    return copy
+
+
+def test_repro_runs_once_then_only_what_changed(repo):
+    first = _run([BIN / "dvc", "repro"], repo)
+    assert _stages_run(first.stdout) == ["prepare", "rebalance", "train", "evaluate"]
+    metrics = (repo / "reports" / "metrics.json").read_bytes()
+    assert json.loads(metrics)["test"]["f1"] > 0
+
+    again = _run([BIN / "dvc", "repro"], repo)
+    assert _stages_run(again.stdout) == []
+    assert "didn't change" in again.stdout
+
+    forced = _run([BIN / "dvc", "repro", "-f"], repo)
+    assert _stages_run(forced.stdout) == ["prepare", "rebalance", "train", "evaluate"]
+    assert (repo / "reports" / "metrics.json").read_bytes() == metrics
+
+    _run([sys.executable, "-m", "logreg.params", *TINY, "train.batch_size=32"], repo)
+    batch = _run([BIN / "dvc", "repro"], repo)
+    assert _stages_run(batch.stdout) == ["train", "evaluate"]
+
+    _run(
+        [sys.executable, "-m", "logreg.params", *TINY, "train.batch_size=32", "rebalance=smote"],
+        repo,
+    )
+    strategy = _run([BIN / "dvc", "repro"], repo)
+    assert _stages_run(strategy.stdout) == ["rebalance", "train", "evaluate"]
+
+
+def test_queued_experiments_land_in_the_project_store(repo):
+    queued = _run(
+        [
+            BIN / "dvc",
+            "exp",
+            "run",
+            "--queue",
+            *(f"-S{o}" for o in TINY),
+            "-S",
+            "train.batch_size=16,64",
+        ],
+        repo,
+    )
+    assert queued.stdout.count("Queued experiment") == 2
+    _run([BIN / "dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = _run([BIN / "dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+
+    # The runs are in <project>/mlflow.db, not in the deleted temporary copies.
+    script = (
+        "import json, mlflow\n"
+        f"client = mlflow.MlflowClient('sqlite:///{repo / 'mlflow.db'}')\n"
+        "exp = client.get_experiment_by_name('logreg')\n"
+        "runs = client.search_runs([exp.experiment_id])\n"
+        "print(json.dumps([[r.info.status, r.data.params['train.batch_size'],"
+        " r.info.artifact_uri] for r in runs]))\n"
+    )
+    runs = json.loads(_run([sys.executable, "-c", script], repo).stdout.strip().splitlines()[-1])
+    assert sorted(batch for _, batch, _ in runs) == ["16", "64"]
+    assert all(state == "FINISHED" for state, _, _ in runs)
+    assert all(uri.startswith((repo / "mlartifacts").as_uri()) for _, _, uri in runs)
