@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from logreg import LogisticRegression
+from logreg.frames import minority_class
 from logreg.metrics import (
     baseline_sklearn,
     binary_metrics,
@@ -16,7 +17,6 @@ from logreg.metrics import (
     confusion,
     evaluate_scores,
     majority_accuracy,
-    minority_class,
     multiclass_metrics,
     tune_threshold,
 )

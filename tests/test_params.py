@@ -18,7 +18,7 @@ def test_params_yaml_is_the_composition_of_conf():
 
 
 def test_every_config_group_option_composes():
-    for group in ("data", "rebalance", "model", "train", "mlflow"):
+    for group in ("data", "rebalance", "model", "train", "mlflow", "experiment"):
         for option in sorted((ROOT / "conf" / group).glob("*.yaml")):
             if group == "data" and option.stem == "csv":
                 continue  # needs the user's data.path and data.target (???)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,23 @@ class Split:
     y: np.ndarray
     sample_weight: np.ndarray
     feature_names: list[str]
+
+
+def plain_label(label: Any) -> Any:
+    """A NumPy scalar label as its Python value, so it reads 1 (not np.int64(1)) and serialises."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def class_counts(y: Any) -> dict[str, int]:
+    """Rows per class, keyed by the label as text, in label order (for reports)."""
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    return {str(plain_label(label)): int(n) for label, n in zip(labels, counts, strict=True)}
+
+
+def minority_class(y: Any) -> Any:
+    """The least frequent label (ties go to the label that sorts last): the positive class."""
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    return plain_label(labels[counts == counts.min()][-1])
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -13,11 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-
-def minority_class(y: np.ndarray) -> Any:
-    """The least frequent label (ties go to the label that sorts last); the positive class."""
-    labels, counts = np.unique(y, return_counts=True)
-    return _plain(labels[counts == counts.min()][-1])
+from logreg.frames import plain_label
 
 
 def majority_accuracy(y_train: np.ndarray, y_true: np.ndarray) -> float:
@@ -133,7 +129,7 @@ def classification_report(
         y_true, y_pred, labels=labels, zero_division=0
     )
     return {
-        str(_plain(label)): {
+        str(plain_label(label)): {
             "precision": float(prec[i]),
             "recall": float(rec[i]),
             "f1": float(f1[i]),
@@ -260,8 +256,3 @@ def _column_of(classes: np.ndarray, label: Any) -> int:
     if len(hits) != 1:
         raise ValueError(f"class {label!r} is not one of the model's classes {classes.tolist()}")
     return int(hits[0])
-
-
-def _plain(value: Any) -> Any:
-    # NumPy scalars -> Python scalars, so labels serialise to JSON and compare cleanly.
-    return value.item() if hasattr(value, "item") else value

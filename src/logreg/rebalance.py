@@ -32,22 +32,11 @@ from imblearn.over_sampling import SMOTE, RandomOverSampler
 from imblearn.under_sampling import RandomUnderSampler
 
 from logreg.errors import UserError
-from logreg.frames import TARGET, WEIGHT
+from logreg.frames import TARGET, WEIGHT, class_counts, plain_label
 
 _EPS = 1e-9  # keeps ratio·n from rounding the wrong way, e.g. 0.3·100 = 30.000000000000004
 
 Resampled = tuple[pd.DataFrame, pd.Series, np.ndarray]
-
-
-def class_counts(y: Any) -> dict[str, int]:
-    """Rows per class, keyed by the label as text, in label order (for reports)."""
-    counts = pd.Series(np.asarray(y)).value_counts().sort_index()
-    return {str(label): int(n) for label, n in counts.items()}
-
-
-def plain(label: Any) -> Any:
-    """A NumPy scalar label as its Python value, so messages read 1 rather than np.int64(1)."""
-    return label.item() if isinstance(label, np.generic) else label
 
 
 def over_targets(counts: dict[Any, int], ratio: float) -> dict[Any, int]:
@@ -97,7 +86,7 @@ def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: 
     if not growing:
         return X, y, np.ones(len(y))
     label, smallest = min(growing.items(), key=lambda item: item[1])
-    label = plain(label)
+    label = plain_label(label)
     if smallest < 2:
         raise UserError(
             f"rebalance.strategy=smote: class {label!r} has {smallest} row in the train split; "

@@ -24,9 +24,9 @@ import pandas as pd
 from logreg import LogisticRegression
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
-from logreg.frames import Split, read_split
+from logreg.frames import Split, minority_class, read_split
 from logreg.io import read_json, write_text
-from logreg.metrics import minority_class, tune_threshold
+from logreg.metrics import tune_threshold
 
 BATCH_SIZES = (16, 64, 256, "full")
 SEEDS = (0, 1, 2, 3, 4)

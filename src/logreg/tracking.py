@@ -391,9 +391,7 @@ class MlflowTracker:
             if outer is not None and parent_run_id is not None:
                 self.run_id = outer  # back to logging into the parent
 
-    def open_run(
-        self, run_name: str | None = None, tags: Mapping[str, Any] | None = None
-    ) -> str:
+    def open_run(self, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
         """Create a run and log to it, without making it MLflow's active run.
 
         For a sweep's parent run: it spans every job while the jobs, perhaps in this very

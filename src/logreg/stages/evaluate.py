@@ -10,9 +10,10 @@ Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``,
 ``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
 ``figures/``, and logs all of it to the MLflow run that train started (``run.json``),
 with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalanced``
-(with its sample weights) when given, else on ``--train``. Reads only the ``mlflow``
-section of the params (and ``data.name`` as a label): the model carries its own
-hyperparameters.
+(with its sample weights) when given, else on ``--train``; ``evaluate.baseline: false``
+skips it (saga, for l1, takes far longer than our fit: sweeps turn it off). Reads only
+the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
+the model carries its own hyperparameters.
 """
 
 from __future__ import annotations
@@ -29,14 +30,13 @@ import pandas as pd
 from logreg import LogisticRegression, plots
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, read_table, to_split
+from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
     baseline_sklearn,
     confusion,
     evaluate_scores,
     majority_accuracy,
-    minority_class,
     positive_scores,
     thresholded_metrics,
     tune_threshold,
@@ -45,6 +45,7 @@ from logreg.tracking import file_sha256, open_tracker, read_run_id
 
 MODEL_FILE = "model.npz"
 RUN_FILE = "run.json"
+OPTIONS = {"baseline": True}  # the ``evaluate`` section's keys and their defaults
 
 
 def evaluate_model(
@@ -52,12 +53,14 @@ def evaluate_model(
     splits: dict[str, Split],
     positive: Any = None,
     baseline_train: Split | None = None,
+    baseline: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
 
     Binary: test and val at threshold 0.5, plus ``threshold_tuned`` (the F1-maximising
     threshold on val, applied to both). ``baseline`` compares scikit-learn (fitted on
-    ``baseline_train``, default ``splits["train"]``) and the majority-class rule.
+    ``baseline_train``, default ``splits["train"]``; skipped unless ``baseline``) and the
+    majority-class rule.
     """
     classes = model.classes_
     binary = len(classes) == 2
@@ -80,9 +83,10 @@ def evaluate_model(
                 "threshold": threshold,
                 **thresholded_metrics(split.y == positive, predicted),
             }
-    fit_on = baseline_train or splits["train"]
-    out["baseline"] = {
-        **baseline_sklearn(
+    out["baseline"] = {"majority_accuracy": majority_accuracy(splits["train"].y, test.y)}
+    if baseline:
+        fit_on = baseline_train or splits["train"]
+        out["baseline"] |= baseline_sklearn(
             fit_on.X,
             fit_on.y,
             fit_on.sample_weight,
@@ -91,9 +95,7 @@ def evaluate_model(
             model,
             positive,
             seed=int(getattr(model, "seed", 0) or 0),
-        ),
-        "majority_accuracy": majority_accuracy(splits["train"].y, test.y),
-    }
+        )
     history = model.history_ or [{}]
     val_losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
     out["model"] = {
@@ -205,10 +207,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``evaluate`` section, checked; a params file without it gets the defaults."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"evaluate: unknown key(s) {unknown}; known keys are {list(OPTIONS)}")
+    options = OPTIONS | options
+    if not isinstance(options["baseline"], bool):
+        raise UserError(f"evaluate.baseline: {options['baseline']!r} must be true or false")
+    return options
+
+
 @cli
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_params(args.params)
+    options = check_options(section(cfg, "evaluate", args.params) if "evaluate" in cfg else {})
     tracker = open_tracker(section(cfg, "mlflow"))
 
     model_dir = Path(args.model_dir)
@@ -227,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         if names and split.feature_names != names:
             raise UserError(f"{name} split: its feature columns differ from the model's")
     rebalanced = to_split(read_table(args.rebalanced), args.rebalanced) if args.rebalanced else None
-    if rebalanced is None:
+    if rebalanced is None and options["baseline"]:
         print(
             "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
             "without the rebalancing, so its objective is not comparable to ours",
@@ -244,13 +258,14 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id if resume else None, run_name="evaluate"):
-        metrics = evaluate_model(model, splits, positive, rebalanced)
+        metrics = evaluate_model(model, splits, positive, rebalanced, options["baseline"])
         written = write_reports(model, splits, metrics, args.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
+        sklearn_f1 = metrics["baseline"].get("f1")
         print(
             f"evaluate: test f1={metrics['test'].get('f1', metrics['test'].get('f1_macro')):.4f}"
             + (f" (tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f})" if tuned else "")
-            + f", baseline f1={metrics['baseline']['f1']:.4f}",
+            + (f", baseline f1={sklearn_f1:.4f}" if sklearn_f1 is not None else ""),
             file=sys.stderr,
         )
 

@@ -24,11 +24,9 @@ from logreg import preprocess
 from logreg.config import load_params, section
 from logreg.datasets import load_dataset
 from logreg.errors import UserError, cli
-from logreg.frames import RESERVED, TARGET, write_table
+from logreg.frames import RESERVED, TARGET, class_counts, minority_class, plain_label, write_table
 from logreg.io import write_json
-from logreg.metrics import minority_class
 from logreg.preprocess import Preprocessing
-from logreg.rebalance import class_counts, plain
 
 SPLITS = ("train", "val", "test")
 OPTIONS = ("val_size", "test_size", "missing", "seed")
@@ -56,7 +54,7 @@ def check_target(frame: pd.DataFrame, target: str) -> None:
     n_classes = labels.nunique()
     if n_classes < 2:
         raise UserError(
-            f"target column '{target}' has a single class ({plain(labels.iloc[0])!r}); "
+            f"target column '{target}' has a single class ({plain_label(labels.iloc[0])!r}); "
             "a classifier needs at least two"
         )
     if n_classes > MAX_CLASSES:
@@ -77,7 +75,7 @@ def split_frame(
     )
     if counts.min() < len(SPLITS):
         raise UserError(
-            f"split too small to hold every class: class {plain(counts.idxmin())!r} has "
+            f"split too small to hold every class: class {plain_label(counts.idxmin())!r} has "
             f"{counts.min()} row(s), but train, val and test each need one; {hint}"
         )
     try:

@@ -27,9 +27,8 @@ from omegaconf import OmegaConf
 from logreg import LogisticRegression
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, read_table, to_split
+from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import read_json
-from logreg.metrics import minority_class
 from logreg.plots import write_history
 from logreg.tracking import file_sha256, git_info, open_tracker, project_root, write_run_file
 
@@ -165,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_params(args.params)
     model_params, train_params = section(cfg, "model"), section(cfg, "train")
-    tracker = open_tracker(section(cfg, "mlflow"))
+    mlflow_params = section(cfg, "mlflow")
+    tracker = open_tracker(mlflow_params)
 
     train_frame, val_frame = read_table(args.train), read_table(args.val)
     train_split = to_split(train_frame, source=args.train)
@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     dataset = _dataset_name(cfg, args.train)
     model_dir = Path(args.model_dir)
 
-    with tracker.run(run_name=_run_name(model_params, train_params, cfg)):
+    with tracker.run(
+        run_name=_run_name(model_params, train_params, cfg),
+        parent_run_id=mlflow_params.get("parent_run_id"),  # a sweep's job: a child run
+    ):
         tracker.log_params(OmegaConf.to_container(cfg, resolve=True))
         tracker.set_tags(
             {

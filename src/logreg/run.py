@@ -1,0 +1,250 @@
+"""Hydra runner: the four stages for one composed config, in-process, in the job's own folder.
+
+    python -m logreg.run                                   # one run  -> outputs/<date>/<time>/
+    python -m logreg.run model.penalty=l1 data=spam7       # any override of conf/
+    python -m logreg.run -m train.batch_size=16,256 model.penalty=l1,l2      # a sweep
+    python -m logreg.run -m hydra/launcher=joblib hydra.launcher.n_jobs=2 \\
+        rebalance.strategy=none,smote                      # jobs in parallel processes
+
+Each job writes its composed config to ``<job>/params.yaml`` and runs ``prepare``,
+``rebalance``, ``train`` and ``evaluate`` exactly as ``dvc repro`` does, with every path
+inside the job folder (``multirun/<date>/<time>/<job number>/`` in a sweep). The task
+returns the validation F1, so a Hydra sweeper can optimise it.
+
+MLflow: a single run is one top-level run, as with ``dvc repro``. A sweep gets one parent
+run (:class:`SweepParentRun`, a Hydra callback in ``conf/hydra/default.yaml``): it is
+created, with the store and the experiment, before any job starts; every job's run is
+its child; at the end the parent records the best child by validation F1. The store is
+``<cwd>/mlflow.db`` unless ``mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI`` says
+otherwise. Config comes from ``<cwd>/conf`` when present, else from the source checkout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import inspect
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from logreg.errors import UserError, cli
+from logreg.io import read_json, write_text
+from logreg.tracking import git_info, open_tracker, project_root
+
+# Every stage's path arguments, relative to the job folder: the same layout as dvc.yaml's
+# commands (tests/test_run_sweep.py checks that they agree). --params is the job's own.
+STAGES: dict[str, dict[str, str]] = {
+    "prepare": {
+        "--raw-dir": "data/raw",
+        "--out-dir": "data/prepared",
+        "--report": "reports/data.json",
+    },
+    "rebalance": {
+        "--train": "data/prepared/train.parquet",
+        "--out": "data/rebalanced/train.parquet",
+        "--report": "reports/rebalance.json",
+    },
+    "train": {
+        "--train": "data/rebalanced/train.parquet",
+        "--val": "data/prepared/val.parquet",
+        "--preprocess": "data/prepared/preprocess.json",
+        "--model-dir": "models",
+        "--history": "reports/history.csv",
+    },
+    "evaluate": {
+        "--model-dir": "models",
+        "--train": "data/prepared/train.parquet",
+        "--val": "data/prepared/val.parquet",
+        "--test": "data/prepared/test.parquet",
+        "--rebalanced": "data/rebalanced/train.parquet",
+        "--reports-dir": "reports",
+    },
+}
+PARAMS_FILE = "params.yaml"
+METRICS_FILE = "reports/metrics.json"
+PARAMS_HEADER = "# The composed config of this job (python -m logreg.run); its stages read it.\n"
+
+
+def conf_dir() -> Path:
+    """``conf/`` of the project root (``$DVC_ROOT`` or cwd), else of the source checkout."""
+    checkout = Path(__file__).resolve().parents[2]  # src/logreg/run.py -> the repository
+    for root in (project_root(), checkout):
+        if (root / "conf" / "config.yaml").is_file():
+            return root / "conf"
+    raise UserError(
+        f"conf/config.yaml not found in {project_root()} or {checkout}; run from the project "
+        "root or pass --config-dir"
+    )
+
+
+def stage_argv(stage: str, job_dir: Path) -> list[str]:
+    """The stage's command-line arguments with every path inside ``job_dir``."""
+    argv = ["--params", str(job_dir / PARAMS_FILE)]
+    for flag, path in STAGES[stage].items():
+        argv += [flag, str(job_dir / path)]
+    return argv
+
+
+def run_pipeline(params: Mapping[str, Any], job_dir: str | Path) -> dict[str, Any]:
+    """Write ``<job_dir>/params.yaml``, run the four stages in-process; evaluate's metrics.
+
+    The stages' own ``main`` functions run, unwrapped from their command-line error
+    handling, so a failure raises (and fails the Hydra job) instead of exiting.
+    """
+    job_dir = Path(job_dir).resolve()
+    write_text(job_dir / PARAMS_FILE, PARAMS_HEADER + OmegaConf.to_yaml(OmegaConf.create(params)))
+    for stage in STAGES:
+        module = importlib.import_module(f"logreg.stages.{stage}")
+        inspect.unwrap(module.main)(stage_argv(stage, job_dir))
+    return read_json(job_dir / METRICS_FILE)
+
+
+def validation_f1(metrics: Mapping[str, Any]) -> float | None:
+    """F1 of the ``val`` section (binary ``f1`` at threshold 0.5, multiclass ``f1_macro``)."""
+    val = metrics.get("val") or {}
+    value = val.get("f1", val.get("f1_macro"))
+    return None if value is None else float(value)
+
+
+def task(cfg: DictConfig) -> float | None:
+    """One Hydra job: the pipeline in the job's output folder; returns the validation F1.
+
+    A single run reports a user error in one line and exits 2, like the stages; in a
+    sweep the error fails the job, and Hydra reports it with the job's overrides.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    params = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(params, dict)
+    pipeline = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
+    metrics = pipeline(params, hydra_cfg.runtime.output_dir)
+    return validation_f1(metrics)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+class SweepParentRun(Callback):
+    """Hydra callback: one MLflow parent run per sweep, the best child recorded at the end.
+
+    ``on_multirun_start`` opens the store and the experiment (once, before any job can
+    race to create them), creates the parent run, records the sweep's overrides and
+    hands the parent's id to every job as the override ``mlflow.parent_run_id``; the
+    override travels with the job, also to the joblib launcher's worker processes.
+    ``on_multirun_end`` tags the best child by validation F1 and ends the parent
+    FINISHED. A sweep that fails never reaches it: the parent then ends FAILED at exit.
+    """
+
+    def __init__(self) -> None:
+        self.tracker: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        mlflow_cfg = OmegaConf.to_container(config.mlflow, resolve=True)
+        assert isinstance(mlflow_cfg, dict)
+        if not mlflow_cfg.get("enabled", True) or mlflow_cfg.get("parent_run_id"):
+            return  # no tracking, or the user nests the sweep under a run of their own
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        tracker = open_tracker(mlflow_cfg)
+        tracker.open_run(
+            run_name=f"sweep-{config.data.name}",
+            tags={
+                **git_info(project_root()),
+                "sweep": "parent",
+                "sweep.overrides": " ".join(overrides),
+                "sweep.hydra_overrides": " ".join(map(str, config.hydra.overrides.hydra)),
+                "sweep.dir": Path(config.hydra.sweep.dir).resolve(),
+                "dataset.name": config.data.name,
+            },
+        )
+        self.tracker = tracker
+        atexit.register(self._close, "FAILED")
+        tracker.log_params({"sweep": dict(_split_override(o) for o in overrides)})
+        config.hydra.overrides.task.append(f"mlflow.parent_run_id='{tracker.run_id}'")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.tracker is None:
+            return
+        children = self.tracker.child_runs()
+        best = best_child(children)
+        self.tracker.log_metrics({"sweep/children": len(children)})
+        if best is not None:
+            metrics = best["metrics"]
+            self.tracker.set_tags(
+                {
+                    "best.run_id": best["run_id"],
+                    "best.run_name": best["run_name"],
+                    **{f"best.{key}": best["params"].get(key) for key in SWEPT_PARAMS},
+                }
+            )
+            self.tracker.log_metrics(
+                {
+                    f"best/{split}_{name}": metrics[key]
+                    for split in ("val", "test")
+                    for name in ("f1", "precision", "recall", "pr_auc")
+                    for key in (f"{split}/{name}", f"{split}/{name}_macro")
+                    if key in metrics
+                }
+            )
+        self._close("FINISHED")
+
+    def _close(self, status: str) -> None:
+        atexit.unregister(self._close)
+        if self.tracker is not None:
+            self.tracker.close_run(status)
+            print(f"mlflow: sweep run {self.tracker.run_id} ended {status}", file=sys.stderr)
+            self.tracker = None
+
+
+SWEPT_PARAMS = (
+    "data.name",
+    "train.batch_size",
+    "model.penalty",
+    "model.alpha",
+    "rebalance.strategy",
+)
+
+
+def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The FINISHED child with the highest validation F1; validation PR-AUC breaks ties.
+
+    Binary runs log ``val/f1`` and ``val/pr_auc``, multiclass runs ``val/f1_macro`` and
+    ``val/pr_auc_macro``. The same order as ``python -m logreg.sweep``'s table.
+    """
+    scored = []
+    for child in children:
+        metrics = child["metrics"]
+        f1 = metrics.get("val/f1", metrics.get("val/f1_macro"))
+        pr_auc = metrics.get("val/pr_auc", metrics.get("val/pr_auc_macro", -math.inf))
+        if child["status"] == "FINISHED" and f1 is not None:
+            scored.append(((f1, pr_auc), child))
+    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~").replace("/", "."), value
+
+
+@cli
+def main() -> None:
+    """``python -m logreg.run [--multirun] [overrides]``: Hydra reads ``sys.argv``."""
+    import hydra
+
+    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)
+    app(task)()
+
+
+if __name__ == "__main__":
+    # Run the importable module's main, not this __main__ copy: the joblib launcher's
+    # workers then unpickle the task as logreg.run.task, by name.
+    from logreg import run
+
+    run.main()

@@ -1,0 +1,195 @@
+"""The Hydra runner (python -m logreg.run) and the default study (python -m logreg.sweep).
+
+The slow test runs a real 2×2 multirun with two parallel joblib jobs on tiny synthetic
+data against an sqlite store in tmp_path; the others check the pure pieces on
+hand-made inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from logreg.run import STAGES, best_child, stage_argv, validation_f1
+from logreg.sweep import best_per, collect, comparison_figure, format_table, rank, summary
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data=synthetic",
+    "data.n_samples=400",
+    "train.epochs=5",
+    "evaluate.baseline=false",
+]
+EPOCHS = 5
+
+
+@pytest.mark.slow
+def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_RUN_ID")}
+    env |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [
+        sys.executable,
+        "-m",
+        "logreg.run",
+        "--multirun",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "train.batch_size=16,256",
+        "model.penalty=l1,l2",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    jobs = sorted((tmp_path / "multirun").glob("*/*/[0-9]"))
+    assert len(jobs) == 4, "Hydra's job folders belong in the working directory"
+    assert all((job / "reports" / "metrics.json").is_file() for job in jobs)
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("logreg")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4 == len(runs) - 1
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children] == ["FINISHED"] * 4
+
+    assert "train.batch_size=16,256" in parent.data.tags["sweep.overrides"]
+    assert parent.data.params["sweep.model.penalty"] == "l1,l2"
+    assert Path(parent.data.tags["sweep.dir"]).is_relative_to(tmp_path)
+    combos = {(c.data.params["train.batch_size"], c.data.params["model.penalty"]) for c in children}
+    assert combos == {("16", "l1"), ("16", "l2"), ("256", "l1"), ("256", "l2")}
+    for child in children:
+        assert {"val/f1", "test/f1"} <= set(child.data.metrics)
+        losses = client.get_metric_history(child.info.run_id, "train/loss")
+        assert sorted(m.step for m in losses) == list(range(1, EPOCHS + 1))
+
+    best_f1 = max(c.data.metrics["val/f1"] for c in children)
+    by_id = {c.info.run_id: c for c in children}
+    assert by_id[parent.data.tags["best.run_id"]].data.metrics["val/f1"] == best_f1
+    assert parent.data.metrics["best/val_f1"] == best_f1
+    assert "best/test_f1" in parent.data.metrics
+
+
+def test_stage_arguments_match_dvc_yaml(tmp_path):
+    """The runner passes each stage the same flags and layout as dvc.yaml, inside the job."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert list(STAGES) == list(dvc["stages"])
+    for name, stage in dvc["stages"].items():
+        words = shlex.split(stage["cmd"])
+        assert words[:3] == ["python", "-m", f"logreg.stages.{name}"]
+        expected = dict(zip(words[3::2], words[4::2], strict=True))
+        expected = {flag: str(tmp_path / path) for flag, path in expected.items()}
+        argv = stage_argv(name, tmp_path)
+        assert dict(zip(argv[::2], argv[1::2], strict=True)) == expected
+
+
+def test_best_child_is_the_finished_run_with_the_highest_validation_f1():
+    def child(run_id, status, **metrics):
+        return {"run_id": run_id, "status": status, "metrics": metrics}
+
+    children = [
+        child("a", "FINISHED", **{"val/f1": 0.30}),
+        child("b", "FAILED", **{"val/f1": 0.90}),
+        child("c", "FINISHED", **{"val/f1": 0.45}),
+        child("d", "FINISHED"),
+        child("e", "FINISHED", **{"val/f1_macro": 0.40}),
+    ]
+    assert best_child(children)["run_id"] == "c"
+    assert best_child([children[1], children[3]]) is None
+    assert validation_f1({"val": {"f1": 0.5}}) == 0.5
+    assert validation_f1({"val": {"f1_macro": 0.25}}) == 0.25
+
+
+def results_frame() -> pd.DataFrame:
+    """Six hand-made jobs: smote wins on validation F1, class_weight is 0.05 behind."""
+    rows = [
+        ("none", "l2", "16", 0.00, 0.10, 0.02),
+        ("smote", "l1", "16", 0.30, 0.20, 0.28),
+        ("smote", "l2", "full", 0.35, 0.25, 0.31),
+        ("class_weight", "l2", "16", 0.30, 0.22, 0.29),
+        ("class_weight", "l1", "full", 0.30, 0.26, 0.27),
+        ("none", "l1", "full", np.nan, np.nan, np.nan),
+    ]
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "rebalance.strategy",
+            "model.penalty",
+            "train.batch_size",
+            "val_f1",
+            "val_pr_auc",
+            "test_f1",
+        ],
+    )
+    frame.insert(0, "job", [str(i) for i in range(len(frame))])
+    frame["test_precision"] = frame["test_recall"] = frame["test_pr_auc"] = 0.5
+    frame["epochs"], frame["train_time_s"], frame["nonzero_coef"] = 10, 0.25, 85
+    return frame
+
+
+def test_rank_orders_by_validation_f1_then_pr_auc_missing_last():
+    ranked = rank(results_frame())
+    assert ranked["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert ranked["job"].tolist() == ["2", "4", "3", "1", "0", "5"]  # 0.30 ties by PR-AUC
+
+    best = best_per(ranked)
+    assert best["rebalance.strategy"].tolist() == ["smote", "class_weight", "none"]
+    text = summary(ranked)
+    assert text.startswith("best: smote (l2, batch full): val F1 0.350, test F1 0.310")
+    assert "class_weight (l1, batch full), is 0.050 behind on val F1 (0.300)" in text
+
+    table = format_table(ranked)
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["rank", "strategy", "penalty", "batch"]
+    assert "0.350" in lines[1] and len(lines) == 7
+
+
+def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):
+    for job, (strategy, f1) in enumerate([("none", 0.1), ("smote", 0.3)]):
+        folder = tmp_path / str(job)
+        (folder / "reports").mkdir(parents=True)
+        (folder / "models").mkdir()
+        params = {
+            "data": {"name": "tiny"},
+            "rebalance": {"strategy": strategy},
+            "model": {"penalty": "l2", "alpha": 1e-4},
+            "train": {"batch_size": "full"},
+        }
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        scores = {"f1": f1, "precision": 0.5, "recall": 0.2, "pr_auc": 0.4}
+        metrics = {
+            "val": scores,
+            "test": scores | {"threshold_tuned": {"f1": 0.35}},
+            "model": {"epochs": 7, "n_nonzero_coef": 3},
+        }
+        (folder / "reports" / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "reports" / "history.csv").write_text("epoch,elapsed\n1,0.5\n2,1.25\n")
+        (folder / "models" / "run.json").write_text(json.dumps({"run_id": f"run{job}"}))
+    (tmp_path / "multirun.yaml").write_text("{}\n")  # Hydra's sweep file: not a job
+
+    results = collect(tmp_path)
+    assert results["job"].tolist() == ["0", "1"]
+    assert results["rebalance.strategy"].tolist() == ["none", "smote"]
+    assert results["train_time_s"].tolist() == [1.25, 1.25]
+    assert results["run_id"].tolist() == ["run0", "run1"]
+    assert rank(results)["rebalance.strategy"].iloc[0] == "smote"
+
+    comparison_figure(results, tmp_path / "out" / "sweep.png")
+    assert (tmp_path / "out" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
