@@ -35,3 +35,27 @@ def test_batch_size_study_covers_every_fit_and_full_batch_is_seed_free():
     small = finals[finals.batch_size == "16"]
     assert np.ptp(small.train_objective) > 1e-6
     assert set(histories.epoch) == set(range(1, 61))
+
+
+def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation():
+    import pandas as pd
+
+    from logreg.study import _sweep_section
+
+    sweep = pd.DataFrame(
+        {
+            "rebalance.strategy": ["smote", "smote", "none"],
+            "model.penalty": ["l1", "l2", "l2"],
+            "train.batch_size": ["16", "full", "64"],
+            "val_f1": [0.30, 0.20, 0.10],
+            # The val-best smote run has the LOWER test F1: the table must not mix rows.
+            "test_f1": [0.15, 0.25, 0.05],
+            "test_precision": [0.1, 0.2, 0.3],
+            "test_recall": [0.5, 0.4, 0.03],
+            "test_f1_tuned": [0.2, 0.2, 0.18],
+        }
+    )
+    text = "\n".join(_sweep_section(sweep, 70))
+    assert "| smote | l1 | 16 | 0.300 | 0.150 |" in text
+    assert "| none | l2 | 64 | 0.100 | 0.050 |" in text
+    assert "+0.100" in text  # 0.15 − 0.05 on test at 0.5
