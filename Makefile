@@ -32,12 +32,12 @@ params: $(STAMP)
 	$(BIN)/python -m logreg.params
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --timeout 900
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 study: $(STAMP)
 	$(BIN)/python -m logreg.study
