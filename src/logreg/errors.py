@@ -9,13 +9,17 @@ naming the file, column or key at fault. Set ``LOGREG_DEBUG=1`` or
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C
 
 
 class UserError(Exception):
@@ -28,13 +32,49 @@ def debug_enabled() -> bool:
     )
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Raise KeyboardInterrupt on SIGTERM (``kill``, ``dvc queue kill``), as Ctrl-C does.
+
+    Python's default SIGTERM ends the process at once: no ``finally`` runs, so temp
+    files stay behind and an MLflow run stays RUNNING. As an exception, SIGTERM unwinds
+    like Ctrl-C. Signal handlers can only be set from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an entry point so user errors end in one line on stderr and exit code 2."""
+    """Wrap an entry point so user errors end in one line on stderr and exit code 2.
+
+    An interruption (Ctrl-C or SIGTERM) ends in one line and exit code 130, after every
+    ``finally`` has run, so no output is left half-written.
+    """
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return main(*args, **kwargs)
+            with sigterm_as_interrupt():
+                return main(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            if debug_enabled():
+                raise
+            print(
+                f"error: {_program_name(main)}: interrupted ({exc or 'SIGINT'}); "
+                "no output was left half-written",
+                file=sys.stderr,
+            )
+            raise SystemExit(EXIT_INTERRUPTED) from None
         except (UserError, ValueError, FileNotFoundError, ArithmeticError) as exc:
             if debug_enabled():
                 raise

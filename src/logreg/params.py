@@ -40,15 +40,21 @@ def compose(config_dir: str | Path = "conf", overrides: list[str] | None = None)
         with initialize_config_dir(config_dir=str(directory), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=overrides or [])
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(f"{directory}: cannot compose the config: {_one_line(exc)}") from None
+        raise UserError(f"{directory}: cannot compose the config: {one_line(exc)}") from None
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def _one_line(exc: Exception) -> str:
-    # Hydra lists the valid options and its search path over many lines; keep the options.
+def one_line(exc: Exception) -> str:
+    """Hydra's multi-line error as one line: its sentences, then the valid options it lists."""
     lines = str(exc).splitlines()
     options = [line.strip() for line in lines[1:] if line.startswith("\t") and "=" not in line]
-    return lines[0] + (f" (available: {', '.join(options)})" if options else "")
+    text = []
+    for line in lines:  # the message ends where Hydra starts listing options or search paths
+        if line.startswith(("\t", "Available options", "Config search path")):
+            break
+        if line.strip():
+            text.append(line.strip())
+    return " ".join(text) + (f" (available: {', '.join(options)})" if options else "")
 
 
 def render(params: dict[str, Any]) -> str:

@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from imblearn.over_sampling import SMOTE, RandomOverSampler
-from imblearn.under_sampling import RandomUnderSampler
 
 from logreg.errors import UserError
 from logreg.frames import TARGET, WEIGHT, class_counts, plain_label
@@ -62,6 +60,8 @@ def _none(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: i
 def _undersample(
     X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int
 ) -> Resampled:
+    from imblearn.under_sampling import RandomUnderSampler  # slow to import: only when used
+
     sampler = RandomUnderSampler(
         sampling_strategy=under_targets(_counts(y), ratio), random_state=seed
     )
@@ -72,6 +72,8 @@ def _undersample(
 def _oversample(
     X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int
 ) -> Resampled:
+    from imblearn.over_sampling import RandomOverSampler
+
     sampler = RandomOverSampler(
         sampling_strategy=over_targets(_counts(y), ratio), random_state=seed
     )
@@ -99,6 +101,8 @@ def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: 
             f"class {label!r} has {smallest} rows",
             stacklevel=3,
         )
+    from imblearn.over_sampling import SMOTE
+
     sampler = SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed)
     X_new, y_new = sampler.fit_resample(X, y)
     return X_new, y_new, np.ones(len(y_new))
@@ -122,19 +126,11 @@ STRATEGIES: dict[str, Callable[[pd.DataFrame, pd.Series, float, int, int], Resam
 
 
 def check_options(strategy: str, ratio: float, k_neighbors: int, seed: int) -> None:
-    """A UserError naming the ``rebalance`` key for any bad option."""
-    if strategy not in STRATEGIES:
-        raise UserError(
-            f"rebalance.strategy: unknown strategy '{strategy}'; choose one of {list(STRATEGIES)}"
-        )
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise UserError(
-            f"rebalance.ratio: {ratio!r} must be a number in (0, 1] (minority/majority)"
-        )
-    if isinstance(k_neighbors, bool) or not isinstance(k_neighbors, int) or k_neighbors < 1:
-        raise UserError(f"rebalance.k_neighbors: {k_neighbors!r} must be an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"rebalance.seed: {seed!r} must be an integer >= 0")
+    """A UserError naming the ``rebalance`` key for any bad option (:mod:`logreg.schema`)."""
+    from logreg import schema  # imported here: the schema reads STRATEGIES from this module
+
+    options = {"strategy": strategy, "ratio": ratio, "k_neighbors": k_neighbors, "seed": seed}
+    schema.check_section("rebalance", options)
 
 
 def rebalance(

