@@ -1,0 +1,59 @@
+"""The benchmark runs on tiny sizes and writes the JSON it promises (timings are not checked)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTION_KEYS = {
+    "binary": {
+        "xv_float64",
+        "xv_float32",
+        *(f"sgd_b{b}_{t}" for b in (32, 256, 4096, "full") for t in ("float64", "float32")),
+        "sklearn_sgd",
+        "tto_sgd_default",
+        "tto_sgd_step",
+        "tto_newton",
+        "tto_lbfgs",
+        "tto_newton_cholesky",
+        "newton_summary",
+        "statsmodels_bse",
+    },
+    "large": {"xv_float64", "sgd_b256_float64", "sklearn_sgd", "tto_newton", "tto_lbfgs"},
+    "multiclass": {"xv_float64", "sgd_b256_float32", "sklearn_sgd_ovr", "tto_lbfgs"},
+}
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_the_expected_json(tmp_path):
+    out = tmp_path / "latest.json"
+    completed = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "== goals" in completed.stdout
+
+    report = json.loads(out.read_text())
+    assert {"machine", "config", "sections", "memory", "goals"} <= set(report)
+    assert report["config"]["quick"] is True
+    assert report["machine"]["nproc"] >= 1 and report["machine"]["numpy"]
+    for section, keys in SECTION_KEYS.items():
+        results = report["sections"][section]["results"]
+        assert keys <= set(results), f"{section} lacks {keys - set(results)}"
+        for key, value in results.items():
+            if value.get("median_s") is not None:  # None: a time-to-objective not reached
+                assert value["median_s"] > 0, (section, key)
+                assert all(sample > 0 for sample in value["samples_s"]), (section, key)
+    for value in report["memory"].values():
+        assert value["peak_extra_bytes"] > 0 and value["peak_total_over_X"] > 1
+    statuses = {goal["key"]: goal["status"] for goal in report["goals"]}
+    assert {"sgd256_vs_xv", "sgd32_vs_sklearn", "se_vs_statsmodels", "peak_memory"} <= set(statuses)
+    assert set(statuses.values()) <= {"PASS", "MISS"}
