@@ -214,3 +214,15 @@ def test_wrong_feature_count_at_predict_time(binary_data):
     model = LogisticRegression(epochs=2).fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 4"):
         model.predict(X[:, :3])
+
+
+def test_callback_sees_every_epoch_record(binary_data):
+    X, y = binary_data
+    seen = []
+    model = LogisticRegression(epochs=6, tol=0.0).fit(
+        X[:200], y[:200], X_val=X[200:], y_val=y[200:], callback=lambda r: seen.append(dict(r))
+    )
+    assert seen == model.history_
+    newton_seen = []
+    newton = LogisticRegression(solver="newton").fit(X, y, callback=newton_seen.append)
+    assert newton_seen == newton.history_

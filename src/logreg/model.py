@@ -26,9 +26,11 @@ and the L1 part is handled by a proximal step, so coefficients reach exact zeros
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -187,6 +189,7 @@ def sgd_solve(
     max_time: float | None,
     rng: np.random.Generator,
     validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     """Minibatch SGD with momentum, a step-size schedule and the L1 cumulative penalty.
 
@@ -309,10 +312,12 @@ def sgd_solve(
                 best_weights = (W.copy(), b.copy())
             else:
                 epochs_without_improvement += 1
-            if patience is not None and epochs_without_improvement >= patience:
-                stop_reason = "early_stopping"
-                W, b = best_weights
-                break
+        if callback is not None:
+            callback(record)
+        if patience is not None and epochs_without_improvement >= patience:
+            stop_reason = "early_stopping"
+            W, b = best_weights
+            break
         relative_change = abs(previous_loss - train_loss) / max(abs(train_loss), 1e-12)
         if lr_schedule == "adaptive":
             # A plateau of the training loss: shrink the step to lower SGD's noise floor.
@@ -441,6 +446,7 @@ def newton_solve(
     max_iter: int,
     tol: float,
     max_time: float | None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     """Newton's method (IRLS) with backtracking: θ ← θ − t·H⁻¹∇J, for L2 or no penalty.
 
@@ -502,6 +508,8 @@ def newton_solve(
                 "elapsed": elapsed,
             }
         )
+        if callback is not None:
+            callback(history[-1])
         if improvement <= 0.0:  # no descent left at machine precision
             stop_reason = "newton_converged"
             break
@@ -748,8 +756,13 @@ class LogisticRegression:
         sample_weight: Any = None,
         X_val: Any = None,
         y_val: Any = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
     ) -> LogisticRegression:
-        """Fit on (X, y); X_val/y_val enable early stopping and the val_loss history."""
+        """Fit on (X, y); X_val/y_val enable early stopping and the val_loss history.
+
+        ``callback``, if given, is called with each epoch's history record as it ends
+        (a progress bar, say); it must not change the record.
+        """
         self._check_params()
         X_array = self._check_X(X, fitting=True)
         labels = np.asarray(y)
@@ -779,6 +792,7 @@ class LogisticRegression:
                 max_iter=self.epochs,
                 tol=max(self.tol, 1e-15) ** 2,  # the decrement is quadratic in the gradient
                 max_time=self.max_time,
+                callback=callback,
             )
         else:
             dtype = np.dtype(self.dtype)
@@ -791,24 +805,28 @@ class LogisticRegression:
                     self._encode_targets(y_val_labels).astype(dtype),
                     np.ones(len(y_val_labels), dtype=dtype),
                 )
-            W, b, record = sgd_solve(
-                X_array,  # copied once, shuffled and in `dtype`, inside sgd_solve
-                Y.astype(dtype),
-                s.astype(dtype),
-                alpha=alpha,
-                l1_ratio=l1_ratio,
-                fit_intercept=self.fit_intercept,
-                batch_size=n if self.batch_size == "full" else int(self.batch_size),
-                learning_rate=float(self.learning_rate),
-                lr_schedule=self.lr_schedule,
-                momentum=float(self.momentum),
-                epochs=int(self.epochs),
-                tol=float(self.tol),
-                patience=self.patience if validation is not None else None,
-                max_time=self.max_time,
-                rng=np.random.default_rng(self.seed),
-                validation=validation,
-            )
+            # A step so large that it overflows inside an epoch is divergence too: raise
+            # at once instead of warning and waiting for the epoch's loss check.
+            with _overflow_is_divergence(float(self.learning_rate)):
+                W, b, record = sgd_solve(
+                    X_array,  # copied once, shuffled and in `dtype`, inside sgd_solve
+                    Y.astype(dtype),
+                    s.astype(dtype),
+                    alpha=alpha,
+                    l1_ratio=l1_ratio,
+                    fit_intercept=self.fit_intercept,
+                    batch_size=n if self.batch_size == "full" else int(self.batch_size),
+                    learning_rate=float(self.learning_rate),
+                    lr_schedule=self.lr_schedule,
+                    momentum=float(self.momentum),
+                    epochs=int(self.epochs),
+                    tol=float(self.tol),
+                    patience=self.patience if validation is not None else None,
+                    max_time=self.max_time,
+                    rng=np.random.default_rng(self.seed),
+                    validation=validation,
+                    callback=callback,
+                )
         self.coef_ = np.ascontiguousarray(W.T)
         self.intercept_ = np.asarray(b)
         self.history_ = record.history
@@ -1001,6 +1019,21 @@ _CONSTRUCTOR_ARGS = (
     "dtype",
     "seed",
 )
+
+
+@contextlib.contextmanager
+def _overflow_is_divergence(learning_rate: float) -> Iterator[None]:
+    """Turn a floating-point overflow or invalid operation during SGD into DivergenceError."""
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            yield
+    except DivergenceError:
+        raise
+    except FloatingPointError as exc:
+        raise DivergenceError(
+            f"SGD diverged: a step overflowed ({exc}) with learning_rate={learning_rate:g}; "
+            f"try a smaller learning_rate (e.g. {learning_rate / 10:g}) or standardised features"
+        ) from None
 
 
 def _restore_class_keys(weights: dict[str, float], info: dict[str, Any]) -> dict[Any, float]:

@@ -90,13 +90,6 @@ def test_the_pipeline_standardises_1e9_features_and_trains_a_sensible_model(tmp_
     assert_sensible(model, test.X, test.y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeWarning,
-    reason="sgd_solve checks the loss once per epoch, so a step that overflows inside an "
-    "epoch warns first; needs np.errstate(over='raise', invalid='raise') around sgd_solve in "
-    "LogisticRegression.fit, turned into DivergenceError (remove this mark then)",
-)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_step_that_overflows_is_reported_as_divergence_without_warnings(dtype):
     X, y = linear_data()
