@@ -101,3 +101,14 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     finally:
         stop(proc)
         log.close()
+
+
+@pytest.fixture
+def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the project root: its own mlflow.db, no telemetry, no inherited run."""
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

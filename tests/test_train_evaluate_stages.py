@@ -31,14 +31,9 @@ def make_split(n: int, rng: np.random.Generator, classes=("No", "Yes")) -> pd.Da
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project folder with prepared and rebalanced splits, preprocess.json and params."""
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def project(isolated_tracking):
+    """An empty project folder, the tracking store inside it; tests add data and params."""
+    return isolated_tracking
 
 
 def write_data(root, classes=("No", "Yes")) -> None:

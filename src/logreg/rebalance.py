@@ -62,11 +62,8 @@ def _undersample(
 ) -> Resampled:
     from imblearn.under_sampling import RandomUnderSampler  # slow to import: only when used
 
-    sampler = RandomUnderSampler(
-        sampling_strategy=under_targets(_counts(y), ratio), random_state=seed
-    )
-    X_new, y_new = sampler.fit_resample(X, y)
-    return X_new, y_new, np.ones(len(y_new))
+    targets = under_targets(_counts(y), ratio)
+    return _resampled(RandomUnderSampler(sampling_strategy=targets, random_state=seed), X, y)
 
 
 def _oversample(
@@ -74,9 +71,12 @@ def _oversample(
 ) -> Resampled:
     from imblearn.over_sampling import RandomOverSampler
 
-    sampler = RandomOverSampler(
-        sampling_strategy=over_targets(_counts(y), ratio), random_state=seed
-    )
+    targets = over_targets(_counts(y), ratio)
+    return _resampled(RandomOverSampler(sampling_strategy=targets, random_state=seed), X, y)
+
+
+def _resampled(sampler: Any, X: pd.DataFrame, y: pd.Series) -> Resampled:
+    """Apply an imbalanced-learn sampler; resampled rows all weigh 1."""
     X_new, y_new = sampler.fit_resample(X, y)
     return X_new, y_new, np.ones(len(y_new))
 
@@ -103,9 +103,7 @@ def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: 
         )
     from imblearn.over_sampling import SMOTE
 
-    sampler = SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed)
-    X_new, y_new = sampler.fit_resample(X, y)
-    return X_new, y_new, np.ones(len(y_new))
+    return _resampled(SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed), X, y)
 
 
 def _class_weight(
