@@ -226,3 +226,26 @@ def test_callback_sees_every_epoch_record(binary_data):
     newton_seen = []
     newton = LogisticRegression(solver="newton").fit(X, y, callback=newton_seen.append)
     assert newton_seen == newton.history_
+
+
+@pytest.mark.parametrize("solver", ["sgd", "newton"])
+def test_unpenalised_fit_on_separable_data_says_so(solver):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 3))
+    X = X[np.abs(X[:, 0]) > 0.5][:200]  # a margin around the boundary x0 = 0
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.warns(UserWarning, match="perfectly separable"):
+        model = LogisticRegression(penalty="none", solver=solver, epochs=50).fit(X, y)
+    assert model.separable_ is True
+    assert np.isfinite(model.coef_).all()
+    assert model.stop_reason_ in ("max_epochs", "converged", "newton_converged")
+    penalised = LogisticRegression(penalty="l2", alpha=1e-2, solver=solver).fit(X, y)
+    assert penalised.separable_ is None
+
+
+def test_unpenalised_fit_on_overlapping_classes_is_not_flagged(binary_data):
+    X, y = binary_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = LogisticRegression(penalty="none", solver="newton").fit(X, y)
+    assert model.separable_ is False

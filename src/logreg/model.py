@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -834,7 +835,20 @@ class LogisticRegression:
         self.stop_reason_ = record.stop_reason
         self.n_samples_fit_ = n
         self._hessian = record.hessian
+        self.separable_ = None if alpha > 0 else self._warn_if_separable(X_array, labels)
         return self
+
+    def _warn_if_separable(self, X: np.ndarray, labels: np.ndarray) -> bool:
+        """Without a penalty, perfectly separated training data have no finite optimum."""
+        separable = bool(np.array_equal(self.predict(X), labels))
+        if separable:
+            warnings.warn(
+                "the training data are perfectly separable: without a penalty the weights "
+                f"grow until a stopping rule ends training (stop_reason_={self.stop_reason_!r}); "
+                "use penalty='l2' with alpha > 0 for a finite optimum",
+                stacklevel=3,
+            )
+        return separable
 
     # -- prediction -----------------------------------------------------------
 

@@ -125,8 +125,9 @@ def test_separable_data_without_a_penalty_stops_and_says_why(stop):
     X_val, y_val = linear_data(200, 5, seed=1)  # overlapping classes: val loss turns up
     kwargs = STOPS[stop]
     validation = {"X_val": X_val, "y_val": y_val} if stop == "early_stopping" else {}
-    model = LogisticRegression(penalty="none", **kwargs).fit(X, y, **validation)
-    assert model.stop_reason_ == stop
+    with pytest.warns(UserWarning, match=f"perfectly separable.*stop_reason_='{stop}'"):
+        model = LogisticRegression(penalty="none", **kwargs).fit(X, y, **validation)
+    assert model.stop_reason_ == stop and model.separable_
     assert_sensible(model, X, y)
     assert (model.predict(X) == y).all()
 
@@ -138,7 +139,8 @@ def test_separable_data_with_a_penalty_converges_to_bounded_weights():
     assert_sensible(small, X, y)
     newton = LogisticRegression(solver="newton", penalty="l2", alpha=1e-2).fit(X, y)
     np.testing.assert_allclose(small.coef_, newton.coef_, atol=0.05)
-    free = LogisticRegression(solver="newton", penalty="none").fit(X, y)
+    with pytest.warns(UserWarning, match="perfectly separable"):
+        free = LogisticRegression(solver="newton", penalty="none").fit(X, y)
     assert free.stop_reason_ == "newton_converged"  # no descent left at machine precision
     assert_sensible(free, X, y)
     assert np.abs(free.coef_).max() > 5 * np.abs(newton.coef_).max()  # unbounded without it
