@@ -52,6 +52,22 @@ PREPARE_OUTPUTS = (
 BIG_DATA = {"n_samples": 150_000, "n_features": 40, "n_informative": 5}
 
 
+def start_interruptible(command: list[str], cwd: Path) -> subprocess.Popen:
+    """Start a stage whose SIGINT acts like Ctrl-C, whatever this process inherited.
+
+    A job started in the background by a non-interactive shell (nohup, `cmd &`, some CI
+    runners) inherits SIGINT as *ignored*, and Python then never installs its Ctrl-C
+    handler; restoring the default before exec gives the child a normal SIGINT.
+    """
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def wait_until(condition, timeout: float, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -89,7 +105,7 @@ def readable(path: Path) -> bool:
 def test_a_stage_killed_mid_write_leaves_only_complete_files(tmp_path, signum, target):
     write_params(tmp_path, tiny_params(data={**TINY_DATA, **BIG_DATA}))
     command = [sys.executable, *stage_command("prepare", tmp_path)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE)
+    proc = start_interruptible(command, tmp_path)
     temp = (tmp_path / target).parent, f".{Path(target).name}."  # atomic_path's temp file
     wait_until(
         lambda: temp[0].is_dir() and any(p.name.startswith(temp[1]) for p in temp[0].iterdir()),
@@ -165,7 +181,7 @@ def test_a_train_stage_killed_mid_fit_ends_its_run_killed_and_writes_no_model(
         return bool(runs) and len(runs[0].inputs.dataset_inputs) == 2
 
     command = [sys.executable, *stage_command("train", tmp_path)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE)
+    proc = start_interruptible(command, tmp_path)
     wait_until(fitting, 90, proc, "fit")
     time.sleep(0.5)
     assert proc.poll() is None
