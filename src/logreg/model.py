@@ -43,7 +43,6 @@ PENALTY_L1_RATIO = {"l2": 0.0, "l1": 1.0, "none": 0.0}  # elasticnet uses the l1
 SOLVERS = ("sgd", "newton")
 LR_SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 DTYPES = ("float64", "float32")
-STOP_REASONS = ("max_epochs", "converged", "max_time", "early_stopping", "newton_converged")
 
 
 PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before lr /= 5

@@ -14,7 +14,6 @@ evaluate resumes) and the per-epoch history CSV.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -57,7 +56,7 @@ def fit_model(
             "X_val": pd.DataFrame(val_split.X, columns=val_split.feature_names),
             "y_val": val_split.y,
         }
-    if callback is not None and fit_accepts_callback():
+    if callback is not None:
         fit_kwargs["callback"] = callback
     return model.fit(X, train_split.y, **fit_kwargs)
 
@@ -82,16 +81,12 @@ def positive_class(preprocess: dict[str, Any], y_train: np.ndarray) -> Any:
     return minority_class(y_train)
 
 
-def fit_accepts_callback() -> bool:
-    return "callback" in inspect.signature(LogisticRegression.fit).parameters
-
-
 class _Progress:
-    """A tqdm bar per epoch on a terminal (when ``fit`` accepts a callback); silent otherwise."""
+    """A tqdm bar per epoch on a terminal; silent in logs and other non-TTY output."""
 
     def __init__(self, total: int) -> None:
         self.bar = None
-        if sys.stderr.isatty() and fit_accepts_callback():
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc="train", unit="epoch", file=sys.stderr)
