@@ -104,3 +104,41 @@ def test_extreme_logits_stay_finite_and_silent():
     np.testing.assert_allclose(multi, [2e4])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     np.testing.assert_allclose(softmax_probabilities, [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    "n_classes, penalty, weighted, momentum",
+    list(itertools.product([2, 3], ["none", "l2"], [False, True], [0.0, 0.9])),
+)
+def test_full_batch_sgd_is_gradient_descent_on_the_checked_gradient(
+    n_classes, penalty, weighted, momentum
+):
+    # One batch per epoch: each epoch must be exactly θ ← θ − lr·∇J (or heavy ball,
+    # v ← μv + ∇J, θ ← θ − lr·v), with ∇J from loss_and_gradient, which the
+    # finite-difference test above checks. This pins the fused hot loop to the textbook.
+    from logreg import LogisticRegression
+
+    X, Y, s, _, _ = _problem(n_classes, weighted, seed=1)
+    labels = Y[:, 0] if n_classes == 2 else Y.argmax(axis=1)
+    alpha, _ = PENALTIES[penalty]
+    lr, epochs = 0.3, 12
+    model = LogisticRegression(
+        penalty=penalty,
+        alpha=alpha,
+        batch_size="full",
+        learning_rate=lr,
+        lr_schedule="constant",
+        momentum=momentum,
+        epochs=epochs,
+        tol=0.0,
+        patience=None,
+    ).fit(X, labels, sample_weight=s)
+
+    W, b = np.zeros((X.shape[1], Y.shape[1])), np.zeros(Y.shape[1])
+    velocity_W, velocity_b = np.zeros_like(W), np.zeros_like(b)
+    for _ in range(epochs):
+        _, grad_W, grad_b = loss_and_gradient(X, Y, s, W, b, alpha, 0.0)
+        velocity_W, velocity_b = momentum * velocity_W + grad_W, momentum * velocity_b + grad_b
+        W, b = W - lr * velocity_W, b - lr * velocity_b
+    np.testing.assert_allclose(model.coef_, W.T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.intercept_, b, rtol=1e-10, atol=1e-12)

@@ -67,6 +67,19 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + e^z) as max(z, 0) + log1p(e^{−|z|}), which never overflows.
+
+    The same value as np.logaddexp(0, z), but from ufuncs NumPy vectorises: about six
+    times faster, and the epoch loss of SGD is one of these per sample.
+    """
+    tail = np.abs(z)
+    np.negative(tail, out=tail)
+    np.exp(tail, out=tail)
+    np.log1p(tail, out=tail)
+    return tail + np.maximum(z, 0.0)
+
+
 def softmax(Z: np.ndarray) -> np.ndarray:
     """Row-wise softmax; subtracting the row max keeps exp() from overflowing."""
     E = np.exp(Z - Z.max(axis=1, keepdims=True))
@@ -91,7 +104,7 @@ def cross_entropy(Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
     Softmax: −Σ_k Y_k log softmax(Z)_k = logsumexp(Z) − Σ_k Y_k Z_k.
     """
     if Z.shape[1] == 1:
-        return np.logaddexp(0.0, Z[:, 0]) - Y[:, 0] * Z[:, 0]
+        return softplus(Z[:, 0]) - Y[:, 0] * Z[:, 0]
     return log_sum_exp(Z) - np.einsum("ik,ik->i", Y, Z)
 
 
@@ -220,26 +233,45 @@ def sgd_solve(
 
     order = rng.permutation(n)
     X_tilde = _shuffled_design(X, order, dtype, fit_intercept)  # the one copy of X
-    X_shuffled = X_tilde[:, :D]  # a view without the ones: the features for the epoch loss
     Y_shuffled, s_shuffled = Y[order], s[order]
-    s_over_B = (s_shuffled / B)[:, None]  # folds the 1/|B| of the batch mean into the weights
-    batch_starts = np.arange(0, n, B)
 
     theta = np.zeros((X_tilde.shape[1], K), dtype=dtype)
     W = theta[:D]  # views into θ: a step on θ moves them
     b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
     velocity = np.zeros_like(theta)
-    # Buffers reused by every batch: the hot loop allocates nothing of size B.
+    # Buffers reused by every batch: the hot loop allocates nothing.
     Z_buffer = np.empty((B, K), dtype=dtype)
-    row_buffer = np.empty((B, 1), dtype=dtype)
-    grad = np.empty_like(theta)
-    grad_W = grad[:D]
+    row_buffer = np.empty((B, 1), dtype=dtype)  # softmax's row maxima and sums
+    step = np.empty_like(theta)
+    step_W = step[:D]
     l2 = alpha * (1.0 - l1_ratio)
     l1 = alpha * l1_ratio
     l1_offered, l1_applied = 0.0, np.zeros_like(W)  # Tsuruoka's u and q
+    W_scratch, W_before = np.empty_like(W), np.empty_like(W)
+    unit_gain, unit_offset = _residual_coefficients(Y_shuffled, s_shuffled, B)
+    gain, offset = np.empty_like(unit_gain), np.empty_like(unit_offset)
+    l1_masks = (np.empty(W.shape, dtype=bool), np.empty(W.shape, dtype=bool))
+    # Every batch as views made once: (X̃_b, its logits buffer, gain_b, offset_b, m/B).
+    batches = [
+        (
+            X_tilde[start : start + B],
+            Z_buffer[: min(B, n - start)],
+            gain[start : start + B],
+            offset[start : start + B],
+            min(B, n - start) / B,
+        )
+        for start in range(0, n, B)
+    ]
+
+    def epoch_loss() -> float:
+        # J from one pass over X̃ (Z = X̃θ holds the intercept); the rows' order does not
+        # change the objective.
+        return data_loss(X_tilde @ theta, Y_shuffled, s_shuffled) + penalty_value(
+            W, alpha, l1_ratio
+        )
 
     history: list[dict[str, Any]] = []
-    initial_loss = objective_value(X_shuffled, Y_shuffled, s_shuffled, W, b, alpha, l1_ratio)
+    initial_loss = epoch_loss()
     lr = learning_rate
     previous_loss = best_val = math.inf
     best_train = initial_loss
@@ -250,46 +282,48 @@ def sgd_solve(
     epoch = 0
     for epoch in range(epochs):
         lr = _learning_rate(lr_schedule, learning_rate, epoch, lr)
-        for start in batch_starts[rng.permutation(len(batch_starts))].tolist():
-            stop = min(start + B, n)
-            X_b, Y_b, s_b = X_tilde[start:stop], Y_shuffled[start:stop], s_over_B[start:stop]
-            # Forward: P = σ(X̃_b θ) or softmax(X̃_b θ), in place in a reused buffer.
-            P = Z_buffer[: stop - start]
-            np.dot(X_b, theta, out=P)
-            _probabilities_inplace(P, row_buffer[: stop - start])
-            # Residual R = S (P − Y) / |B|, the gradient of the batch loss with respect to Z.
-            # The short last batch is also divided by B, not by its m rows, and its penalty
-            # share is m/B: the batches are fixed by the single shuffle, so anything else
-            # would bias the fixed point. One epoch then sums to exactly n/B full gradients.
-            P -= Y_b
-            P *= s_b
-            # Gradient of the data term: X̃_bᵀR stacks ∂/∂W and ∂/∂b.
-            np.dot(X_b.T, P, out=grad)
-            # Step θ ← θ − lr·g, where L2 adds its share m/B of α(1−ρ)W to g. With heavy-ball
-            # momentum (μ > 0), v ← μv + g and θ ← θ − lr·v.
-            share = (stop - start) / B
-            if momentum:
-                if l2:
-                    grad_W += (l2 * share) * W
-                velocity *= momentum
-                velocity += grad
-                theta -= lr * velocity
+        # Without momentum the step is −lr·g; with it, g is needed alone (scale 1).
+        scale = 1.0 if momentum else lr
+        np.multiply(unit_gain, scale, out=gain)
+        np.multiply(unit_offset, scale, out=offset)
+        for index in rng.permutation(len(batches)).tolist():
+            X_b, R, gain_b, offset_b, share = batches[index]
+            # Forward: Z = X̃_b θ, then f(Z) = tanh(Z/2) (sigmoid) or softmax(Z), in place.
+            np.dot(X_b, theta, out=R)
+            if K == 1:
+                R *= 0.5
+                np.tanh(R, out=R)
             else:
-                if l2:  # the L2 part of the step as one decay, W ← (1 − lr·α(1−ρ)·m/B)W
-                    W *= 1.0 - lr * l2 * share
-                theta -= lr * grad
+                _softmax_inplace(R, row_buffer[: len(R)])
+            # Residual R = −scale·S(P − Y)/|B|, as gain·f(Z) + offset. The short last batch is
+            # also divided by B, not by its m rows, and its penalty share is m/B: the batches
+            # are fixed by the single shuffle, so anything else would bias the fixed point.
+            # One epoch then sums to exactly n/B full gradients.
+            R *= gain_b
+            R += offset_b
+            # X̃_bᵀR stacks the data terms of −scale·∂J/∂W and −scale·∂J/∂b.
+            np.dot(X_b.T, R, out=step)
+            if momentum:
+                # Heavy ball: v ← μv + g and θ ← θ − lr·v, where L2 adds its share m/B of
+                # α(1−ρ)W to g (the step holds −g).
+                if l2:
+                    np.multiply(W, l2 * share, out=W_scratch)
+                    step_W -= W_scratch
+                velocity *= momentum
+                velocity -= step
+                step[:] = velocity
+                step *= -lr
+            elif l2:  # the L2 part of the step as one decay, W ← (1 − lr·α(1−ρ)·m/B)W
+                W *= 1.0 - lr * l2 * share
+            theta += step
             if l1:
                 l1_offered += lr * l1 * share
-                W_before = W.copy()
-                W[:] = np.where(
-                    W > 0,
-                    np.maximum(W - (l1_offered + l1_applied), 0.0),
-                    np.where(W < 0, np.minimum(W + (l1_offered - l1_applied), 0.0), W),
-                )
-                l1_applied += W - W_before
+                np.copyto(W_before, W)
+                _clip_cumulative_l1(W, l1_offered, l1_applied, l1_masks, W_scratch)
+                l1_applied += W  # q ← q + (W after the clip − W before it)
+                l1_applied -= W_before
 
-        # One pass over X: the rows' order does not change the objective.
-        train_loss = objective_value(X_shuffled, Y_shuffled, s_shuffled, W, b, alpha, l1_ratio)
+        train_loss = epoch_loss()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -364,19 +398,50 @@ def _shuffled_design(
     return X_tilde
 
 
-def _probabilities_inplace(Z: np.ndarray, row_buffer: np.ndarray) -> None:
-    """Overwrite logits with probabilities without allocating (see sigmoid, softmax)."""
-    if Z.shape[1] == 1:
-        Z *= 0.5
-        np.tanh(Z, out=Z)
-        Z += 1.0
-        Z *= 0.5
-        return
+def _residual_coefficients(Y: np.ndarray, s: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (gain, offset) with gain·f(z) + offset = −s(p − y)/B.
+
+    f is what the SGD forward pass leaves in place: for softmax f = P, so gain = −s/B
+    and offset = s·y/B; for the sigmoid f = tanh(z/2) and p = (1 + f)/2, so
+    gain = −s/(2B) and offset = −s·(1/2 − y)/B. Each epoch scales both by its step size.
+    """
+    weight = (s * (-1.0 / B))[:, None]
+    if Y.shape[1] == 1:
+        return 0.5 * weight, weight * (0.5 - Y)
+    return weight, -weight * Y
+
+
+def _softmax_inplace(Z: np.ndarray, row_buffer: np.ndarray) -> None:
+    """Overwrite logits with softmax(Z) without allocating; ``row_buffer`` is (n, 1)."""
     np.max(Z, axis=1, keepdims=True, out=row_buffer)
     Z -= row_buffer
     np.exp(Z, out=Z)
     np.sum(Z, axis=1, keepdims=True, out=row_buffer)
     Z /= row_buffer
+
+
+def _clip_cumulative_l1(
+    W: np.ndarray,
+    offered: float,
+    applied: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
+    scratch: np.ndarray,
+) -> None:
+    """Tsuruoka's clip in place: W > 0 to max(0, W − (u + q)), W < 0 to min(0, W + (u − q)).
+
+    u is the total L1 shrinkage offered so far and q, ``applied`` before this clip, the
+    signed shrinkage each weight has received; a weight reaches zero and stops there.
+    ``masks`` and ``scratch`` are buffers shaped like W, so nothing is allocated.
+    """
+    positive, negative = masks
+    np.greater(W, 0.0, out=positive)
+    np.less(W, 0.0, out=negative)
+    np.add(applied, offered, out=scratch)  # u + q
+    np.subtract(W, scratch, out=W, where=positive)
+    np.maximum(W, 0.0, out=W, where=positive)
+    np.subtract(applied, offered, out=scratch)  # q − u
+    np.subtract(W, scratch, out=W, where=negative)
+    np.minimum(W, 0.0, out=W, where=negative)
 
 
 def hessian(
