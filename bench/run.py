@@ -51,7 +51,15 @@ import numpy as np
 
 from logreg.datasets import make_synthetic
 from logreg.io import write_json
-from logreg.model import LogisticRegression, objective_value
+from logreg.model import (
+    SKETCH_STRIDE,
+    LogisticRegression,
+    _shuffled_design,
+    data_loss,
+    hessian,
+    objective_value,
+    predict_probabilities,
+)
 
 ALPHA = 1e-4  # the L2 strength of every fit; scikit-learn gets C = 1/(α·n)
 TARGET_GAP = 1e-4  # time to objective: J ≤ J*·(1 + TARGET_GAP)
@@ -337,6 +345,48 @@ def measure_inference(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def measure_parts(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
+    """Where an SGD epoch and a Newton iteration spend their time, piece by piece.
+
+    The pieces are the BLAS calls and passes the solvers make, timed alone: the two
+    products of every batch (X̃_b θ and X̃_bᵀR, visited in a random order, as SGD does),
+    the per-epoch loss pass, the shuffled copy SGD makes once per fit, and Newton's
+    exact and sampled Hessians. An epoch minus its products and loss pass is the cost
+    of the elementwise work and of Python between the calls.
+    """
+    rng = np.random.default_rng(SEED)
+    n = len(data.y)
+    X_tilde = _shuffled_design(data.X, rng.permutation(n), np.dtype(np.float64), True)
+    theta = rng.standard_normal((X_tilde.shape[1], 1)) * 0.01
+    P = predict_probabilities(data.X @ theta[:-1] + theta[-1])
+
+    def batch_products(batch: int) -> float:
+        Z, step = np.empty((batch, 1)), np.empty_like(theta)
+        starts = np.arange(0, n, batch)[rng.permutation(-(-n // batch))].tolist()
+        started = time.perf_counter()
+        for start in starts:
+            X_b = X_tilde[start : start + batch]
+            R = Z[: len(X_b)]
+            np.dot(X_b, theta, out=R)
+            np.dot(X_b.T, R, out=step)
+        return time.perf_counter() - started
+
+    timers: dict[str, Callable[[], float]] = {
+        f"part_products_b{batch}": lambda batch=batch: batch_products(batch) for batch in (32, 256)
+    }
+    timers["part_loss_pass"] = lambda: wall(lambda: data_loss(X_tilde @ theta, data.Y, data.s))
+    timers["part_shuffled_copy"] = lambda: wall(
+        lambda: _shuffled_design(data.X, rng.permutation(n), np.dtype(np.float64), True)
+    )
+    timers["part_gradient_pass"] = lambda: wall(lambda: data.X.T @ (P - data.Y))
+    timers["part_hessian_exact"] = lambda: wall(lambda: hessian(data.X, P, data.s, ALPHA, True))
+    sample = slice(None, None, SKETCH_STRIDE)
+    timers["part_hessian_sampled"] = lambda: wall(
+        lambda: hessian(data.X[sample], P[sample], data.s[sample], ALPHA, True)
+    )
+    return interleaved(timers, repeats)
+
+
 def measure_memory(data: Data) -> dict[str, dict[str, Any]]:
     """tracemalloc peak of NumPy allocations during a fit, beyond X itself, over X's size."""
 
@@ -509,6 +559,29 @@ def print_section(title: str, results: dict[str, Any]) -> None:
         print(f"{label(key):44s} {fmt_seconds(value['median_s']):>11s}   {note}")
 
 
+def print_parts(results: dict[str, Any], parts: dict[str, Any]) -> None:
+    """The profile: each SGD epoch split into products, loss pass and the rest."""
+
+    def ms(key: str) -> float:
+        return parts[key]["median_s"] * 1e3
+
+    print("\nwhere the time goes (pieces timed alone, medians of interleaved rounds):")
+    for batch in (32, 256):
+        epoch = results[f"sgd_b{batch}_float64"]["median_s"] * 1e3
+        products, loss = ms(f"part_products_b{batch}"), ms("part_loss_pass")
+        print(
+            f"  SGD epoch B={batch} float64 {epoch:6.1f} ms = the batches' two BLAS products "
+            f"{products:.1f} + loss pass {loss:.1f} + elementwise and Python "
+            f"{epoch - products - loss:.1f}"
+        )
+    print(f"  SGD's shuffled copy of X, once per fit: {ms('part_shuffled_copy'):.1f} ms")
+    print(
+        f"  Newton: exact Hessian {ms('part_hessian_exact'):.1f} ms, sampled (every "
+        f"{SKETCH_STRIDE}th row) {ms('part_hessian_sampled'):.1f} ms, one gradient pass "
+        f"{ms('part_gradient_pass'):.1f} ms"
+    )
+
+
 def print_goals(goals: list[dict[str, Any]]) -> None:
     print("\n== goals (issue 7), binary case ==")
     print(f"{'goal':50s} {'ratio':>7s}  {'target':>7s}  status")
@@ -526,13 +599,15 @@ def binary_section(n: int, d: int, repeats: int) -> dict[str, Any]:
     results = measure_epochs(data, repeats, BATCHES, DTYPES)
     results |= measure_time_to_objective(data, repeats, newton=True, newton_cholesky=True)
     results |= measure_inference(data, repeats)
+    parts = measure_parts(data, repeats)
     memory = measure_memory(data)
     print_section(title, results)
+    print_parts(results, parts)
     print("\npeak memory while training (tracemalloc, NumPy allocations; X included):")
     for key, value in memory.items():
         size = value["X_bytes"] / 2**20
         print(f"  {key:28s} {value['peak_total_over_X']:.2f}× X ({size:.0f} MiB)")
-    return {"title": title, "results": results, "memory": memory}
+    return {"title": title, "results": results, "parts": parts, "memory": memory}
 
 
 def large_section(n: int, d: int, repeats: int) -> dict[str, Any]:
