@@ -52,6 +52,16 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
             if value.get("median_s") is not None:  # None: a time-to-objective not reached
                 assert value["median_s"] > 0, (section, key)
                 assert all(sample > 0 for sample in value["samples_s"]), (section, key)
+    parts = report["sections"]["binary"]["parts"]
+    assert {
+        "part_products_b32",
+        "part_products_b256",
+        "part_loss_pass",
+        "part_shuffled_copy",
+        "part_hessian_exact",
+        "part_hessian_sampled",
+    } <= set(parts)
+    assert "where the time goes" in completed.stdout
     for value in report["memory"].values():
         assert value["peak_extra_bytes"] > 0 and value["peak_total_over_X"] > 1
     statuses = {goal["key"]: goal["status"] for goal in report["goals"]}
