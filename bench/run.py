@@ -267,7 +267,7 @@ def measure_time_to_objective(
     if counts["tto_lbfgs"]:
         lbfgs_time = wall(lambda: fits["tto_lbfgs"](counts["tto_lbfgs"]))
         budget = min(budget, max(MIN_SGD_SECONDS, SGD_SEARCH_FACTOR * lbfgs_time))
-    for key, schedule in (("tto_sgd_default", None), ("tto_sgd_step", "step")):
+    for key, schedule in (("tto_sgd_default", None), ("tto_sgd_invscaling", "invscaling")):
         params: dict[str, Any] = {"batch_size": 256, "tol": 0.0, "patience": None}
         if schedule:
             params["lr_schedule"] = schedule
@@ -523,8 +523,8 @@ LABELS = {
     "xv": "one X @ v pass",
     "sklearn_sgd": "sklearn SGDClassifier epoch",
     "sklearn_sgd_ovr": "sklearn SGDClassifier epoch (one-vs-rest)",
-    "tto_sgd_default": "to 1e-4: our SGD B=256, default schedule",
-    "tto_sgd_step": "to 1e-4: our SGD B=256, 'step' schedule",
+    "tto_sgd_default": "to 1e-4: our SGD B=256, default 'step'",
+    "tto_sgd_invscaling": "to 1e-4: our SGD B=256, 'invscaling'",
     "tto_newton": "to 1e-4: our Newton",
     "tto_lbfgs": "to 1e-4: sklearn lbfgs",
     "tto_newton_cholesky": "to 1e-4: sklearn newton-cholesky",

@@ -16,7 +16,7 @@ SECTION_KEYS = {
         *(f"sgd_b{b}_{t}" for b in (32, 256, 4096, "full") for t in ("float64", "float32")),
         "sklearn_sgd",
         "tto_sgd_default",
-        "tto_sgd_step",
+        "tto_sgd_invscaling",
         "tto_newton",
         "tto_lbfgs",
         "tto_newton_cholesky",

@@ -63,7 +63,7 @@ def write_params(root, mlflow: bool = False, **model) -> None:
         "train": {
             "batch_size": 32,
             "learning_rate": 0.1,
-            "lr_schedule": "invscaling",
+            "lr_schedule": "step",
             "momentum": 0.0,
             "epochs": EPOCHS,
             "tol": 0.0,
