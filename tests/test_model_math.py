@@ -142,3 +142,12 @@ def test_full_batch_sgd_is_gradient_descent_on_the_checked_gradient(
         W, b = W - lr * velocity_W, b - lr * velocity_b
     np.testing.assert_allclose(model.coef_, W.T, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.intercept_, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_objective_at_zero_weights_is_log_of_the_class_count(n_classes):
+    # SGD takes its initial loss from this identity instead of a pass over X.
+    X, Y, s, W, b = _problem(n_classes, weighted=True)
+    zero_W, zero_b = np.zeros_like(W), np.zeros_like(b)
+    value = objective_value(X, Y, s, zero_W, zero_b, 0.3, 0.5)
+    assert value == pytest.approx(np.log(n_classes) * s.sum() / len(s), rel=1e-12)

@@ -282,7 +282,8 @@ def sgd_solve(
         )
 
     history: list[dict[str, Any]] = []
-    initial_loss = epoch_loss()
+    # J at θ = 0 needs no pass: every class then has probability 1/classes.
+    initial_loss = math.log(max(K, 2)) * float(s.sum()) / n
     lr = learning_rate
     previous_loss = best_val = math.inf
     best_train = initial_loss
