@@ -249,3 +249,20 @@ def test_unpenalised_fit_on_overlapping_classes_is_not_flagged(binary_data):
         warnings.simplefilter("error")
         model = LogisticRegression(penalty="none", solver="newton").fit(X, y)
     assert model.separable_ is False
+
+
+@pytest.mark.parametrize(
+    "n_rows, batch_size, expected",
+    [
+        (10_000, 32, [0.5] * 5 + [0.25] * 5 + [0.125] * 2),  # 50,000 samples = 5 epochs
+        (60_000, 256, [0.5 * 0.5**epoch for epoch in range(12)]),  # at most once an epoch
+        (10_000, "full", [0.5] * 12),  # gradient descent: no noise to settle
+    ],
+)
+def test_default_step_schedule_halves_every_50000_samples(n_rows, batch_size, expected):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_rows, 3))
+    y = (X[:, 0] + rng.logistic(size=n_rows) > 0).astype(int)
+    model = LogisticRegression(batch_size=batch_size, epochs=12, tol=0.0, patience=None)
+    rates = [record["learning_rate"] for record in model.fit(X, y).history_]
+    assert rates == pytest.approx(expected, rel=1e-12)

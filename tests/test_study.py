@@ -1,6 +1,7 @@
 """The study's computations on small synthetic data, against independent references."""
 
 import numpy as np
+import pytest
 import statsmodels.api as sm
 
 from logreg.frames import Split
@@ -59,3 +60,31 @@ def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation()
     assert "| smote | l1 | 16 | 0.300 | 0.150 |" in text
     assert "| none | l2 | 64 | 0.100 | 0.050 |" in text
     assert "+0.100" in text  # 0.15 − 0.05 on test at 0.5
+
+
+@pytest.mark.parametrize(
+    "winner_tuned, expected",
+    [
+        (0.20, "what rebalancing buys at 0.5 is a better-placed threshold"),  # gap -0.02
+        (0.235, "so most of what rebalancing buys at 0.5"),  # +0.015 of +0.1 at 0.5
+        (0.30, "so rebalancing keeps most of its lead"),  # +0.08 of +0.1
+    ],
+)
+def test_sweep_section_reads_the_tuned_gap_by_its_sign_and_size(winner_tuned, expected):
+    import pandas as pd
+
+    from logreg.study import _sweep_section
+
+    sweep = pd.DataFrame(
+        {
+            "rebalance.strategy": ["smote", "none"],
+            "model.penalty": ["l1", "l2"],
+            "train.batch_size": ["16", "64"],
+            "val_f1": [0.30, 0.10],
+            "test_f1": [0.15, 0.05],
+            "test_precision": [0.1, 0.3],
+            "test_recall": [0.5, 0.03],
+            "test_f1_tuned": [winner_tuned, 0.22],
+        }
+    )
+    assert expected in "\n".join(_sweep_section(sweep, 70))

@@ -175,7 +175,9 @@ class FitRecord:
     hessian: np.ndarray | None = None  # Newton only: ∇²J at the optimum, for inference
 
 
-def _learning_rate(schedule: str, lr0: float, epoch: int, current: float, n: int) -> float:
+def _learning_rate(
+    schedule: str, lr0: float, epoch: int, current: float, n: int, batch_size: int
+) -> float:
     """Step size for an epoch (0-based) over n rows. 'adaptive' is changed by the caller."""
     if schedule == "constant" or schedule == "adaptive":
         return current
@@ -186,7 +188,10 @@ def _learning_rate(schedule: str, lr0: float, epoch: int, current: float, n: int
     # it, once the iterates have had time to settle at the current step. Counting that
     # time in samples, not epochs, serves both ends: 200,000 rows halve every epoch and
     # reach 1e-4 of the optimum in 6 epochs, while breast_cancer's 569 rows hold each step
-    # for 88 epochs, long enough for progress on its ill-conditioned directions.
+    # for 88 epochs, long enough for progress on its ill-conditioned directions. Full-batch
+    # descent has no gradient noise, so nothing to settle: its step stays lr0.
+    if batch_size >= n:
+        return lr0
     epochs_per_halving = max(1, round(HALVING_SAMPLES / n))
     return lr0 * 0.5 ** (epoch // epochs_per_halving)
 
@@ -293,7 +298,7 @@ def sgd_solve(
     stop_reason = "max_epochs"
     epoch = 0
     for epoch in range(epochs):
-        lr = _learning_rate(lr_schedule, learning_rate, epoch, lr, n)
+        lr = _learning_rate(lr_schedule, learning_rate, epoch, lr, n, B)
         # Without momentum the step is −lr·g; with it, g is needed alone (scale 1).
         scale = 1.0 if momentum else lr
         np.multiply(unit_gain, scale, out=gain)
@@ -684,10 +689,11 @@ class LogisticRegression:
         Initial step size, for standardised features (one step moves by lr times the
         mean gradient of a batch).
     lr_schedule : {"step", "invscaling", "constant", "adaptive"}, default "step"
-        Halved after every 50,000 samples seen (at least one epoch), lr/√(1+epoch/20),
-        fixed, or divided by 5 after 5 epochs without a better training loss. A decaying
-        step lets SGD converge instead of wandering around the optimum at a noise floor
-        set by the step size.
+        Halved after every 50,000 samples seen (at most once per epoch, never for
+        full-batch descent, which has no gradient noise), lr/√(1+epoch/20), fixed, or
+        divided by 5 after 5 epochs without a better training loss. A decaying step
+        lets SGD converge instead of wandering around the optimum at a noise floor set
+        by the step size.
     momentum : float in [0, 1), default 0
         Heavy-ball momentum.
     epochs : int, default 1000
