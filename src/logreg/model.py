@@ -50,7 +50,7 @@ INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
 HALVING_SAMPLES = 50_000  # 'step': samples seen between halvings of the step (at least an epoch)
 ROWS_PER_COPY = 8192  # rows gathered at a time by SGD's shuffled copy of X
 ROWS_PER_BLOCK = 4096  # rows per block of the Hessian's sums: 3 MiB at D=100, in cache
-SKETCH_STRIDE = 4  # Newton far from the optimum: the Hessian of every 4th row ...
+SKETCH_FRACTION = 4  # Newton far from the optimum: the Hessian of a random quarter of the rows
 SKETCH_ROWS_PER_PARAMETER = 50  # ... when that leaves at least 50 rows per parameter
 
 
@@ -540,6 +540,7 @@ def newton_solve(
     max_iter: int,
     tol: float,
     max_time: float | None,
+    rng: np.random.Generator,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     """Newton's method (IRLS) with backtracking: θ ← θ − t·H⁻¹∇J, for L2 or no penalty.
@@ -550,13 +551,14 @@ def newton_solve(
     remaining, identified directions.
 
     The Hessian costs n·p² multiply-adds, the rest of an iteration a few passes over X.
-    On large data the steps far from the optimum use the Hessian of every
-    SKETCH_STRIDE-th row (a subsampled Newton method, Byrd et al. 2011): the Hessian
-    only steers the step, while the fixed point ∇J = 0 is set by the exact gradient, so
-    the sample changes the path, not the answer. Once the predicted gain falls below
-    √tol·J, or a sampled step fails to descend, every row is used: the last steps are
-    exact Newton steps, converging quadratically, and the Hessian kept for inference is
-    the exact one.
+    On large data the steps far from the optimum use the Hessian of a random quarter
+    of the rows, drawn once by ``rng`` (a subsampled Newton method, Byrd et al. 2011):
+    the Hessian only steers the step, while the fixed point ∇J = 0 is set by the exact
+    gradient, so the sample changes the path, not the answer. Random rows, not every
+    4th, so that no order of the data (grouped in fours, say) can bias the sample.
+    Once the predicted gain falls below √tol·J, or a sampled step has to backtrack,
+    every row is used: the last steps are exact Newton steps, converging
+    quadratically, and the Hessian kept for inference is the exact one.
     """
     started = time.perf_counter()
     n, D = X.shape
@@ -573,8 +575,10 @@ def newton_solve(
     loss = data_loss(Z, Y, s) + penalty_value(W, alpha, 0.0)
     # At least SKETCH_ROWS_PER_PARAMETER rows per parameter, so the sample's Hessian is
     # within a few percent of the exact one.
-    exact = n < SKETCH_STRIDE * SKETCH_ROWS_PER_PARAMETER * K * p
-    rows = slice(None) if exact else slice(None, None, SKETCH_STRIDE)
+    exact = n < SKETCH_FRACTION * SKETCH_ROWS_PER_PARAMETER * K * p
+    if not exact:  # sorted, so the copy reads X front to back
+        sample = np.sort(rng.choice(n, n // SKETCH_FRACTION, replace=False))
+        X_sample = X[sample]
     H: np.ndarray | None = None
     history: list[dict[str, Any]] = []
     stop_reason = "max_epochs"
@@ -583,7 +587,10 @@ def newton_solve(
         P = predict_probabilities(Z)
         R = s[:, None] * (P - Y) / n
         g = _stack(X.T @ R + alpha * W, R.sum(axis=0), fit_intercept)
-        H = hessian(X[rows], P[rows], s[rows], alpha, fit_intercept)
+        if exact:
+            H = hessian(X, P, s, alpha, fit_intercept)
+        else:
+            H = hessian(X_sample, P[sample], s[sample], alpha, fit_intercept)
         step = _newton_direction(H, g, K)
         # The Newton decrement ½gᵀH⁻¹g is the gain this step predicts.
         gain = 0.5 * float(g @ step)
@@ -594,7 +601,7 @@ def newton_solve(
             stop_reason = "newton_converged"
             break
         if not exact and gain <= math.sqrt(tol) * max(abs(loss), 1e-12):
-            exact, rows = True, slice(None)  # this step is sampled; the next ones are exact
+            exact = True  # this step is sampled; the next ones are exact
         step_W, step_b = _unstack(step, D, K, p, fit_intercept)
         # Backtracking keeps far-from-optimum steps (e.g. separable data) descending.
         # A trial point needs only its loss: one pass over X.
@@ -620,10 +627,9 @@ def newton_solve(
         )
         if callback is not None:
             callback(history[-1])
-        if improvement <= 0.0:  # no descent left at machine precision
-            if not exact:  # ... or with the sampled Hessian: go on with the exact one
-                exact, rows = True, slice(None)
-                continue
+        if not exact and (t < 1.0 or improvement <= 0.0):
+            exact = True  # the sample misjudged the curvature: use every row from now on
+        elif improvement <= 0.0:  # no descent left at machine precision
             stop_reason = "newton_converged"
             break
         if max_time is not None and elapsed >= max_time:
@@ -914,6 +920,7 @@ class LogisticRegression:
                 max_iter=self.epochs,
                 tol=max(self.tol, 1e-15) ** 2,  # the gain is quadratic in the gradient
                 max_time=self.max_time,
+                rng=np.random.default_rng(self.seed),
                 callback=callback,
             )
         else:
