@@ -592,6 +592,7 @@ def newton_solve(
         else:
             H = hessian(X_sample, P[sample], s[sample], alpha, fit_intercept)
         step = _newton_direction(H, g, K)
+        sampled = not exact
         # The Newton decrement ½gᵀH⁻¹g is the gain this step predicts.
         gain = 0.5 * float(g @ step)
         # Converged when the gain is negligible (tested after a first step, so history_ is
@@ -600,7 +601,7 @@ def newton_solve(
         if history and exact and gain <= tol * max(abs(loss), 1e-12):
             stop_reason = "newton_converged"
             break
-        if not exact and gain <= math.sqrt(tol) * max(abs(loss), 1e-12):
+        if sampled and gain <= math.sqrt(tol) * max(abs(loss), 1e-12):
             exact = True  # this step is sampled; the next ones are exact
         step_W, step_b = _unstack(step, D, K, p, fit_intercept)
         # Backtracking keeps far-from-optimum steps (e.g. separable data) descending.
@@ -627,7 +628,7 @@ def newton_solve(
         )
         if callback is not None:
             callback(history[-1])
-        if not exact and (t < 1.0 or improvement <= 0.0):
+        if sampled and (t < 1.0 or improvement <= 0.0):
             exact = True  # the sample misjudged the curvature: use every row from now on
         elif improvement <= 0.0:  # no descent left at machine precision
             stop_reason = "newton_converged"
@@ -635,7 +636,7 @@ def newton_solve(
         if max_time is not None and elapsed >= max_time:
             stop_reason = "max_time"
             break
-    if H is None or not exact:  # the exact Hessian at the returned θ, for inference
+    if H is None:  # stopped right after a step: the exact Hessian at θ, for inference
         H = hessian(X, predict_probabilities(Z), s, alpha, fit_intercept)
     record = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason, hessian=H)
     return W, b, record
@@ -717,7 +718,8 @@ class LogisticRegression:
     dtype : {"float64", "float32"}
         Precision of the SGD path. Newton always works in float64.
     seed : int, default 0
-        Seeds the shuffle; the same seed and data give identical weights.
+        Seeds SGD's shuffle and the rows of Newton's sampled Hessian; the same seed and
+        data give identical weights.
     """
 
     def __init__(
