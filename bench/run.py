@@ -26,6 +26,9 @@ measurement of the block once, so load from other processes hits all of them ali
   ``summary()`` included).
 - Newton + ``summary()`` against ``statsmodels`` ``Logit(y, add_constant(X)).fit().bse``.
 - Memory: the tracemalloc peak of NumPy allocations during a fit, as a multiple of X.
+- Where the time goes: the BLAS products of every batch, the loss pass, the shuffled
+  copy and Newton's Hessians, each timed alone in the same rounds as the epochs; an
+  epoch minus its products and loss pass is its elementwise work and Python.
 
 Multi-threaded BLAS on a machine shared with other work can be erratic (a Hessian that
 takes 0.1 s may take seconds); ``--blas-threads 1`` gives steadier, single-core figures.
@@ -198,8 +201,13 @@ def measure_epochs(
     batches: tuple[int | str, ...],
     dtypes: tuple[str, ...],
     sklearn_key: str = "sklearn_sgd",
+    parts: dict[str, Callable[[], float]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One X@v pass, our SGD epochs and SGDClassifier's epoch, in interleaved rounds."""
+    """One X@v pass, our SGD epochs and SGDClassifier's epoch, in interleaved rounds.
+
+    ``parts`` (see part_timers) join the same rounds, so an epoch and its pieces are
+    timed under the same load.
+    """
     from sklearn.linear_model import SGDClassifier
 
     timers: dict[str, Callable[[], float]] = {}
@@ -223,7 +231,7 @@ def measure_epochs(
     sgd = SGDClassifier(loss="log_loss", alpha=ALPHA, max_iter=1, tol=None, random_state=SEED)
     sgd.partial_fit(data.X, data.y, classes=np.unique(data.y))  # warm-up: allocations
     timers[sklearn_key] = lambda: wall(lambda: sgd.partial_fit(data.X, data.y))
-    return interleaved(timers, repeats)
+    return interleaved(timers | (parts or {}), repeats)
 
 
 def first_reaching(losses: list[float], target: float) -> int | None:
@@ -345,7 +353,7 @@ def measure_inference(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
     return out
 
 
-def measure_parts(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
+def part_timers(data: Data) -> dict[str, Callable[[], float]]:
     """Where an SGD epoch and a Newton iteration spend their time, piece by piece.
 
     The pieces are the BLAS calls and passes the solvers make, timed alone: the two
@@ -385,7 +393,7 @@ def measure_parts(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
     timers["part_hessian_sampled"] = lambda: wall(
         lambda: hessian(X_sample, P[sample], data.s[sample], ALPHA, True)
     )
-    return interleaved(timers, repeats)
+    return timers
 
 
 def measure_memory(data: Data) -> dict[str, dict[str, Any]]:
@@ -566,7 +574,7 @@ def print_parts(results: dict[str, Any], parts: dict[str, Any]) -> None:
     def ms(key: str) -> float:
         return parts[key]["median_s"] * 1e3
 
-    print("\nwhere the time goes (pieces timed alone, medians of interleaved rounds):")
+    print("\nwhere the time goes (pieces timed alone, in the epochs' interleaved rounds):")
     for batch in (32, 256):
         epoch = results[f"sgd_b{batch}_float64"]["median_s"] * 1e3
         products, loss = ms(f"part_products_b{batch}"), ms("part_loss_pass")
@@ -597,10 +605,10 @@ def binary_section(n: int, d: int, repeats: int) -> dict[str, Any]:
     """The main case: everything the goals need, and memory."""
     data = make_data("binary", n, d, 2)
     title = f"binary N={n:,} D={d}, {data.y.mean():.1%} positives"
-    results = measure_epochs(data, repeats, BATCHES, DTYPES)
+    results = measure_epochs(data, repeats, BATCHES, DTYPES, parts=part_timers(data))
+    parts = {key: results.pop(key) for key in list(results) if key.startswith("part_")}
     results |= measure_time_to_objective(data, repeats, newton=True, newton_cholesky=True)
     results |= measure_inference(data, repeats)
-    parts = measure_parts(data, repeats)
     memory = measure_memory(data)
     print_section(title, results)
     print_parts(results, parts)
