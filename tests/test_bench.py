@@ -14,8 +14,11 @@ SECTION_KEYS = {
         "xv_float64",
         "xv_float32",
         *(f"sgd_b{b}_{t}" for b in (32, 256, 4096, "full") for t in ("float64", "float32")),
+        "sgd_b32_float64_progressive",
+        "sgd_b256_float64_progressive",
         "sklearn_sgd",
         "tto_sgd_default",
+        "tto_sgd_progressive",
         "tto_sgd_invscaling",
         "tto_newton",
         "tto_lbfgs",
@@ -65,5 +68,13 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
     for value in report["memory"].values():
         assert value["peak_extra_bytes"] > 0 and value["peak_total_over_X"] > 1
     statuses = {goal["key"]: goal["status"] for goal in report["goals"]}
-    assert {"sgd256_vs_xv", "sgd32_vs_sklearn", "se_vs_statsmodels", "peak_memory"} <= set(statuses)
+    assert {
+        "sgd256_vs_xv",
+        "sgd256_progressive_vs_xv",
+        "sgd32_vs_sklearn",
+        "sgd32_progressive_vs_sklearn",
+        "tto_sgd_progressive_vs_lbfgs",
+        "se_vs_statsmodels",
+        "peak_memory",
+    } <= set(statuses)
     assert set(statuses.values()) <= {"PASS", "MISS"}

@@ -197,6 +197,7 @@ def _fit(**kwargs):
         ({"learning_rate": 0.0}, "learning_rate=0.0"),
         ({"learning_rate": -1}, "learning_rate=-1"),
         ({"epochs": 0}, "epochs=0"),
+        ({"epoch_loss": "running"}, "epoch_loss='running' is unknown"),
         ({"alpha": -0.1}, "alpha=-0.1"),
         ({"l1_ratio": 1.5}, r"l1_ratio=1.5 must be in \[0, 1\]"),
         ({"l1_ratio": -0.1}, r"l1_ratio=-0.1 must be in \[0, 1\]"),
@@ -266,3 +267,41 @@ def test_default_step_schedule_halves_every_50000_samples(n_rows, batch_size, ex
     model = LogisticRegression(batch_size=batch_size, epochs=12, tol=0.0, patience=None)
     rates = [record["learning_rate"] for record in model.fit(X, y).history_]
     assert rates == pytest.approx(expected, rel=1e-12)
+
+
+def test_progressive_loss_changes_the_record_not_the_weights(binary_data):
+    X, y = binary_data
+    fits = {
+        kind: LogisticRegression(epochs=8, tol=0.0, epoch_loss=kind).fit(X, y)
+        for kind in ("full", "progressive")
+    }
+    np.testing.assert_array_equal(fits["full"].coef_, fits["progressive"].coef_)
+    np.testing.assert_array_equal(fits["full"].intercept_, fits["progressive"].intercept_)
+    full, progressive = ([r["train_loss"] for r in fits[k].history_] for k in fits)
+    # Every row's loss is taken before its batch's step, so while J falls the progressive
+    # loss runs above J at the epoch's end.
+    assert progressive[0] > full[0]
+
+
+@pytest.mark.parametrize("data", ["binary_data", "iris"])
+def test_full_batch_progressive_loss_is_the_previous_epochs_objective(data, request):
+    # With one batch, every row is visited at the weights the epoch started from: the
+    # progressive loss of epoch e is J after epoch e − 1 (no penalty, which would be
+    # taken at the epoch's end), and J(0) = log 2 or log K for epoch 1.
+    X, y = request.getfixturevalue(data)
+    params = {"batch_size": "full", "penalty": "none", "epochs": 10, "tol": 0.0}
+    full = LogisticRegression(**params).fit(X, y).history_
+    progressive = LogisticRegression(**params, epoch_loss="progressive").fit(X, y).history_
+    assert progressive[0]["train_loss"] == pytest.approx(np.log(max(len(np.unique(y)), 2)))
+    assert [r["train_loss"] for r in progressive[1:]] == pytest.approx(
+        [r["train_loss"] for r in full[:-1]], rel=1e-12
+    )
+
+
+def test_progressive_loss_settles_on_the_objective(binary_data):
+    X, y = binary_data
+    params = {"epochs": 300, "tol": 0.0, "learning_rate": 0.05}
+    full = LogisticRegression(**params).fit(X, y).history_[-1]["train_loss"]
+    model = LogisticRegression(**params, epoch_loss="progressive").fit(X, y)
+    assert model.history_[-1]["train_loss"] == pytest.approx(full, rel=1e-3)
+    assert model.objective(X, y) == pytest.approx(full, rel=1e-12)

@@ -42,6 +42,7 @@ import numpy as np
 PENALTY_L1_RATIO = {"l2": 0.0, "l1": 1.0, "none": 0.0}  # elasticnet uses the l1_ratio argument
 SOLVERS = ("sgd", "newton")
 LR_SCHEDULES = ("constant", "invscaling", "step", "adaptive")
+EPOCH_LOSSES = ("full", "progressive")
 DTYPES = ("float64", "float32")
 
 
@@ -209,6 +210,7 @@ def sgd_solve(
     lr_schedule: str,
     momentum: float,
     epochs: int,
+    epoch_loss: str,
     tol: float,
     patience: int | None,
     max_time: float | None,
@@ -221,6 +223,9 @@ def sgd_solve(
     Works in the precision of Y and s (float64 or float32); X, in either, is copied
     once into it. The intercept is the weight of a constant feature: θ = (W; b)
     multiplies X̃ = [X, 1], so one product gives the logits and one both gradients.
+    For the sigmoid the copy is X̃ = [X, 1]/2 instead, so that the product is already
+    z/2, the argument of tanh in σ(z) = (1 + tanh(z/2))/2; scaling by a power of two is
+    exact, so the iterates are bit for bit those of [X, 1].
 
     The rows are put in random order once, then every epoch visits the contiguous
     batches of that order in a fresh random order. Each sample still appears once per
@@ -230,6 +235,13 @@ def sgd_solve(
     successive epochs but moves neither the expected step nor the fixed point. In
     exchange every batch is a slice of memory: a gather per batch, or a permuted copy
     of X every epoch, would add 1.1× or 1.5× an epoch (200,000 × 100, batch 256).
+
+    The loss recorded after each epoch is J at the epoch's final weights ("full"), from
+    one pass over X̃, or the progressive loss ("progressive"): each row's loss at the
+    weights its batch was visited with, before its step, as SGDClassifier and Keras
+    report it. It reuses the logits of the batches, so it costs no pass over X; it
+    runs above J while J is still falling and settles around it as the steps shrink.
+    The penalty term of both is taken at the epoch's final weights.
 
     L1 uses the cumulative penalty of Tsuruoka, Tsujii and Ananiadou (2009): each
     weight is clipped toward zero by the total L1 shrinkage it could have received so
@@ -242,15 +254,18 @@ def sgd_solve(
     B = min(batch_size, n)
 
     order = rng.permutation(n)
-    X_tilde = _shuffled_design(X, order, dtype, fit_intercept)  # the one copy of X
+    design_scale = 0.5 if K == 1 else 1.0
+    X_tilde = _shuffled_design(X, order, dtype, fit_intercept, design_scale)  # the one copy
     Y_shuffled, s_shuffled = Y[order], s[order]
 
     theta = np.zeros((X_tilde.shape[1], K), dtype=dtype)
     W = theta[:D]  # views into θ: a step on θ moves them
     b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
     velocity = np.zeros_like(theta)
-    # Buffers reused by every batch: the hot loop allocates nothing.
-    Z_buffer = np.empty((B, K), dtype=dtype)
+    # Buffers reused by every batch: the hot loop allocates nothing. Z_epoch holds each
+    # row's logits as its batch saw them, which the progressive loss needs.
+    Z_epoch = np.empty((n, K), dtype=dtype)
+    R_buffer = np.empty((B, K), dtype=dtype)
     row_buffer = np.empty((B, 1), dtype=dtype)  # softmax's row maxima and sums
     step = np.empty_like(theta)
     step_W = step[:D]
@@ -263,14 +278,15 @@ def sgd_solve(
     l1_masks = (np.empty(W.shape, dtype=bool), np.empty(W.shape, dtype=bool))
     # The hot loop's constants are 0-d arrays, not Python floats: NumPy takes about 1 µs
     # to convert a float operand, three times a small in-place operation on arrays.
-    half = np.array(0.5, dtype=dtype)
     decay_by_share = {share: np.empty((), dtype=dtype) for share in {1.0, (n % B or B) / B}}
-    # Every batch as views made once: (X̃_b, its logits buffer, gain_b, offset_b, its
-    # share m/B of a full batch, and its L2 decay).
+    # Every batch as views made once: (X̃_b, X̃_bᵀ, its logits Z_b, its residual buffer,
+    # gain_b, offset_b, its share m/B of a full batch, and its L2 decay).
     batches = [
         (
             X_tilde[start : start + B],
-            Z_buffer[: min(B, n - start)],
+            X_tilde[start : start + B].T,
+            Z_epoch[start : start + B],
+            R_buffer[: min(B, n - start)],
             gain[start : start + B],
             offset[start : start + B],
             min(B, n - start) / B,
@@ -279,12 +295,13 @@ def sgd_solve(
         for start in range(0, n, B)
     ]
 
-    def epoch_loss() -> float:
-        # J from one pass over X̃ (Z = X̃θ holds the intercept); the rows' order does not
-        # change the objective.
-        return data_loss(X_tilde @ theta, Y_shuffled, s_shuffled) + penalty_value(
-            W, alpha, l1_ratio
-        )
+    def loss_after_epoch() -> float:
+        # Z = X̃θ holds the intercept; the rows' order does not change the objective.
+        if epoch_loss == "full":
+            np.dot(X_tilde, theta, out=Z_epoch)
+        if design_scale != 1.0:
+            np.divide(Z_epoch, design_scale, out=Z_epoch)  # z/2 back to the logits z
+        return data_loss(Z_epoch, Y_shuffled, s_shuffled) + penalty_value(W, alpha, l1_ratio)
 
     history: list[dict[str, Any]] = []
     # J at θ = 0 needs no pass: every class then has probability 1/classes.
@@ -306,22 +323,23 @@ def sgd_solve(
         for share, decay in decay_by_share.items():  # W ← (1 − lr·α(1−ρ)·m/B)W, see below
             decay[...] = 1.0 - lr * l2 * share
         for index in rng.permutation(len(batches)).tolist():
-            X_b, R, gain_b, offset_b, share, decay = batches[index]
-            # Forward: Z = X̃_b θ, then f(Z) = tanh(Z/2) (sigmoid) or softmax(Z), in place.
-            np.dot(X_b, theta, out=R)
+            X_b, X_b_T, Z_b, R, gain_b, offset_b, share, decay = batches[index]
+            # Forward: X̃_b θ is z/2 for the sigmoid (f = tanh(z/2) = 2p − 1) and Z for
+            # softmax (f = P = softmax(Z)); f goes into R.
+            np.dot(X_b, theta, out=Z_b)
             if K == 1:
-                R *= half
-                np.tanh(R, out=R)
+                np.tanh(Z_b, out=R)
             else:
-                _softmax_inplace(R, row_buffer[: len(R)])
-            # Residual R = −scale·S(P − Y)/|B|, as gain·f(Z) + offset. The short last batch is
+                _softmax_into(Z_b, R, row_buffer[: len(R)])
+            # Residual R = −scale·S(P − Y)/|B| (twice that for the sigmoid, whose X̃ is
+            # halved), as gain·f + offset. The short last batch is
             # also divided by B, not by its m rows, and its penalty share is m/B: the batches
             # are fixed by the single shuffle, so anything else would bias the fixed point.
             # One epoch then sums to exactly n/B full gradients.
             R *= gain_b
             R += offset_b
             # X̃_bᵀR stacks the data terms of −scale·∂J/∂W and −scale·∂J/∂b.
-            np.dot(X_b.T, R, out=step)
+            np.dot(X_b_T, R, out=step)
             if momentum:
                 # Heavy ball: v ← μv + g and θ ← θ − lr·v, where L2 adds its share m/B of
                 # α(1−ρ)W to g (the step holds −g).
@@ -342,7 +360,7 @@ def sgd_solve(
                 l1_applied += W  # q ← q + (W after the clip − W before it)
                 l1_applied -= W_before
 
-        train_loss = epoch_loss()
+        train_loss = loss_after_epoch()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -401,9 +419,9 @@ def sgd_solve(
 
 
 def _shuffled_design(
-    X: np.ndarray, order: np.ndarray, dtype: np.dtype, fit_intercept: bool
+    X: np.ndarray, order: np.ndarray, dtype: np.dtype, fit_intercept: bool, scale: float = 1.0
 ) -> np.ndarray:
-    """X̃ = [X[order], 1] in ``dtype``, gathered a block of rows at a time.
+    """X̃ = scale·[X[order], 1] in ``dtype``, gathered a block of rows at a time.
 
     ``X[order]`` in one go would hold a second full-size copy (in float64 even for a
     float32 fit) next to X̃; blocks keep the extra memory to one block. Each block is
@@ -419,32 +437,33 @@ def _shuffled_design(
         block = buffer[: len(rows)]
         # The indices are a permutation, always in range; mode="raise" would buffer `out`.
         np.take(X, rows, axis=0, out=block, mode="clip")
-        X_tilde[start : start + len(rows), :D] = block
+        np.multiply(block, scale, out=X_tilde[start : start + len(rows), :D])
     if fit_intercept:
-        X_tilde[:, D] = 1.0
+        X_tilde[:, D] = scale
     return X_tilde
 
 
 def _residual_coefficients(Y: np.ndarray, s: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row (gain, offset) with gain·f(z) + offset = −s(p − y)/B.
+    """Per-row (gain, offset) for the SGD residual gain·f + offset.
 
-    f is what the SGD forward pass leaves in place: for softmax f = P, so gain = −s/B
-    and offset = s·y/B; for the sigmoid f = tanh(z/2) and p = (1 + f)/2, so
-    gain = −s/(2B) and offset = −s·(1/2 − y)/B. Each epoch scales both by its step size.
+    f is what the forward pass leaves in the residual buffer. For softmax f = P and the
+    residual is −s(P − Y)/B: gain = −s/B, offset = s·Y/B. For the sigmoid f = tanh(z/2)
+    = 2p − 1 and, because X̃ is halved, the residual is twice −s(p − y)/B, that is
+    s(t − f)/B with the label as t = 2y − 1 = ±1: gain = −s/B, offset = s·t/B. Each
+    epoch scales both by its step size.
     """
-    weight = (s * (-1.0 / B))[:, None]
-    if Y.shape[1] == 1:
-        return 0.5 * weight, weight * (0.5 - Y)
-    return weight, -weight * Y
+    weight = (s * (1.0 / B))[:, None]
+    target = 2.0 * Y - 1.0 if Y.shape[1] == 1 else Y
+    return -weight, weight * target
 
 
-def _softmax_inplace(Z: np.ndarray, row_buffer: np.ndarray) -> None:
-    """Overwrite logits with softmax(Z) without allocating; ``row_buffer`` is (n, 1)."""
+def _softmax_into(Z: np.ndarray, P: np.ndarray, row_buffer: np.ndarray) -> None:
+    """P = softmax(Z) without allocating; ``row_buffer`` is (n, 1)."""
     np.max(Z, axis=1, keepdims=True, out=row_buffer)
-    Z -= row_buffer
-    np.exp(Z, out=Z)
-    np.sum(Z, axis=1, keepdims=True, out=row_buffer)
-    Z /= row_buffer
+    np.subtract(Z, row_buffer, out=P)
+    np.exp(P, out=P)
+    np.sum(P, axis=1, keepdims=True, out=row_buffer)
+    P /= row_buffer
 
 
 def _clip_cumulative_l1(
@@ -703,6 +722,11 @@ class LogisticRegression:
         Heavy-ball momentum.
     epochs : int, default 1000
         Maximum passes over the data (SGD) or Newton iterations.
+    epoch_loss : {"full", "progressive"}, default "full"
+        The SGD training loss recorded after each epoch, which ``tol`` also watches: J
+        at the epoch's final weights, from one extra pass over the data, or the
+        progressive loss, each row's loss at the weights its batch was visited with
+        (no extra pass; it lags J while J falls). Newton always records J.
     tol : float, default 1e-7
         Stop when the epoch loss changes by less than tol, relative (SGD), or when
         Newton's predicted gain falls below tol²·J. With the defaults, SGD ends within
@@ -733,6 +757,7 @@ class LogisticRegression:
         lr_schedule: str = "step",
         momentum: float = 0.0,
         epochs: int = 1000,
+        epoch_loss: str = "full",
         tol: float = 1e-7,
         patience: int | None = 5,
         max_time: float | None = None,
@@ -750,6 +775,7 @@ class LogisticRegression:
         self.lr_schedule = lr_schedule
         self.momentum = momentum
         self.epochs = epochs
+        self.epoch_loss = epoch_loss
         self.tol = tol
         self.patience = patience
         self.max_time = max_time
@@ -783,6 +809,10 @@ class LogisticRegression:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule={self.lr_schedule!r} is unknown; use one of {LR_SCHEDULES}"
+            )
+        if self.epoch_loss not in EPOCH_LOSSES:
+            raise ValueError(
+                f"epoch_loss={self.epoch_loss!r} is unknown; use one of {EPOCH_LOSSES}"
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is unknown; use 'float64' or 'float32'")
@@ -951,6 +981,7 @@ class LogisticRegression:
                     lr_schedule=self.lr_schedule,
                     momentum=float(self.momentum),
                     epochs=int(self.epochs),
+                    epoch_loss=self.epoch_loss,
                     tol=float(self.tol),
                     patience=self.patience if validation is not None else None,
                     max_time=self.max_time,
@@ -1155,6 +1186,7 @@ _CONSTRUCTOR_ARGS = (
     "lr_schedule",
     "momentum",
     "epochs",
+    "epoch_loss",
     "tol",
     "patience",
     "max_time",

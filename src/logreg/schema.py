@@ -28,7 +28,7 @@ from typing import Any
 
 from logreg import datasets, preprocess, rebalance
 from logreg.errors import UserError
-from logreg.model import DTYPES, LR_SCHEDULES, PENALTY_L1_RATIO, SOLVERS
+from logreg.model import DTYPES, EPOCH_LOSSES, LR_SCHEDULES, PENALTY_L1_RATIO, SOLVERS
 
 REQUIRED = object()  # the default of a key that has none: leaving it out is an error
 UNSET = "???"  # OmegaConf's marker for a required value left unset (conf/data/csv.yaml)
@@ -162,6 +162,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "lr_schedule": choice(LR_SCHEDULES),
         "momentum": number(0, 1, closed="[)"),
         "epochs": integer(1),
+        "epoch_loss": choice(EPOCH_LOSSES, default="full"),
         "tol": number(0),
         "patience": or_null(integer(1), "no early stopping"),
         "max_time": or_null(number(0, closed="()", what="seconds"), "no time limit"),
