@@ -179,3 +179,28 @@ def test_drop_mode_keeps_targets_aligned_with_a_repeated_index():
     )
     prep = preprocess.fit(frame, missing="drop")
     assert preprocess.transform(prep, frame)["target"].tolist() == ["x", "z", "w"]
+
+
+def test_inverse_transform_recovers_the_input_rows():
+    train, _ = mixed_frames()
+    train["flat"] = 7.0
+    complete = train.dropna()
+    with pytest.warns(UserWarning, match="flat"):
+        prep = preprocess.fit(train)
+    features = preprocess.transform(prep, complete).drop(columns="target")
+    raw = preprocess.inverse_transform(prep, features)
+    assert list(raw.columns) == ["age", "income", "color", "flat"]
+    np.testing.assert_allclose(raw["age"], complete["age"], rtol=1e-12)
+    np.testing.assert_allclose(raw["income"], complete["income"], rtol=1e-12)
+    assert raw["color"].tolist() == complete["color"].tolist()  # blue, the reference, too
+    assert (raw["flat"] == 7.0).all()
+    again = preprocess.transform(prep, raw)
+    np.testing.assert_allclose(again.to_numpy(), features.to_numpy(), atol=1e-12)
+
+
+def test_inverse_transform_names_a_missing_feature():
+    train, _ = mixed_frames()
+    prep = preprocess.fit(train)
+    features = preprocess.transform(prep, train).drop(columns=["target", "income"])
+    with pytest.raises(UserError, match=r"missing feature column\(s\) \['income'\]"):
+        preprocess.inverse_transform(prep, features)

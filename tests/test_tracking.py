@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,15 @@ import pandas as pd
 import pytest
 
 from conftest import free_port, mlflow_cli, server_env, stop, wait_for
-from logreg import LogisticRegression
+from logreg import LogisticRegression, preprocess
 from logreg.errors import UserError
+from logreg.preprocess import Preprocessing
 from logreg.tracking import (
+    MODEL_FILE,
     MlflowTracker,
     NullTracker,
+    ServedModel,
+    _load_pyfunc,
     flatten,
     git_info,
     open_tracker,
@@ -41,17 +46,34 @@ def env(isolated_tracking):
     return isolated_tracking
 
 
+@dataclass
+class Fitted:
+    model: LogisticRegression
+    path: Path  # model.npz, saved with its preprocessing in the metadata
+    raw: pd.DataFrame  # rows of the original columns, as the served model takes them
+    X: pd.DataFrame  # the same rows prepared: the features the model was fitted on
+    prep: Preprocessing
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """A tiny model fitted for EPOCHS epochs, saved as npz/json, with its feature frame."""
+    """A tiny model fitted for EPOCHS epochs on prepared features, saved as the train stage does."""
     rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(120, 3)), columns=["f_a", "f_b", "f_c"])
-    y = np.where(X["f_a"] - X["f_b"] + rng.normal(size=120) > 1.0, "Yes", "No")
-    model = LogisticRegression(batch_size=16, epochs=EPOCHS, patience=None, tol=0.0)
-    model.fit(X, y)
+    raw = pd.DataFrame(
+        {
+            "f_a": rng.normal(5.0, 2.0, 120),
+            "f_b": rng.normal(size=120),
+            "colour": rng.choice(["blue", "green", "red"], 120),
+        }
+    )
+    signal = raw["f_a"] / 2 - raw["f_b"] + (raw["colour"] == "red") + rng.normal(size=120)
+    y = np.where(signal > 3.0, "Yes", "No")
+    prep = preprocess.fit(raw)
+    X = preprocess.transform(prep, raw)
+    model = LogisticRegression(batch_size=16, epochs=EPOCHS, patience=None, tol=0.0).fit(X, y)
     path = tmp_path_factory.mktemp("model") / "model.npz"
-    model.save(path, metadata={"positive_class": "Yes"})
-    return model, path, X
+    model.save(path, metadata={"positive_class": "Yes", "preprocess": prep.to_dict()})
+    return Fitted(model, path, raw, X, prep)
 
 
 def mlflow_cfg(uri: str | None, enabled: bool = True) -> dict:
@@ -60,7 +82,7 @@ def mlflow_cfg(uri: str | None, enabled: bool = True) -> dict:
 
 def train_then_evaluate(tracker: MlflowTracker, fitted, tmp_path: Path) -> str:
     """What the two stages do: start a run in 'train', resume it in 'evaluate'."""
-    model, path, X = fitted
+    model, path, X = fitted.model, fitted.path, fitted.X
     with tracker.run(run_name="tiny") as active:
         active.log_params({"train": {"batch_size": 16}, "model": {"penalty": "l2"}})
         active.log_history(model.history_, start_ms=int(time.time() * 1000))
@@ -79,7 +101,7 @@ def train_then_evaluate(tracker: MlflowTracker, fitted, tmp_path: Path) -> str:
     with tracker.run(run_id=resumed) as active:
         active.log_metrics({"test": {"precision": 0.5, "recall": 0.25, "f1": 1 / 3}})
         active.log_artifact(coefficients, "reports")
-        active.log_model(path, input_example=X.head(3), positive="Yes", threshold=0.4)
+        active.log_model(path, input_example=fitted.raw.head(3), positive="Yes", threshold=0.4)
     return run_id
 
 
@@ -113,7 +135,7 @@ def test_flatten_joins_nested_keys():
 def test_a_run_spanning_train_and_evaluate_is_finished_and_complete(env, fitted):
     import mlflow
 
-    model, _, X = fitted
+    model, X = fitted.model, fitted.X
     tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
     run_id = train_then_evaluate(tracker, fitted, env)
 
@@ -131,9 +153,10 @@ def test_a_run_spanning_train_and_evaluate_is_finished_and_complete(env, fitted)
     artifacts = [a.path for a in tracker.client.list_artifacts(run_id, "reports")]
     assert "reports/coefficients.csv" in artifacts
 
-    # The logged pyfunc reproduces predict_proba exactly, with columns in any order.
+    # The logged pyfunc takes the original columns, in any order, applies the training
+    # preprocessing and reproduces predict_proba on the prepared rows exactly.
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    out = loaded.predict(X[["f_c", "f_a", "f_b"]])
+    out = loaded.predict(fitted.raw[["colour", "f_b", "f_a"]])
     assert np.array_equal(out[["proba_No", "proba_Yes"]].to_numpy(), model.predict_proba(X))
     proba_yes = model.predict_proba(X)[:, 1]
     assert (out["label"] == np.where(proba_yes >= 0.4, "Yes", "No")).all()
@@ -202,7 +225,7 @@ def test_disabled_tracking_is_a_no_op(env, fitted):
     assert isinstance(tracker, NullTracker)
     with tracker.run() as active:
         active.log_params({"a": 1})
-        active.log_model(fitted[1], input_example=fitted[2])
+        active.log_model(fitted.path, input_example=fitted.raw)
     write_run_file(env / "run.json", tracker.run_id, tracker)
     assert read_run_id(env / "run.json") is None
     assert not (env / "mlflow.db").exists()
@@ -244,10 +267,10 @@ def test_against_a_real_mlflow_server(env, fitted, mlflow_server, monkeypatch):
     assert {"test/precision", "test/recall", "test/f1"} <= set(run.data.metrics)
     artifacts = [a.path for a in tracker.client.list_artifacts(run_id, "reports")]
     assert "reports/coefficients.csv" in artifacts
-    model, _, X = fitted
     loaded = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     assert np.array_equal(
-        loaded.predict(X)[["proba_No", "proba_Yes"]].to_numpy(), model.predict_proba(X)
+        loaded.predict(fitted.raw)[["proba_No", "proba_Yes"]].to_numpy(),
+        fitted.model.predict_proba(fitted.X),
     )
 
 
@@ -255,7 +278,6 @@ def test_against_a_real_mlflow_server(env, fitted, mlflow_server, monkeypatch):
 def test_models_serve_scores_json_rows_offline(env, fitted):
     import mlflow
 
-    model, _, X = fitted
     tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
     run_id = train_then_evaluate(tracker, fitted, env)
     local = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(env / "m"))
@@ -270,7 +292,8 @@ def test_models_serve_scores_json_rows_offline(env, fitted):
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/ping", proc)
-        body = json.dumps({"dataframe_records": X.head(4).to_dict(orient="records")}).encode()
+        rows = fitted.raw.head(4).to_dict(orient="records")
+        body = json.dumps({"dataframe_records": rows}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
             data=body,
@@ -281,4 +304,33 @@ def test_models_serve_scores_json_rows_offline(env, fitted):
     finally:
         stop(proc)
     served = np.array([[row["proba_No"], row["proba_Yes"]] for row in predictions])
-    np.testing.assert_allclose(served, model.predict_proba(X.head(4)), rtol=1e-12)
+    np.testing.assert_allclose(served, fitted.model.predict_proba(fitted.X.head(4)), rtol=1e-12)
+
+
+def test_the_served_model_imputes_gaps_and_names_a_missing_column(fitted):
+    served = ServedModel(fitted.model, "Yes", 0.5, fitted.prep)
+    rows = fitted.raw.head(3).copy()
+    rows.loc[1, "f_b"] = np.nan  # imputed with the train median, as in prepare
+    expected = fitted.model.predict_proba(preprocess.transform(fitted.prep, rows))
+    np.testing.assert_array_equal(served.predict(rows)[["proba_No", "proba_Yes"]], expected)
+    with pytest.raises(ValueError, match=r"input: missing column\(s\) \['colour'\]"):
+        served.predict(rows.drop(columns="colour"))
+
+
+def test_a_model_prepared_with_missing_drop_refuses_a_row_with_a_gap(fitted):
+    served = ServedModel(fitted.model, "Yes", 0.5, preprocess.fit(fitted.raw, missing="drop"))
+    rows = fitted.raw.head(3).copy()
+    rows.loc[2, "colour"] = None
+    with pytest.raises(ValueError, match=r"input row 3 \(1-based, header excluded\) has a missing"):
+        served.predict(rows)
+
+
+def test_a_model_saved_without_preprocessing_serves_prepared_features(fitted, tmp_path):
+    folder = tmp_path / "logreg"
+    folder.mkdir()
+    fitted.model.save(folder / MODEL_FILE, metadata={"positive_class": "Yes"})
+    served = _load_pyfunc(str(folder))
+    assert served.preprocessing is None
+    np.testing.assert_array_equal(
+        served.predict(fitted.X)[["proba_No", "proba_Yes"]], fitted.model.predict_proba(fitted.X)
+    )

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from logreg import LogisticRegression
+from logreg import LogisticRegression, preprocess
 from logreg.frames import TARGET, WEIGHT, read_split, write_table
+from logreg.preprocess import Preprocessing, write_preprocessing
 from logreg.stages import evaluate, train
 
 FEATURES = ["x1", "x2", "x3"]
@@ -45,7 +46,7 @@ def write_data(root, classes=("No", "Yes")) -> None:
     rebalanced = train_frame.copy()
     rebalanced[WEIGHT] = np.where(rebalanced[TARGET] == classes[-1], 3.0, 1.0)
     write_table(rebalanced, root / "data/rebalanced/train.parquet")
-    (root / "data/prepared/preprocess.json").write_text(json.dumps({"columns": FEATURES}))
+    write_preprocessing(root / "data/prepared/preprocess.json", preprocess.fit(train_frame))
 
 
 def write_params(root, mlflow: bool = False, **model) -> None:
@@ -116,7 +117,7 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     model = LogisticRegression.load(project / "models/model.npz")
     assert model.metadata_["feature_names"] == FEATURES
     assert model.metadata_["positive_class"] == "Yes"
-    assert model.metadata_["preprocess"] == {"columns": FEATURES}
+    assert Preprocessing.from_dict(model.metadata_["preprocess"]).feature_names == FEATURES
     history = pd.read_csv(project / "reports/history.csv")
     assert list(history.columns) == ["epoch", "train_loss", "val_loss", "learning_rate", "elapsed"]
     assert len(history) == model.n_iter_ == EPOCHS
@@ -248,3 +249,11 @@ def test_user_errors_end_in_one_line_and_exit_2(project, capsys):
         run_evaluate(project)
     assert exit_info.value.code == 2
     assert "models/model.npz: file not found" in capsys.readouterr().err
+
+    (project / "data/prepared/preprocess.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(project)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "data/prepared/preprocess.json: not a preprocessing file" in err
+    assert not (project / "models").exists()

@@ -12,7 +12,8 @@
 - standardisation with the train mean and population std (ddof=0, as scikit-learn's
   ``StandardScaler``); output columns that are constant in train are dropped with a warning.
 
-:func:`transform` applies it; :meth:`Preprocessing.to_json` / :meth:`Preprocessing.from_json`
+:func:`transform` applies it, and :func:`inverse_transform` maps features back to input
+rows; :meth:`Preprocessing.to_json` / :meth:`Preprocessing.from_json`
 store it without pickle, so prediction on new data applies the same transform.
 :func:`check_columns` rejects data no transform can fix: a feature with no values, infinite
 values, or a column that looks numeric but holds a few non-numeric values (named with
@@ -113,7 +114,7 @@ def read_preprocessing(path: str | os.PathLike[str]) -> Preprocessing:
         return Preprocessing.from_json(file.read_text())
     except FileNotFoundError:
         raise UserError(f"{file}: file not found (run the prepare stage first)") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (UserError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{file}: not a preprocessing file ({exc})") from None
 
 
@@ -233,6 +234,34 @@ def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
     if TARGET in frame.columns:
         out[TARGET] = frame[TARGET].array[keep]  # positional, keeps the dtype
     return out
+
+
+def inverse_transform(prep: Preprocessing, features: pd.DataFrame) -> pd.DataFrame:
+    """Input rows that :func:`transform` maps onto ``features`` (standardised, by name).
+
+    Numbers are un-standardised; a categorical column takes the category whose one-hot
+    column is 1, or its reference level when none is. A column dropped as constant in
+    train gets its fill value, which is that constant. Used to show the served model's
+    input with real rows; imputed gaps come back as the fill value, not as gaps.
+    """
+    absent = [name for name in prep.feature_names if name not in features.columns]
+    if absent:
+        raise UserError(f"missing feature column(s) {absent[:5]} of the preprocessing")
+    encoded = {
+        f.name: features[f.name].to_numpy(dtype=np.float64) * f.std + f.mean for f in prep.features
+    }
+    raw: dict[str, np.ndarray] = {}
+    for column in prep.columns:
+        if column.kind == NUMERIC:
+            raw[column.name] = encoded.get(column.name, np.full(len(features), column.fill))
+            continue
+        values = np.full(len(features), column.categories[0], dtype=object)
+        for category in column.categories[1:]:
+            one_hot = encoded.get(f"{column.name}={category}")
+            if one_hot is not None:
+                values[np.round(one_hot) == 1.0] = category
+        raw[column.name] = values
+    return pd.DataFrame(raw, index=features.index)
 
 
 def _typed(values: pd.Series, kind: str) -> pd.Series:

@@ -15,7 +15,9 @@ import: mlflow is imported on first use, after telemetry has been switched off.
 
 The logged model is a pyfunc whose ``loader_module`` is this module: its weights load
 from the npz/json pair written by :meth:`logreg.LogisticRegression.save`, nothing is
-pickled. Serve it offline with
+pickled. When the model's metadata holds the prepare stage's preprocessing, as the
+pipeline's models do, the served model takes rows of the original columns and applies
+that preprocessing itself. Serve it offline with
 ``mlflow models serve -m runs:/<run id>/model --env-manager local``.
 """
 
@@ -42,7 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from logreg import preprocess
 from logreg.errors import UserError, sigterm_as_interrupt
+from logreg.preprocess import Preprocessing
 
 REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
 TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (seconds)
@@ -587,9 +591,10 @@ class MlflowTracker:
     ) -> None:
         """Log the saved model as a pyfunc; its weights are the npz/json files, not a pickle.
 
-        The served model takes rows of prepared (standardised) features by name and
-        returns ``proba_<class>`` columns equal to ``predict_proba`` and a ``label``
-        column (binary: ``P(positive) >= threshold``).
+        The served model takes rows by column name: the original columns when the
+        model's metadata holds its preprocessing (``input_example`` should then be such
+        rows), else the prepared features. It returns ``proba_<class>`` columns equal
+        to ``predict_proba`` and a ``label`` column (binary: ``P(positive) >= threshold``).
         """
         _mlflow()
         from mlflow.models import infer_signature
@@ -660,15 +665,24 @@ def _plain(value: Any) -> Any:
 class ServedModel:
     """What ``mlflow.pyfunc.load_model`` returns for a logged logreg model."""
 
-    def __init__(self, model: Any, positive: Any = None, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: Any,
+        positive: Any = None,
+        threshold: float = 0.5,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         self.model = model
         self.positive = positive
         self.threshold = threshold
+        self.preprocessing = preprocessing
         names = model.feature_names_in_
         self.feature_names = list(names) if names else None
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
+        if self.preprocessing is not None:
+            frame = self._features_of(frame)
         if self.feature_names is not None:
             missing = [c for c in self.feature_names if c not in frame.columns]
             if missing:
@@ -685,6 +699,21 @@ class ServedModel:
         out.insert(0, "label", labels)
         return out
 
+    def _features_of(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The training transform applied to rows of the original columns."""
+        prep = self.preprocessing
+        try:
+            features = preprocess.transform(prep, rows)
+        except UserError as exc:  # one message, as a scoring error
+            raise ValueError(f"input: {exc}") from None
+        if len(features) < len(rows):  # prepare.missing=drop removes rows with gaps
+            gaps = rows[[c.name for c in prep.columns]].isna().any(axis=1).to_numpy()
+            raise ValueError(
+                f"input {preprocess.row_name(rows.index, int(np.argmax(gaps)))} has a missing "
+                "value; the model was prepared with missing=drop, so it scores complete rows only"
+            )
+        return features
+
 
 def _load_pyfunc(data_path: str, model_config: Any = None) -> ServedModel:
     """MLflow's ``loader_module`` hook: rebuild the model from npz/json, no pickle."""
@@ -692,12 +721,14 @@ def _load_pyfunc(data_path: str, model_config: Any = None) -> ServedModel:
 
     folder = Path(data_path)
     model = LogisticRegression.load(folder / MODEL_FILE)
+    prep = model.metadata_.get("preprocess")
+    preprocessing = Preprocessing.from_dict(prep) if prep else None
     serving_file = folder / SERVING_FILE
     serving = json.loads(serving_file.read_text()) if serving_file.is_file() else {}
     positive = serving.get("positive_class")
     if positive is not None:
         positive = np.asarray([positive]).astype(model.classes_.dtype)[0]
-    return ServedModel(model, positive, float(serving.get("threshold", 0.5)))
+    return ServedModel(model, positive, float(serving.get("threshold", 0.5)), preprocessing)
 
 
 Tracker = NullTracker | MlflowTracker

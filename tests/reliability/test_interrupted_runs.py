@@ -32,9 +32,11 @@ from reliability_helpers import (
 )
 
 from conftest import free_port
+from logreg import preprocess
 from logreg.datasets import make_synthetic
 from logreg.errors import UserError
 from logreg.frames import TARGET, WEIGHT, write_table
+from logreg.preprocess import write_preprocessing
 from logreg.stages import prepare, train
 from logreg.tracking import open_tracker
 
@@ -147,7 +149,7 @@ def write_training_data(folder: Path, n_rows: int) -> None:
     train_rows = frame.iloc[: int(0.8 * n_rows)].assign(**{WEIGHT: 1.0})
     write_table(train_rows, folder / "data/rebalanced/train.parquet")
     write_table(frame.iloc[int(0.8 * n_rows) :], folder / "data/prepared/val.parquet")
-    (folder / "data/prepared/preprocess.json").write_text("{}")
+    write_preprocessing(folder / "data/prepared/preprocess.json", preprocess.fit(train_rows))
 
 
 def tracked_params(folder: Path, store: Path, **train_values) -> tuple[dict, str]:
@@ -210,7 +212,7 @@ def test_a_diverging_fit_fails_its_run_in_one_line_and_writes_no_model(
     frame[TARGET] = (frame["a"] + rng.logistic(size=300) * 500 > 0).astype(int)
     write_table(frame.assign(**{WEIGHT: 1.0}), tmp_path / "data/rebalanced/train.parquet")
     write_table(frame, tmp_path / "data/prepared/val.parquet")
-    (tmp_path / "data/prepared/preprocess.json").write_text("{}")
+    write_preprocessing(tmp_path / "data/prepared/preprocess.json", preprocess.fit(frame))
     params, uri = tracked_params(tmp_path, empty_store, learning_rate=1e6)
     write_params(tmp_path, params)
 

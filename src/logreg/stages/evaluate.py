@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import LogisticRegression, plots, schema
+from logreg import LogisticRegression, plots, preprocess, schema
 from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
@@ -41,6 +41,7 @@ from logreg.metrics import (
     thresholded_metrics,
     tune_threshold,
 )
+from logreg.preprocess import Preprocessing
 from logreg.tracking import file_sha256, open_tracker, read_run_id
 
 MODEL_FILE = "model.npz"
@@ -274,10 +275,23 @@ def main(argv: list[str] | None = None) -> None:
                 tracker.log_artifact(path, folder)
         tracker.log_model(
             model_path,
-            input_example=pd.DataFrame(splits["test"].X[:5], columns=splits["test"].feature_names),
+            input_example=serving_example(model, splits["test"]),
             positive=positive,
             threshold=float(tuned.get("threshold", 0.5)),
         )
+
+
+def serving_example(model: LogisticRegression, test: Split, rows: int = 5) -> pd.DataFrame:
+    """The first test rows in the form the served model takes.
+
+    That is rows of the original columns when the model carries its preprocessing (the
+    numbers rounded to 9 decimals, off the noise of un-standardising), else features.
+    """
+    features = pd.DataFrame(test.X[:rows], columns=test.feature_names)
+    prep = model.metadata_.get("preprocess")
+    if not prep:
+        return features
+    return preprocess.inverse_transform(Preprocessing.from_dict(prep), features).round(9)
 
 
 def _summary(model: LogisticRegression) -> pd.DataFrame | None:

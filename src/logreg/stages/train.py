@@ -27,8 +27,8 @@ from logreg import LogisticRegression, schema
 from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
-from logreg.io import read_json
 from logreg.plots import write_history
+from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.tracking import file_sha256, git_info, open_tracker, project_root, write_run_file
 
 
@@ -61,24 +61,22 @@ def fit_model(
     return model.fit(X, train_split.y, **fit_kwargs)
 
 
-def model_metadata(
-    model: LogisticRegression, preprocess: dict[str, Any], positive: Any
-) -> dict[str, Any]:
-    """What a reader of the saved model needs besides the weights."""
+def model_metadata(model: LogisticRegression, prep: Preprocessing, positive: Any) -> dict[str, Any]:
+    """What a reader of the saved model needs besides the weights.
+
+    The served model applies ``preprocess`` to the rows it is sent.
+    """
     return {
         "feature_names": list(model.feature_names_in_ or []),
         "classes": model.classes_.tolist(),
         "positive_class": positive,
-        "preprocess": preprocess,
+        "preprocess": prep.to_dict(),
     }
 
 
-def positive_class(preprocess: dict[str, Any], y_train: np.ndarray) -> Any:
+def positive_class(prep: Preprocessing, y_train: np.ndarray) -> Any:
     """The positive class: prepare's record of the minority class, else the minority here."""
-    for key in ("positive_class", "positive"):
-        if preprocess.get(key) is not None:
-            return preprocess[key]
-    return minority_class(y_train)
+    return prep.positive_class if prep.positive_class is not None else minority_class(y_train)
 
 
 class _Progress:
@@ -137,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     train_frame, val_frame = read_table(args.train), read_table(args.val)
     train_split = to_split(train_frame, source=args.train)
     val_split = to_split(val_frame, source=args.val)
-    preprocess_file = Path(args.preprocess)
-    if not preprocess_file.is_file():
-        raise UserError(f"{preprocess_file}: file not found (run the prepare stage first)")
-    preprocess = read_json(preprocess_file)
+    prep = read_preprocessing(args.preprocess)
     dataset = _dataset_name(cfg, args.train)
     model_dir = Path(args.model_dir)
 
@@ -175,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - started
         print(summary_line(model, seconds), file=sys.stderr)
 
-        positive = positive_class(preprocess, train_split.y) if len(model.classes_) == 2 else None
-        model.save(model_dir / "model.npz", metadata=model_metadata(model, preprocess, positive))
+        positive = positive_class(prep, train_split.y) if len(model.classes_) == 2 else None
+        model.save(model_dir / "model.npz", metadata=model_metadata(model, prep, positive))
         write_history(model.history_, args.history)
 
         tracker.log_history(model.history_, start_ms)
