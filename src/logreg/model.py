@@ -332,10 +332,10 @@ def sgd_solve(
             else:
                 _softmax_into(Z_b, R, row_buffer[: len(R)])
             # Residual R = −scale·S(P − Y)/|B| (twice that for the sigmoid, whose X̃ is
-            # halved), as gain·f + offset. The short last batch is
-            # also divided by B, not by its m rows, and its penalty share is m/B: the batches
-            # are fixed by the single shuffle, so anything else would bias the fixed point.
-            # One epoch then sums to exactly n/B full gradients.
+            # halved), as gain·f + offset. The short last batch is also divided by B, not
+            # by its m rows, and its penalty share is m/B: the batches are fixed by the
+            # single shuffle, so anything else would bias the fixed point. One epoch then
+            # sums to exactly n/B full gradients.
             R *= gain_b
             R += offset_b
             # X̃_bᵀR stacks the data terms of −scale·∂J/∂W and −scale·∂J/∂b.
