@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,7 +27,11 @@ from logreg import LogisticRegression, preprocess
 from logreg.errors import UserError
 from logreg.preprocess import Preprocessing
 from logreg.tracking import (
+    HOST_TAG,
     MODEL_FILE,
+    ORPHAN_TAG,
+    PID_TAG,
+    STARTED_TAG,
     MlflowTracker,
     NullTracker,
     ServedModel,
@@ -334,3 +340,44 @@ def test_a_model_saved_without_preprocessing_serves_prepared_features(fitted, tm
     np.testing.assert_array_equal(
         served.predict(fitted.X)[["proba_No", "proba_Yes"]], fitted.model.predict_proba(fitted.X)
     )
+
+
+def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(env):
+    uri = f"sqlite:///{env}/store.db"
+    tracker = open_tracker(mlflow_cfg(uri))
+    # A process that dies holding its run open, as under SIGKILL or the OOM killer.
+    script = (
+        "import os, signal\n"
+        "from logreg.tracking import open_tracker\n"
+        f"tracker = open_tracker({mlflow_cfg(uri)!r})\n"
+        "with tracker.run(run_name='doomed'):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script], env=server_env(), capture_output=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (doomed,) = tracker.client.search_runs([tracker.experiment_id])
+    assert doomed.info.status == "RUNNING"
+
+    here = socket.gethostname()
+    recycled = tracker.client.create_run(  # this live pid, but a process started earlier
+        tracker.experiment_id,
+        tags={HOST_TAG: here, PID_TAG: str(os.getpid()), STARTED_TAG: "1.000"},
+    )
+    elsewhere = tracker.client.create_run(  # another host's process: not ours to judge
+        tracker.experiment_id, tags={HOST_TAG: f"not-{here}", PID_TAG: "1", STARTED_TAG: "0"}
+    )
+    live = tracker.open_run("a sweep's parent, held open by this process")
+    with tracker.run(run_name="next"):
+        pass
+
+    status = {
+        r.info.run_id: r.info.status for r in tracker.client.search_runs([tracker.experiment_id])
+    }
+    assert status[doomed.info.run_id] == "KILLED"
+    assert status[recycled.info.run_id] == "KILLED"
+    assert status[elsewhere.info.run_id] == "RUNNING"
+    assert status[live] == "RUNNING"
+    note = tracker.client.get_run(doomed.info.run_id).data.tags[ORPHAN_TAG]
+    assert f"its process {doomed.data.tags[PID_TAG]} on {here} exited without ending it" in note

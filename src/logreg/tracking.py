@@ -3,8 +3,11 @@
 One MLflow run spans a pipeline run: the train stage starts it and writes its id to
 ``models/run.json``; the evaluate stage resumes it. :meth:`MlflowTracker.run` ends the
 run FINISHED on success, FAILED on an exception and KILLED on Ctrl-C or SIGTERM, so no
-run is left RUNNING. With ``mlflow.enabled: false`` every call is a no-op
-(:class:`NullTracker`).
+run is left RUNNING. A process killed outright (SIGKILL, the OOM killer) cannot end its
+run; every run is therefore tagged with the host, pid and start time of the process
+that holds it open, and the next run started on that host ends such orphans KILLED
+(:meth:`MlflowTracker.end_orphaned_runs`). With ``mlflow.enabled: false`` every call is
+a no-op (:class:`NullTracker`).
 
 The store is ``mlflow.tracking_uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
 ``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``;
@@ -30,6 +33,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -263,6 +267,39 @@ def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
 
 # ----------------------------------------------------------------------------- helpers
 
+HOST_TAG, PID_TAG, STARTED_TAG = "logreg.host", "logreg.pid", "logreg.pid_started"
+ORPHAN_TAG = "logreg.orphaned"
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that holds a run open: host, pid and start time."""
+    import psutil
+
+    me = psutil.Process()
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(me.pid),
+        STARTED_TAG: f"{me.create_time():.3f}",
+    }
+
+
+def _process_alive(pid: str | None, started: str | None) -> bool:
+    """Whether the process with this pid and start time (as in owner_tags) still runs."""
+    import psutil
+
+    try:
+        return f"{psutil.Process(int(pid or '')).create_time():.3f}" == started
+    except (ValueError, psutil.NoSuchProcess):
+        return False
+    except psutil.Error:  # not ours to inspect: assume it runs
+        return True
+
+
+def _run_tags(tags: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(key, value) for key, value in tags.items()]
+
 
 def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """``{"train": {"batch_size": 16}}`` -> ``{"train.batch_size": 16}``."""
@@ -415,6 +452,10 @@ class MlflowTracker:
         ``parent_run_id`` makes the new run a child (a sweep's job under the sweep's run).
         """
         mlflow = _mlflow()
+        self.end_orphaned_runs()
+        owner = owner_tags()
+        if run_id:  # a resumed run names its new owner before it is RUNNING again
+            _retry(lambda: self.client.log_batch(run_id, tags=_run_tags(owner)))
         active = _retry(
             lambda: mlflow.start_run(
                 run_id=run_id,
@@ -422,6 +463,7 @@ class MlflowTracker:
                 run_name=None if run_id else run_name,
                 nested=parent_run_id is not None,
                 parent_run_id=parent_run_id,
+                tags=None if run_id else owner,
             )
         )
         outer, self.run_id = self.run_id, active.info.run_id
@@ -451,12 +493,45 @@ class MlflowTracker:
         process, start and end their own child runs with :meth:`run`. End it with
         :meth:`close_run`.
         """
+        self.end_orphaned_runs()
         tags = {key: str(value) for key, value in (tags or {}).items() if value is not None}
+        tags |= owner_tags()
         created = _retry(
             lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         )
         self.run_id = created.info.run_id
         return self.run_id
+
+    def end_orphaned_runs(self) -> list[str]:
+        """End KILLED the RUNNING runs whose process on this host has exited; their ids.
+
+        A process is the one that was tagged, not just any with its pid: its start time
+        must match too, so a recycled pid does not keep an orphan alive. Runs of other
+        hosts, and runs without the tags, are left alone. Never fails: a store that
+        cannot be searched only gets a warning.
+        """
+        host = socket.gethostname()
+        query = f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+        ended: list[str] = []
+        try:
+            runs = _retry(
+                lambda: self.client.search_runs([self.experiment_id], query, max_results=1000)
+            )
+            for run in runs:
+                tags = run.data.tags
+                if _process_alive(tags.get(PID_TAG), tags.get(STARTED_TAG)):
+                    continue
+                note = (
+                    f"its process {tags.get(PID_TAG)} on {host} exited without ending it; "
+                    f"ended KILLED by process {os.getpid()}"
+                )
+                run_id = run.info.run_id
+                _retry(lambda r=run_id, n=note: self.client.set_tag(r, ORPHAN_TAG, n))
+                _retry(lambda r=run_id: self.client.set_terminated(r, "KILLED"))
+                ended.append(run_id)
+        except Exception as exc:
+            print(f"warning: could not check for orphaned MLflow runs: {exc}", file=sys.stderr)
+        return ended
 
     def close_run(self, status: str = "FINISHED") -> None:
         """End the run from :meth:`open_run`: FINISHED, FAILED or KILLED."""
