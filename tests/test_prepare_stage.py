@@ -67,6 +67,7 @@ def rebalance_argv(folder: Path) -> list[str]:
     return [
         "--params", str(folder / "params.yaml"),
         "--train", str(folder / "data/prepared/train.parquet"),
+        "--preprocess", str(folder / "data/prepared/preprocess.json"),
         "--out", str(folder / "data/rebalanced/train.parquet"),
         "--report", str(folder / "reports/rebalance.json"),
     ]  # fmt: skip

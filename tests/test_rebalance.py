@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from logreg import preprocess
 from logreg.errors import UserError
 from logreg.rebalance import STRATEGIES, rebalance, report
 
@@ -134,3 +135,51 @@ def test_report_counts_before_and_after():
     assert summary["after"]["classes"] == {"maj": 100, "min": math.ceil(0.5 * 100)}
     assert summary["after"]["weight"] == {"maj": 100.0, "min": 50.0}
     assert summary["strategy"] == "oversample"
+
+
+def prepared_with_a_category(seed: int = 0) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """A prepared (standardised, one-hot) train split whose minority class mixes colours."""
+    rng = np.random.default_rng(seed)
+    raw = pd.DataFrame(
+        {
+            "size": rng.normal(10.0, 3.0, 120),
+            "colour": rng.choice(["blue", "green", "red"], 120),
+            "target": ["min"] * 12 + ["maj"] * 108,
+        }
+    )
+    prep = preprocess.fit(raw)
+    return preprocess.transform(prep, raw), prep.one_hot_groups()
+
+
+def test_smote_gives_synthetic_rows_a_category_not_a_blend_of_indicators():
+    frame, groups = prepared_with_a_category()
+    assert groups == {"colour": ["colour=green", "colour=red"]}
+    indicators = frame[groups["colour"]]
+    levels = {c: {indicators[c].min(), indicators[c].max()} for c in groups["colour"]}
+
+    blended = rebalance(frame, "smote", seed=0)  # without the groups: plain SMOTE
+    assert (
+        not blended[groups["colour"]]
+        .isin(levels["colour=green"] | levels["colour=red"])
+        .all(axis=None)
+    )
+
+    out = rebalance(frame, "smote", seed=0, one_hot_groups=groups)
+    assert sizes(out) == {"maj": 108, "min": 108}
+    assert list(out.columns) == [*frame.columns, "sample_weight"]
+    for column, values in levels.items():
+        assert set(out[column]) <= values  # every indicator is the standardised 0 or 1
+    active = out[groups["colour"]].to_numpy() == [max(levels[c]) for c in groups["colour"]]
+    assert (active.sum(axis=1) <= 1).all()  # at most one colour per row, none = blue
+    minority = frame.loc[frame["target"] == "min", "size"]
+    new_sizes = out.loc[len(frame) :, "size"]
+    assert new_sizes.between(minority.min() - 1e-12, minority.max() + 1e-12).all()
+    # The categories of the new rows come from the minority rows' own colours.
+    seen = {tuple(row) for row in frame.loc[frame["target"] == "min", groups["colour"]].to_numpy()}
+    assert {tuple(row) for row in out.loc[len(frame) :, groups["colour"]].to_numpy()} <= seen
+
+
+def test_one_hot_groups_must_name_columns_of_the_split():
+    frame, groups = prepared_with_a_category()
+    with pytest.raises(UserError, match=r"lacks the one-hot column\(s\) \['colour=red'\]"):
+        rebalance(frame.drop(columns="colour=red"), "smote", one_hot_groups=groups)

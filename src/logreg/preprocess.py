@@ -79,6 +79,20 @@ class Preprocessing:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    def one_hot_groups(self) -> dict[str, list[str]]:
+        """Each categorical input column's one-hot features that survived into the output."""
+        kept = set(self.feature_names)
+        groups = {
+            column.name: [
+                name
+                for name in (one_hot_name(column.name, c) for c in column.categories[1:])
+                if name in kept
+            ]
+            for column in self.columns
+            if column.kind == CATEGORICAL
+        }
+        return {column: names for column, names in groups.items() if names}
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
 
@@ -236,6 +250,11 @@ def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def one_hot_name(column: str, category: str) -> str:
+    """The output feature that is 1 where ``column`` holds ``category``."""
+    return f"{column}={category}"
+
+
 def inverse_transform(prep: Preprocessing, features: pd.DataFrame) -> pd.DataFrame:
     """Input rows that :func:`transform` maps onto ``features`` (standardised, by name).
 
@@ -257,7 +276,7 @@ def inverse_transform(prep: Preprocessing, features: pd.DataFrame) -> pd.DataFra
             continue
         values = np.full(len(features), column.categories[0], dtype=object)
         for category in column.categories[1:]:
-            one_hot = encoded.get(f"{column.name}={category}")
+            one_hot = encoded.get(one_hot_name(column.name, category))
             if one_hot is not None:
                 values[np.round(one_hot) == 1.0] = category
         raw[column.name] = values
@@ -309,7 +328,7 @@ def _encode(
             parts[column.name] = values.to_numpy(dtype=np.float64)
             continue
         for category in column.categories[1:]:
-            name = f"{column.name}={category}"
+            name = one_hot_name(column.name, category)
             if name in parts:
                 raise UserError(
                     f"column '{column.name}': one-hot column '{name}' clashes with another"

@@ -16,7 +16,9 @@ rule for binary and multiclass problems (n_max = largest class, n_min = smallest
 
 Classes already within the ratio are left alone. SMOTE's ``k_neighbors`` is clipped to
 (smallest class to grow) - 1, with a warning; a class of fewer than 2 rows cannot be
-interpolated and is a UserError.
+interpolated and is a UserError. Given the one-hot groups of the categorical columns,
+SMOTE becomes SMOTE-NC, which gives a synthetic row a category instead of a blend of
+indicators (:func:`_smote_nc`).
 """
 
 from __future__ import annotations
@@ -81,7 +83,14 @@ def _resampled(sampler: Any, X: pd.DataFrame, y: pd.Series) -> Resampled:
     return X_new, y_new, np.ones(len(y_new))
 
 
-def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: int) -> Resampled:
+def _smote(
+    X: pd.DataFrame,
+    y: pd.Series,
+    ratio: float,
+    k_neighbors: int,
+    seed: int,
+    one_hot_groups: dict[str, list[str]] | None = None,
+) -> Resampled:
     counts = _counts(y)
     targets = over_targets(counts, ratio)
     growing = {label: counts[label] for label in counts if targets[label] > counts[label]}
@@ -101,9 +110,49 @@ def _smote(X: pd.DataFrame, y: pd.Series, ratio: float, k_neighbors: int, seed: 
             f"class {label!r} has {smallest} rows",
             stacklevel=3,
         )
+    if one_hot_groups:
+        return _smote_nc(X, y, targets, k, seed, one_hot_groups)
     from imblearn.over_sampling import SMOTE
 
     return _resampled(SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed), X, y)
+
+
+def _smote_nc(
+    X: pd.DataFrame,
+    y: pd.Series,
+    targets: dict[Any, int],
+    k: int,
+    seed: int,
+    one_hot_groups: dict[str, list[str]],
+) -> Resampled:
+    """SMOTE-NC on the categorical columns behind the one-hot groups of X.
+
+    Interpolating indicators would make rows that are 0.3 one category and 0.7 another.
+    Each group is folded back into one categorical column (the position of its active
+    indicator, 0 for the reference level); SMOTE-NC (Chawla et al. 2002) interpolates
+    the numeric columns and gives the categorical ones the value most frequent among
+    the neighbours; the indicators are then rebuilt from the two values each takes in X
+    (standardised 0 and 1: its minimum and maximum).
+    """
+    from imblearn.over_sampling import SMOTEN, SMOTENC
+
+    low, high = X.min(), X.max()
+    indicators = [column for group in one_hot_groups.values() for column in group]
+    folded = X.drop(columns=indicators)
+    for name, group in one_hot_groups.items():
+        active = X[group].to_numpy() > ((low[group] + high[group]) / 2).to_numpy()
+        folded[name] = np.where(active.any(axis=1), active.argmax(axis=1) + 1, 0)
+    categorical = list(one_hot_groups)
+    if len(categorical) == folded.shape[1]:  # nothing numeric to interpolate
+        sampler = SMOTEN(sampling_strategy=targets, k_neighbors=k, random_state=seed)
+    else:
+        sampler = SMOTENC(categorical, sampling_strategy=targets, k_neighbors=k, random_state=seed)
+    X_new, y_new, weights = _resampled(sampler, folded, y)
+    for name, group in one_hot_groups.items():
+        position = X_new.pop(name).to_numpy()
+        for index, column in enumerate(group, start=1):
+            X_new[column] = np.where(position == index, high[column], low[column])
+    return X_new[list(X.columns)], y_new, weights
 
 
 def _class_weight(
@@ -137,8 +186,14 @@ def rebalance(
     ratio: float = 1.0,
     k_neighbors: int = 5,
     seed: int = 0,
+    one_hot_groups: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """The rebalanced table: features, ``target`` and ``sample_weight``, with a fresh index."""
+    """The rebalanced table: features, ``target`` and ``sample_weight``, with a fresh index.
+
+    ``one_hot_groups`` (categorical column -> its indicator columns in ``frame``, from
+    :meth:`logreg.preprocess.Preprocessing.one_hot_groups`) makes SMOTE treat them as
+    categories; the other strategies copy or weight whole rows and do not need it.
+    """
     check_options(strategy, ratio, k_neighbors, seed)
     if TARGET not in frame.columns:
         raise UserError(f"the train split has no '{TARGET}' column")
@@ -147,7 +202,13 @@ def rebalance(
     if frame[TARGET].nunique() < 2:
         raise UserError("the train split holds a single class; there is nothing to rebalance")
     X, y = frame.drop(columns=TARGET), frame[TARGET]
-    X_new, y_new, weights = STRATEGIES[strategy](X, y, ratio, k_neighbors, seed)
+    absent = [c for group in (one_hot_groups or {}).values() for c in group if c not in X]
+    if absent:
+        raise UserError(f"the train split lacks the one-hot column(s) {absent[:5]}")
+    if strategy == "smote":
+        X_new, y_new, weights = _smote(X, y, ratio, k_neighbors, seed, one_hot_groups)
+    else:
+        X_new, y_new, weights = STRATEGIES[strategy](X, y, ratio, k_neighbors, seed)
     out = pd.DataFrame(X_new).reset_index(drop=True)
     out[TARGET] = pd.Series(y_new).reset_index(drop=True)
     out[WEIGHT] = np.asarray(weights, dtype=np.float64)

@@ -54,6 +54,7 @@ STAGES: dict[str, dict[str, str]] = {
     },
     "rebalance": {
         "--train": "data/prepared/train.parquet",
+        "--preprocess": "data/prepared/preprocess.json",
         "--out": "data/rebalanced/train.parquet",
         "--report": "reports/rebalance.json",
     },
