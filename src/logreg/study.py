@@ -27,6 +27,7 @@ from logreg.errors import UserError, cli
 from logreg.frames import Split, minority_class, read_split
 from logreg.io import read_json, write_text
 from logreg.metrics import tune_threshold
+from logreg.preprocess import Preprocessing, read_preprocessing
 
 BATCH_SIZES = (16, 64, 256, "full")
 SEEDS = (0, 1, 2, 3, 4)
@@ -36,15 +37,19 @@ STUDY_EPOCHS = 60  # fixed, no early stopping, so the curves of every batch size
 # ------------------------------------------------------------- 1. the coefficients
 
 
-def interpret_coefficients(train: Split, alpha: float, top: int = 8) -> pd.DataFrame:
+def interpret_coefficients(
+    train: Split, alpha: float, prep: Preprocessing, top: int = 8
+) -> pd.DataFrame:
     """Newton fit with its Wald table, the features with the strongest evidence first.
 
     Features are standardised, so a coefficient is the change in log-odds for a
-    one-standard-deviation increase, and exp(coefficient) multiplies the odds.
+    one-standard-deviation increase, and exp(coefficient) multiplies the odds. ``sd`` is
+    that SD in the feature's own units, so exp(coefficient/sd) is the odds ratio per unit.
     """
     frame = pd.DataFrame(train.X, columns=train.feature_names)
     model = LogisticRegression(solver="newton", penalty="l2", alpha=alpha)
     table = model.fit(frame, train.y, sample_weight=train.sample_weight).summary()
+    table["sd"] = pd.Series({f.name: f.std for f in prep.features})
     features = table.drop(index="intercept")
     return pd.concat([table.loc[["intercept"]], features.sort_values("p_value").head(top)])
 
@@ -185,13 +190,16 @@ def render(
         "The Newton fit (L2, the model's alpha; intervals are therefore approximate) gives, "
         "for the features with the strongest evidence:",
         "",
-        "| feature | coef | std err | p-value | odds ratio | 95 % interval |",
-        "|---|---:|---:|---:|---:|---|",
+        "| feature | coef | std err | p-value | odds ratio | 95 % interval | 1 SD in units "
+        "| odds ratio per unit |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for name, row in coefficients.iterrows():
+        per_unit = "" if pd.isna(row.sd) else _fmt(math.exp(row.coef / row.sd))
         lines.append(
             f"| {name} | {_fmt(row.coef)} | {_fmt(row.std_err)} | {row.p_value:.2g} | "
-            f"{_fmt(row.odds_ratio)} | {_fmt(row.or_ci_low)} – {_fmt(row.or_ci_high)} |"
+            f"{_fmt(row.odds_ratio)} | {_fmt(row.or_ci_low)} – {_fmt(row.or_ci_high)} | "
+            f"{'' if pd.isna(row.sd) else _fmt(row.sd)} | {per_unit} |"
         )
     strongest = coefficients.drop(index="intercept").iloc[0]
     name = coefficients.drop(index="intercept").index[0]
@@ -203,8 +211,15 @@ def render(
         f"{_fmt(strongest.or_ci_high, 2)}). For a customer at the mean of every feature the "
         f"odds are exp(intercept) = {base_odds:.4f}, a probability of "
         f"{base_odds / (1 + base_odds):.3f}; with `{name}` one SD higher they become "
-        f"{base_odds * strongest.odds_ratio:.4f}. A p-value is only as good as the model: "
-        "collinear features share their evidence, which widens both intervals.",
+        f"{base_odds * strongest.odds_ratio:.4f}. In `{name}`'s own units one SD is "
+        f"{_fmt(strongest.sd, 2)}, so one unit more multiplies the odds by "
+        f"exp({_fmt(strongest.coef)}/{_fmt(strongest.sd)}) = "
+        f"{_fmt(math.exp(strongest.coef / strongest.sd), 2)} (95 % interval "
+        f"{_fmt(math.exp(strongest.ci_low / strongest.sd), 2)} to "
+        f"{_fmt(math.exp(strongest.ci_high / strongest.sd), 2)}); for a one-hot column that "
+        "is the odds ratio of its category against the reference level. A p-value is only "
+        "as good as the model: collinear features share their evidence, which widens both "
+        "intervals.",
         "",
         "## 2. How do you evaluate a spam-like, imbalanced classifier?",
         "",
@@ -393,7 +408,11 @@ def main(argv: list[str] | None = None) -> None:
     # The evaluate stage's PR figure is a DVC output (not in git); the study keeps a copy.
     shutil.copyfile(Path(args.reports) / "figures" / "pr_curve.png", figure_dir / "pr_curve.png")
     document = render(
-        interpret_coefficients(rebalanced, float(model_params["alpha"])),
+        interpret_coefficients(
+            rebalanced,
+            float(model_params["alpha"]),
+            read_preprocessing(prepared / "preprocess.json"),
+        ),
         read_json(metrics_path),
         likelihood_check(train, positive),
         finals,

@@ -107,9 +107,13 @@ def evaluate_model(
     return _finite(out)
 
 
-def coefficient_table(model: LogisticRegression) -> pd.DataFrame:
+def coefficient_table(model: LogisticRegression, prep: Preprocessing | None = None) -> pd.DataFrame:
     """feature, coefficient, odds_ratio, rank (1 = largest |coef|), is_zero; CIs for Newton fits.
 
+    The coefficients are per standard deviation of the (standardised) features. With the
+    preprocessing, ``sd`` gives each feature's train SD in its own units and
+    ``odds_ratio_per_unit`` = exp(coefficient/sd) the odds ratio per unit: per year, per
+    level, or, for a one-hot column, of that category against the reference level.
     Multiclass tables have one row per (class, feature) and rank within each class.
     """
     names = list(model.feature_names_in_ or [f"x{j}" for j in range(model.coef_.shape[1])])
@@ -118,6 +122,10 @@ def coefficient_table(model: LogisticRegression) -> pd.DataFrame:
     frames = []
     for k, row in enumerate(model.coef_):
         frame = pd.DataFrame({"feature": names, "coefficient": row, "odds_ratio": np.exp(row)})
+        if prep is not None:
+            sd = {f.name: f.std for f in prep.features}
+            frame["sd"] = [sd[name] for name in names]
+            frame["odds_ratio_per_unit"] = np.exp(row / frame["sd"])
         frame["rank"] = frame["coefficient"].abs().rank(ascending=False, method="first")
         frame["rank"] = frame["rank"].astype(int)
         frame["is_zero"] = frame["coefficient"] == 0.0
@@ -162,7 +170,7 @@ def write_reports(
 
     written: dict[str, list[Path]] = {"reports": [], "plots": [], "figures": []}
     write_json(reports / "metrics.json", metrics)
-    table = coefficient_table(model)
+    table = coefficient_table(model, model_preprocessing(model))
     with atomic_path(reports / "coefficients.csv") as tmp:
         table.to_csv(tmp, index=False)
     written["reports"] += [reports / "metrics.json", reports / "coefficients.csv"]
@@ -288,10 +296,16 @@ def serving_example(model: LogisticRegression, test: Split, rows: int = 5) -> pd
     numbers rounded to 9 decimals, off the noise of un-standardising), else features.
     """
     features = pd.DataFrame(test.X[:rows], columns=test.feature_names)
-    prep = model.metadata_.get("preprocess")
-    if not prep:
+    prep = model_preprocessing(model)
+    if prep is None:
         return features
-    return preprocess.inverse_transform(Preprocessing.from_dict(prep), features).round(9)
+    return preprocess.inverse_transform(prep, features).round(9)
+
+
+def model_preprocessing(model: LogisticRegression) -> Preprocessing | None:
+    """The preprocessing the train stage saved with the model, if it did."""
+    payload = getattr(model, "metadata_", {}).get("preprocess")
+    return Preprocessing.from_dict(payload) if payload else None
 
 
 def _summary(model: LogisticRegression) -> pd.DataFrame | None:
