@@ -143,7 +143,7 @@ def test_file_column_errors_name_the_key(tmp_path):
         UserError, match=r"t\.csv: target column 'label' \(data\.target\) not found"
     ):
         load_dataset(file_cfg(path, target="label"))
-    with pytest.raises(UserError, match=r"data\.features names columns not in the file: \['c'\]"):
+    with pytest.raises(UserError, match=r"data\.features names columns not in the data: \['c'\]"):
         load_dataset({**file_cfg(path), "features": ["a", "c"]})
     with pytest.raises(UserError, match=r"data\.drop: cannot drop the target"):
         load_dataset({**file_cfg(path), "drop": ["y"]})

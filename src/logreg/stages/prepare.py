@@ -14,6 +14,7 @@ per split to the report. Every file is written atomically.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,15 @@ def check_target(frame: pd.DataFrame, target: str) -> None:
             f"target column '{target}' has {n_classes} distinct values; it looks continuous, "
             "not a class label (data.target)"
         )
+
+
+def check_features(frame: pd.DataFrame, target: str, categorical: Sequence[str] = ()) -> None:
+    """A UserError for a feature column no preprocessing can use, or a bad data.categorical."""
+    if target in categorical:
+        raise UserError(
+            f"data.categorical: lists the target column '{target}'; it names feature columns"
+        )
+    preprocess.check_columns(frame.drop(columns=target), categorical=categorical)
 
 
 def split_frame(
@@ -109,16 +119,18 @@ def prepare_splits(
     test_size: float = 0.2,
     missing: str = "impute",
     seed: int = 0,
+    categorical: Sequence[str] = (),
 ) -> tuple[dict[str, pd.DataFrame], Preprocessing, dict[str, Any]]:
     """Split the raw table, fit preprocessing on train, transform all three; plus the report.
 
+    ``categorical`` names the numeric columns that hold codes, to one-hot encode.
     Binary problems record the train split's minority class as ``prep.positive_class``.
     """
     check_target(frame, target)
-    preprocess.check_columns(frame.drop(columns=target))
+    check_features(frame, target, categorical)
     labelled = frame.rename(columns={target: TARGET}).reset_index(drop=True)
     raw_splits = split_frame(labelled, val_size, test_size, seed)
-    prep = preprocess.fit(raw_splits["train"], missing)
+    prep = preprocess.fit(raw_splits["train"], missing, categorical)
     splits = {
         name: preprocess.transform(prep, split).reset_index(drop=True)
         for name, split in raw_splits.items()
@@ -158,14 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     data, options = params["data"], params["prepare"]
     frame, target = load_dataset(data)
     source = data.get("path") or f"data.name={data['name']}"
+    categorical = [str(c) for c in data["categorical"]]
     try:
         check_target(frame, target)
-        preprocess.check_columns(frame.drop(columns=target))
+        check_features(frame, target, categorical)
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
     write_table(frame, Path(args.raw_dir) / f"{data['name']}.parquet")
     try:
-        splits, prep, report = prepare_splits(frame, target, **options)
+        splits, prep, report = prepare_splits(frame, target, categorical=categorical, **options)
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
     out_dir = Path(args.out_dir)
