@@ -88,3 +88,65 @@ def test_sweep_section_reads_the_tuned_gap_by_its_sign_and_size(winner_tuned, ex
         }
     )
     assert expected in "\n".join(_sweep_section(sweep, 70))
+
+
+def _coded_frame(n, seed, with_empty_level=False):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    region = rng.choice([1, 2, 3], n, p=[0.3, 0.3, 0.4])
+    income = rng.normal(50, 10, n)
+    logit = -2 + 0.05 * (income - 50) + np.select([region == 2, region == 3], [0.8, -0.6], 0)
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    if with_empty_level:
+        region[:25], y[:25] = 4, "no"  # a fourth region without a single positive
+    return pd.DataFrame({"region": region, "income": income, "target": y})
+
+
+def _as_split(frame, prep):
+    from logreg import preprocess
+
+    out = preprocess.transform(prep, frame)
+    X = out[prep.feature_names].to_numpy()
+    y = out["target"].to_numpy()
+    return Split(X=X, y=y, sample_weight=np.ones(len(X)), feature_names=prep.feature_names)
+
+
+def test_category_odds_ratios_are_statsmodels_dummy_coefficients_on_raw_data():
+    import pandas as pd
+
+    from logreg import preprocess
+    from logreg.study import category_effects, wald_table
+
+    raw = _coded_frame(3000, 0)
+    prep = preprocess.fit(raw, categorical=["region"])
+    split = _as_split(raw, prep)
+    effects = category_effects(wald_table(split, 1e-12, prep), split, prep, "yes")["region"]
+    # statsmodels on the raw columns: income in its units, region as 0/1 dummies vs 1.
+    design = pd.DataFrame(
+        {"income": raw.income, "r2": (raw.region == 2) * 1.0, "r3": (raw.region == 3) * 1.0}
+    )
+    fit = sm.Logit((raw.target == "yes") * 1.0, sm.add_constant(design)).fit(disp=0, tol=1e-12)
+    interval = np.exp(fit.conf_int())
+    for name, dummy in (("region=2", "r2"), ("region=3", "r3")):
+        assert effects.odds_ratio[name] == pytest.approx(np.exp(fit.params[dummy]), rel=1e-6)
+        assert effects.ci_low[name] == pytest.approx(interval.loc[dummy, 0], rel=1e-6)
+        assert effects.ci_high[name] == pytest.approx(interval.loc[dummy, 1], rel=1e-6)
+    counts = pd.crosstab(raw.region, raw.target)
+    assert effects.rows.tolist() == counts.sum(axis=1).tolist()
+    assert effects.positives.tolist() == counts["yes"].tolist()
+    assert effects.index[0] == "region=1 (reference)" and effects.odds_ratio.iloc[0] == 1.0
+
+
+def test_a_category_without_positives_is_called_out():
+    from logreg import preprocess
+    from logreg.study import _category_section, category_effects, wald_table
+
+    raw = _coded_frame(1000, 1, with_empty_level=True)
+    prep = preprocess.fit(raw, categorical=["region"])
+    split = _as_split(raw, prep)
+    effects = category_effects(wald_table(split, 1e-3, prep), split, prep, "yes")
+    text = "\n".join(_category_section(effects))
+    assert "| region=4 | 25 | 0 |" in text
+    assert "`region=4` has no positive row in training" in text
+    assert effects["region"].odds_ratio["region=4"] < 0.1

@@ -37,21 +37,57 @@ STUDY_EPOCHS = 60  # fixed, no early stopping, so the curves of every batch size
 # ------------------------------------------------------------- 1. the coefficients
 
 
-def interpret_coefficients(
-    train: Split, alpha: float, prep: Preprocessing, top: int = 8
-) -> pd.DataFrame:
-    """Newton fit with its Wald table, the features with the strongest evidence first.
+def wald_table(train: Split, alpha: float, prep: Preprocessing) -> pd.DataFrame:
+    """The Newton fit's Wald table, plus each feature's train SD in its own units (``sd``).
 
     Features are standardised, so a coefficient is the change in log-odds for a
-    one-standard-deviation increase, and exp(coefficient) multiplies the odds. ``sd`` is
-    that SD in the feature's own units, so exp(coefficient/sd) is the odds ratio per unit.
+    one-standard-deviation increase, and exp(coefficient) multiplies the odds; so
+    exp(coefficient/sd) is the odds ratio per unit of the feature.
     """
     frame = pd.DataFrame(train.X, columns=train.feature_names)
     model = LogisticRegression(solver="newton", penalty="l2", alpha=alpha)
     table = model.fit(frame, train.y, sample_weight=train.sample_weight).summary()
     table["sd"] = pd.Series({f.name: f.std for f in prep.features})
+    return table
+
+
+def strongest_evidence(table: pd.DataFrame, top: int = 8) -> pd.DataFrame:
+    """The intercept, then the ``top`` features with the smallest p-values."""
     features = table.drop(index="intercept")
     return pd.concat([table.loc[["intercept"]], features.sort_values("p_value").head(top)])
+
+
+def category_effects(
+    table: pd.DataFrame, train: Split, prep: Preprocessing, positive: Any
+) -> dict[str, pd.DataFrame]:
+    """Each one-hot encoded column's categories against its reference level.
+
+    A category's indicator goes from 0 to 1, so exp(coefficient/sd) from the Wald
+    ``table`` is the odds ratio of that category against the reference level, the other
+    features held fixed. The rows and positives per category come from the standardised
+    indicators of ``train`` (1 is above 0).
+    """
+    frame = pd.DataFrame(train.X, columns=train.feature_names)
+    is_positive = train.y == positive
+    # exp(·/sd) turns a change of one SD into one of one unit: the indicator's 0 to 1.
+    per_unit = np.exp(table[["coef", "ci_low", "ci_high"]].div(table.sd, axis=0))
+    references = {c.name: c.categories[0] for c in prep.columns if c.categories}
+    effects = {}
+    for column, names in prep.one_hot_groups().items():
+        indicators = frame[names].to_numpy() > 0.0
+        members = [~indicators.any(axis=1), *indicators.T]  # the reference: no indicator set
+        ratios = np.vstack([np.ones((1, 3)), per_unit.loc[names].to_numpy()])
+        effects[column] = pd.DataFrame(
+            {
+                "rows": [int(member.sum()) for member in members],
+                "positives": [int((member & is_positive).sum()) for member in members],
+                "odds_ratio": ratios[:, 0],
+                "ci_low": ratios[:, 1],
+                "ci_high": ratios[:, 2],
+            },
+            index=pd.Index([f"{column}={references[column]} (reference)", *names], name="category"),
+        )
+    return effects
 
 
 # ------------------------------------------------------ 3. cross-entropy and likelihood
@@ -166,6 +202,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def render(
     coefficients: pd.DataFrame,
+    categories: dict[str, pd.DataFrame],
     metrics: dict[str, Any],
     likelihood: dict[str, float],
     finals: pd.DataFrame,
@@ -221,6 +258,7 @@ def render(
         "as good as the model: collinear features share their evidence, which widens both "
         "intervals.",
         "",
+        *_category_section(categories),
         "## 2. How do you evaluate a spam-like, imbalanced classifier?",
         "",
         f"On the untouched test split ({_fmt(test['prevalence'] * 100, 1)} % positives), "
@@ -277,6 +315,38 @@ def render(
     if sweep is not None and len(sweep):
         lines += _sweep_section(sweep, int(test["tp"] + test["fn"]))
     return "\n".join(lines) + "\n"
+
+
+def _category_section(categories: dict[str, pd.DataFrame]) -> list[str]:
+    """One table per one-hot encoded column: each category's odds against the reference."""
+    lines: list[str] = []
+    for column, effects in categories.items():
+        reference = effects.index[0]
+        lines += [
+            f"`{column}` is categorical, so it has one coefficient per category but the first: "
+            f"each says how the odds of a row of that category compare with those of a row of "
+            f"the reference level, `{reference.split(' ')[0]}`, the other features held fixed.",
+            "",
+            "| category | train rows | positives | odds ratio vs reference | 95 % interval |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for row in effects.itertuples():  # itertuples keeps the counts as integers
+            interval = "" if row.Index == reference else f"{_fmt(row.ci_low)} – {_fmt(row.ci_high)}"
+            lines.append(
+                f"| {row.Index} | {row.rows} | {row.positives} | {_fmt(row.odds_ratio)} | "
+                f"{interval} |"
+            )
+        empty = [f"`{c}`" for c in effects.index[1:] if effects.positives[c] == 0]
+        lines.append("")
+        if empty:
+            lines += [
+                f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no positive row "
+                "in training. Without a penalty such a coefficient has no finite estimate "
+                "(the likelihood keeps rising as it goes to −∞); the L2 penalty keeps it "
+                "finite, so its odds ratio says more about alpha than about the data.",
+                "",
+            ]
+    return lines
 
 
 def _batch_size_findings(finals: pd.DataFrame) -> list[str]:
@@ -407,12 +477,11 @@ def main(argv: list[str] | None = None) -> None:
     batch_size_figure(histories, figure_dir / "batch_size_loss.png")
     # The evaluate stage's PR figure is a DVC output (not in git); the study keeps a copy.
     shutil.copyfile(Path(args.reports) / "figures" / "pr_curve.png", figure_dir / "pr_curve.png")
+    prep = read_preprocessing(prepared / "preprocess.json")
+    table = wald_table(rebalanced, float(model_params["alpha"]), prep)
     document = render(
-        interpret_coefficients(
-            rebalanced,
-            float(model_params["alpha"]),
-            read_preprocessing(prepared / "preprocess.json"),
-        ),
+        strongest_evidence(table),
+        category_effects(table, rebalanced, prep, positive),
         read_json(metrics_path),
         likelihood_check(train, positive),
         finals,
