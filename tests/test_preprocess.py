@@ -239,3 +239,19 @@ def test_declared_categorical_columns_must_be_features():
     train, _ = mixed_frames()
     with pytest.raises(UserError, match=r"data\.categorical: column\(s\) \['shape'\] not among"):
         preprocess.fit(train, categorical=["shape", "age"])
+
+
+def test_a_column_with_very_many_categories_is_warned_about():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(300)],  # an identifier, one per row
+            "age": rng.normal(40, 10, 300),
+            "target": rng.choice(["no", "yes"], 300),
+        }
+    )
+    with pytest.warns(UserWarning, match=r"column 'customer_id' has 300 categories .* adds 299"):
+        preprocess.fit(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a handful of categories: no warning
+        preprocess.fit(train.assign(customer_id=train.customer_id.str[:3]))

@@ -40,6 +40,7 @@ from logreg.io import write_text
 
 MISSING = ("impute", "drop")
 NUMERIC_SHARE = 0.9  # a text column where at least this share parses as numbers "looks numeric"
+MANY_CATEGORIES = 100  # more than this in one column is likely an id or free text: warn
 FORMAT = "logreg.preprocess/1"
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
@@ -225,6 +226,13 @@ def fit(
         else:
             categories = sorted(values.dropna().unique().tolist(), key=_category_order)
             columns.append(Column(name, kind, str(values.mode().iloc[0]), categories))
+            if len(categories) > MANY_CATEGORIES:
+                warnings.warn(
+                    f"column '{name}' has {len(categories)} categories in the train split, "
+                    f"so one-hot encoding adds {len(categories) - 1} features; if it is an "
+                    "identifier or free text, drop it (data.drop)",
+                    stacklevel=2,
+                )
     encoded, _ = _encode(columns, train, missing)
     if encoded.empty:
         raise UserError("prepare.missing=drop: every train row has a missing value")
