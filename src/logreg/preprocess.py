@@ -24,6 +24,7 @@ an example value and its row, rather than one-hot encoded into hundreds of colum
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -340,9 +341,10 @@ def _category_label(value: Any) -> str:
 def _category_order(label: str) -> tuple[int, float, str]:
     """Numeric codes in numeric order (2 before 10), then text in alphabetical order."""
     try:
-        return (0, float(label), label)
+        value = float(label)
     except ValueError:
         return (1, 0.0, label)
+    return (0, value, label) if math.isfinite(value) else (1, 0.0, label)
 
 
 def _encode(
