@@ -27,7 +27,7 @@ from logreg.errors import UserError, cli
 from logreg.frames import Split, minority_class, read_split
 from logreg.io import read_json, write_text
 from logreg.metrics import tune_threshold
-from logreg.preprocess import Preprocessing, read_preprocessing
+from logreg.preprocess import Preprocessing, one_hot_name, read_preprocessing
 
 BATCH_SIZES = (16, 64, 256, "full")
 SEEDS = (0, 1, 2, 3, 4)
@@ -60,7 +60,7 @@ def strongest_evidence(table: pd.DataFrame, top: int = 8) -> pd.DataFrame:
 def category_effects(
     table: pd.DataFrame, train: Split, prep: Preprocessing, positive: Any
 ) -> dict[str, pd.DataFrame]:
-    """Each one-hot encoded column's categories against its reference level.
+    """Each one-hot encoded column's categories against its reference level (row 1).
 
     A category's indicator goes from 0 to 1, so exp(coefficient/sd) from the Wald
     ``table`` is the odds ratio of that category against the reference level, the other
@@ -85,7 +85,7 @@ def category_effects(
                 "ci_low": ratios[:, 1],
                 "ci_high": ratios[:, 2],
             },
-            index=pd.Index([f"{column}={references[column]} (reference)", *names], name="category"),
+            index=pd.Index([one_hot_name(column, references[column]), *names], name="category"),
         )
     return effects
 
@@ -325,15 +325,18 @@ def _category_section(categories: dict[str, pd.DataFrame]) -> list[str]:
         lines += [
             f"`{column}` is categorical, so it has one coefficient per category but the first: "
             f"each says how the odds of a row of that category compare with those of a row of "
-            f"the reference level, `{reference.split(' ')[0]}`, the other features held fixed.",
+            f"the reference level, `{reference}`, the other features held fixed.",
             "",
             "| category | train rows | positives | odds ratio vs reference | 95 % interval |",
             "|---|---:|---:|---:|---|",
         ]
         for row in effects.itertuples():  # itertuples keeps the counts as integers
-            interval = "" if row.Index == reference else f"{_fmt(row.ci_low)} – {_fmt(row.ci_high)}"
+            if row.Index == reference:
+                category, interval = f"{reference} (reference)", ""
+            else:
+                category, interval = row.Index, f"{_fmt(row.ci_low)} – {_fmt(row.ci_high)}"
             lines.append(
-                f"| {row.Index} | {row.rows} | {row.positives} | {_fmt(row.odds_ratio)} | "
+                f"| {category} | {row.rows} | {row.positives} | {_fmt(row.odds_ratio)} | "
                 f"{interval} |"
             )
         empty = [f"`{c}`" for c in effects.index[1:] if effects.positives[c] == 0]
