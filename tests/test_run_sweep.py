@@ -193,3 +193,50 @@ def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):
 
     comparison_figure(results, tmp_path / "out" / "sweep.png")
     assert (tmp_path / "out" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _optuna_search(folder: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_RUN_ID")}
+    env |= {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    command = [sys.executable, "-m", "logreg.run", "--multirun", "search=optuna"]
+    command += ["hydra.sweeper.n_trials=3", *TINY]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_optuna_search_proposes_repeatable_trials_and_reports_the_best(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    proposals = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = _optuna_search(folder)
+        assert done.returncode == 0, done.stderr[-4000:]
+        client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("logreg").experiment_id])
+        (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(children) == 3 == len(runs) - 1
+        assert [c.info.status for c in children] + [parent.info.status] == ["FINISHED"] * 4
+        swept = ("model.alpha", "model.penalty", "rebalance.strategy", "train.batch_size")
+        trials = sorted(tuple(c.data.params[key] for key in swept) for c in children)
+        for alpha, penalty, strategy, batch_size in trials:
+            assert 1e-6 <= float(alpha) <= 1e-1 and penalty in ("l1", "l2")
+            assert strategy in ("none", "undersample", "oversample", "smote", "class_weight")
+            assert batch_size in ("16", "64", "256", "full")
+        assert all(c.data.params["evaluate.baseline"] == "False" for c in children)
+        proposals.append(trials)
+
+        # Optuna's best trial is the child with the highest validation F1, and so is the
+        # parent's best.run_id.
+        (results,) = folder.glob("multirun/*/*/optimization_results.yaml")
+        best = yaml.safe_load(results.read_text())
+        best_f1 = max(c.data.metrics["val/f1"] for c in children)
+        assert best["best_value"] == pytest.approx(best_f1, abs=1e-12)
+        by_id = {c.info.run_id: c for c in children}
+        assert by_id[parent.data.tags["best.run_id"]].data.metrics["val/f1"] == best_f1
+    assert proposals[0] == proposals[1]  # the seeded sampler proposes the same trials

@@ -5,6 +5,7 @@
     python -m logreg.run -m train.batch_size=16,256 model.penalty=l1,l2      # a sweep
     python -m logreg.run -m hydra/launcher=joblib hydra.launcher.n_jobs=2 \\
         rebalance.strategy=none,smote                      # jobs in parallel processes
+    python -m logreg.run -m search=optuna                  # a Bayesian search, not a grid
 
 Each job writes its composed config to ``<job>/params.yaml`` and runs ``prepare``,
 ``rebalance``, ``train`` and ``evaluate`` exactly as ``dvc repro`` does, with every path
@@ -173,8 +174,10 @@ def check_jobs(
     takes Hydra a tenth of a second, too long for every job of a 40-job sweep, so each
     distinct set of group overrides (``data=spam7``, ``hydra/launcher=joblib``) is
     composed once and the jobs' plain value overrides (``train.batch_size=16``) are set
-    on a copy of it, as Hydra sets them. Raises a one-line UserError naming the job.
-    Returns the number of jobs checked.
+    on a copy of it, as Hydra sets them. Under another sweeper (``search=optuna``) the
+    jobs are only known as it proposes them: the overrides that are not sweeps are
+    checked once, and each proposed job checks its own config. Raises a one-line
+    UserError naming the job. Returns the number of job configs checked.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -184,21 +187,23 @@ def check_jobs(
 
     from logreg.params import one_line
 
+    basic = f"{BasicSweeper.__module__}.{BasicSweeper.__qualname__}"
     parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(list(overrides))
-        if multirun and any(o.key_or_group == "hydra/sweeper" for o in parsed):
-            return 0  # another sweeper has its own sweep syntax; each job checks itself
-        jobs = (
-            [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-            if multirun
-            else [list(overrides)]
-        )
-    except HydraException as exc:
-        raise UserError(f"cannot parse the overrides: {one_line(exc)}") from None
-
     composed: dict[tuple[str, ...], Any] = {}
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
+        try:
+            parsed = parser.parse_overrides(list(overrides))
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            if not multirun:
+                jobs = [list(overrides)]
+            elif _sweeper(compose(config_name, fixed, return_hydra_config=True)) != basic:
+                jobs = [fixed]
+            else:
+                jobs = [
+                    job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch
+                ]
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise UserError(f"cannot parse the overrides: {one_line(exc)}") from None
         for job in jobs:
             where = f"job [{' '.join(job)}]: " if multirun else ""
             try:
@@ -211,6 +216,14 @@ def check_jobs(
             except UserError as exc:
                 raise UserError(f"{where}{exc}") from None
     return len(jobs)
+
+
+def _sweeper(cfg: DictConfig) -> str:
+    """The import path of the sweeper a composed config (with its ``hydra`` node) selects.
+
+    A path, not the class: Hydra's plugin discovery may import its own copy of a module.
+    """
+    return str(cfg.hydra.sweeper._target_)
 
 
 def _compose_job(

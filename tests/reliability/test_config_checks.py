@@ -222,7 +222,7 @@ def test_an_unknown_section_and_a_missing_one():
 
 
 def test_every_option_of_every_config_group_passes():
-    for group in ("data", "rebalance", "model", "train", "mlflow", "experiment"):
+    for group in ("data", "rebalance", "model", "train", "mlflow", "experiment", "search"):
         options = [p.stem for p in sorted((CONF / group).glob("*.yaml")) if p.stem != "csv"]
         assert check_jobs([f"{group}={','.join(options)}"], True, CONF) == len(options)
 
@@ -236,6 +236,16 @@ def test_a_sweep_checks_every_combination_before_any_job():
         "job [model=newton model.penalty=l1 train.batch_size=16]: model.solver: got 'newton'"
     )
     assert check_jobs(["model=logistic,newton", "train.batch_size=16,full"], True, CONF) == 4
+
+
+def test_under_optuna_the_fixed_overrides_are_checked_once():
+    # Optuna proposes the jobs itself, with its own sweep syntax (intervals): the basic
+    # sweeper's expansion does not apply, but a bad fixed value still fails at once.
+    interval = "model.alpha=tag(log,interval(1e-5,1e-2))"
+    assert check_jobs(["search=optuna", interval], True, CONF) == 1
+    assert check_jobs(["hydra/sweeper=optuna", interval, "data=spam7"], True, CONF) == 1
+    with pytest.raises(UserError, match=r"^job \[search=optuna train.batch_size=0\]: train"):
+        check_jobs(["search=optuna", interval, "train.batch_size=0"], True, CONF)
 
 
 # ----------------------------------------------------------------------------- entry points
