@@ -150,3 +150,25 @@ def test_a_category_without_positives_is_called_out():
     assert "| region=4 | 25 | 0 |" in text
     assert "`region=4` has no positive row in training" in text
     assert effects["region"].odds_ratio["region=4"] < 0.1
+
+
+def test_variance_inflation_is_statsmodels_and_infinite_for_an_exact_combination():
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+
+    from logreg.study import _collinearity_reading, variance_inflation
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((500, 3))
+    X = np.column_stack([base, base[:, 0] + 0.3 * base[:, 1] + 0.1 * rng.standard_normal(500)])
+    names = ["a", "b", "c", "d"]
+    ours = variance_inflation(X, names)
+    exog = sm.add_constant(X)
+    reference = [variance_inflation_factor(exog, j + 1) for j in range(4)]
+    np.testing.assert_allclose(ours.to_numpy(), reference, rtol=1e-8)
+    assert ours["d"] > 10 > ours["c"]
+    text = " ".join(_collinearity_reading(ours))
+    assert "2 of the 4 features" in text and "`d` (" in text and "`a` (" in text
+
+    exact = variance_inflation(np.column_stack([X[:, :3], X[:, 0] - X[:, 1]]), names)
+    assert exact["d"] == np.inf and exact["a"] == np.inf and np.isfinite(exact["c"])
+    assert "No feature" in " ".join(_collinearity_reading(variance_inflation(base, names[:3])))

@@ -48,7 +48,26 @@ def wald_table(train: Split, alpha: float, prep: Preprocessing) -> pd.DataFrame:
     model = LogisticRegression(solver="newton", penalty="l2", alpha=alpha)
     table = model.fit(frame, train.y, sample_weight=train.sample_weight).summary()
     table["sd"] = pd.Series({f.name: f.std for f in prep.features})
+    table["vif"] = variance_inflation(train.X, train.feature_names)
     return table
+
+
+def variance_inflation(X: np.ndarray, names: list[str]) -> pd.Series:
+    """VIF_j = 1/(1 − R_j²), R_j² from the least-squares fit of column j on the others.
+
+    The lesson assumes no multicollinearity; the VIF measures how far each feature is
+    from that. In a linear model a VIF of v multiplies the variance of the coefficient
+    by v against uncorrelated features. Exact collinearity gives inf.
+    """
+    design = np.column_stack([np.ones(len(X)), X])
+    vif = np.empty(X.shape[1])
+    for j in range(X.shape[1]):
+        others = np.delete(design, j + 1, axis=1)
+        fit, *_ = np.linalg.lstsq(others, X[:, j], rcond=None)
+        residual = X[:, j] - others @ fit
+        unexplained = residual @ residual / np.sum((X[:, j] - X[:, j].mean()) ** 2)  # 1 − R²
+        vif[j] = 1.0 / unexplained if unexplained > 1e-12 else math.inf
+    return pd.Series(vif, index=names)
 
 
 def strongest_evidence(table: pd.DataFrame, top: int = 8) -> pd.DataFrame:
@@ -201,7 +220,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def render(
-    coefficients: pd.DataFrame,
+    table: pd.DataFrame,
     categories: dict[str, pd.DataFrame],
     metrics: dict[str, Any],
     likelihood: dict[str, float],
@@ -210,6 +229,7 @@ def render(
     dataset: str,
     figure_dir: str,
 ) -> str:
+    coefficients = strongest_evidence(table)
     test = metrics["test"]
     tuned = test["threshold_tuned"]
     majority = metrics["baseline"]["majority_accuracy"]
@@ -228,15 +248,16 @@ def render(
         "for the features with the strongest evidence:",
         "",
         "| feature | coef | std err | p-value | odds ratio | 95 % interval | 1 SD in units "
-        "| odds ratio per unit |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "| odds ratio per unit | VIF |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for name, row in coefficients.iterrows():
         per_unit = "" if pd.isna(row.sd) else _fmt(math.exp(row.coef / row.sd))
         lines.append(
             f"| {name} | {_fmt(row.coef)} | {_fmt(row.std_err)} | {row.p_value:.2g} | "
             f"{_fmt(row.odds_ratio)} | {_fmt(row.or_ci_low)} – {_fmt(row.or_ci_high)} | "
-            f"{'' if pd.isna(row.sd) else _fmt(row.sd)} | {per_unit} |"
+            f"{'' if pd.isna(row.sd) else _fmt(row.sd)} | {per_unit} | "
+            f"{'' if pd.isna(row.vif) else f'{row.vif:.1f}'} |"
         )
     strongest = coefficients.drop(index="intercept").iloc[0]
     name = coefficients.drop(index="intercept").index[0]
@@ -254,10 +275,9 @@ def render(
         f"{_fmt(math.exp(strongest.coef / strongest.sd), 2)} (95 % interval "
         f"{_fmt(math.exp(strongest.ci_low / strongest.sd), 2)} to "
         f"{_fmt(math.exp(strongest.ci_high / strongest.sd), 2)}); for a one-hot column that "
-        "is the odds ratio of its category against the reference level. A p-value is only "
-        "as good as the model: collinear features share their evidence, which widens both "
-        "intervals.",
+        "is the odds ratio of its category against the reference level.",
         "",
+        *_collinearity_reading(table["vif"].drop(index="intercept")),
         *_category_section(categories),
         "## 2. How do you evaluate a spam-like, imbalanced classifier?",
         "",
@@ -315,6 +335,31 @@ def render(
     if sweep is not None and len(sweep):
         lines += _sweep_section(sweep, int(test["tp"] + test["fn"]))
     return "\n".join(lines) + "\n"
+
+
+def _collinearity_reading(vif: pd.Series, threshold: float = 10.0) -> list[str]:
+    """What the VIFs say about the lesson's no-multicollinearity assumption on this data."""
+    high = vif[vif > threshold].sort_values(ascending=False)
+    if high.empty:
+        return [
+            f"No feature has a variance inflation factor above {threshold:g} (the largest is "
+            f"{vif.max():.1f}), so the lesson's assumption of no multicollinearity holds well "
+            "enough for each coefficient to be read on its own.",
+            "",
+        ]
+    largest = ", ".join(f"`{name}` ({value:.0f})" for name, value in high.head(4).items())
+    return [
+        f"The lesson assumes no multicollinearity, and here it does not hold: {len(high)} of "
+        f"the {len(vif)} features have a variance inflation factor (VIF = 1/(1 − R²), R² of "
+        f"the feature regressed on all the others) above {threshold:g}. The largest are "
+        f"{largest}. In a linear model a VIF of v multiplies a coefficient's variance by v, "
+        "and the weighted rows of logistic regression behave alike: the data pin down the "
+        "combined effect of such features, not each one's share. Their separate "
+        "coefficients, p-values and odds ratios are therefore fragile (a small change in "
+        "the data moves weight between them), and the L2 penalty is what steadies them: "
+        "read them together, or drop one of each group (`data.drop`).",
+        "",
+    ]
 
 
 def _category_section(categories: dict[str, pd.DataFrame]) -> list[str]:
@@ -483,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     prep = read_preprocessing(prepared / "preprocess.json")
     table = wald_table(rebalanced, float(model_params["alpha"]), prep)
     document = render(
-        strongest_evidence(table),
+        table,
         category_effects(table, rebalanced, prep, positive),
         read_json(metrics_path),
         likelihood_check(train, positive),
