@@ -73,6 +73,8 @@ def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
     assert "train.batch_size=16,256" in parent.data.tags["sweep.overrides"]
     assert parent.data.params["sweep.model.penalty"] == "l1,l2"
     assert Path(parent.data.tags["sweep.dir"]).is_relative_to(tmp_path)
+    assert parent.data.tags["sweep.sweeper"] == "BasicSweeper"
+    assert not any(tag.startswith("sweep.space.") for tag in parent.data.tags)
     combos = {(c.data.params["train.batch_size"], c.data.params["model.penalty"]) for c in children}
     assert combos == {("16", "l1"), ("16", "l2"), ("256", "l1"), ("256", "l2")}
     for child in children:
@@ -222,6 +224,8 @@ def test_optuna_search_proposes_repeatable_trials_and_reports_the_best(tmp_path)
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert len(children) == 3 == len(runs) - 1
         assert [c.info.status for c in children] + [parent.info.status] == ["FINISHED"] * 4
+        assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
+        assert parent.data.tags["sweep.space.model.alpha"] == "tag(log, interval(1e-6, 1e-1))"
         swept = ("model.alpha", "model.penalty", "rebalance.strategy", "train.batch_size")
         trials = sorted(tuple(c.data.params[key] for key in swept) for c in children)
         for alpha, penalty, strategy, batch_size in trials:

@@ -295,6 +295,8 @@ class SweepParentRun(Callback):
                 "sweep.overrides": " ".join(overrides),
                 "sweep.hydra_overrides": " ".join(map(str, config.hydra.overrides.hydra)),
                 "sweep.dir": Path(config.hydra.sweep.dir).resolve(),
+                "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+                **_search_space(config.hydra.sweeper),
                 "dataset.name": config.data.name,
             },
         )
@@ -360,6 +362,12 @@ def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
         if child["status"] == "FINISHED" and f1 is not None:
             scored.append(((f1, pr_auc), child))
     return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+
+def _search_space(sweeper: DictConfig) -> dict[str, str]:
+    """A search sweeper's space (Optuna's ``params``) as tags; a grid has none."""
+    space = sweeper.get("params") or {}
+    return {f"sweep.space.{key}": str(value) for key, value in space.items()}
 
 
 def _split_override(override: str) -> tuple[str, str]:
