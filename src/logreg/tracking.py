@@ -649,12 +649,11 @@ class MlflowTracker:
         with warnings.catch_warnings():
             # mlflow registers two identical local-file sources and warns about its own tie.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
-            # ... and advises against integer columns (class labels) in a schema on stderr.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             dataset = from_pandas(
                 frame, source=str(Path(source).resolve()), name=name, targets=targets
             )
-        _retry(lambda: mlflow.log_input(dataset, context=context))
+        with _no_integer_schema_hint():  # the dataset infers its schema when it is logged
+            _retry(lambda: mlflow.log_input(dataset, context=context))
 
     def log_model(
         self,
@@ -687,14 +686,27 @@ class MlflowTracker:
             (data / SERVING_FILE).write_text(json.dumps(serving, indent=2) + "\n")
             served = _load_pyfunc(str(data))
             output = served.predict(input_example)
-            log_model(
-                name=MODEL_NAME,
-                loader_module=__name__,
-                data_path=str(data),
-                signature=infer_signature(input_example, output),
-                input_example=input_example,
-                pip_requirements=_requirements(),
-            )
+            with _no_integer_schema_hint():
+                log_model(
+                    name=MODEL_NAME,
+                    loader_module=__name__,
+                    data_path=str(data),
+                    signature=infer_signature(input_example, output),
+                    input_example=input_example,
+                    pip_requirements=_requirements(),
+                )
+
+
+@contextlib.contextmanager
+def _no_integer_schema_hint() -> Iterator[None]:
+    """Silence MLflow's advice against integer columns in a schema (warned on stderr).
+
+    Its integers here are class labels and codes, which never hold missing values, and
+    the served model imputes the inputs' gaps itself.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
 
 
 def _requirements() -> list[str]:
