@@ -295,7 +295,7 @@ class SweepParentRun(Callback):
                 "sweep.overrides": " ".join(overrides),
                 "sweep.hydra_overrides": " ".join(map(str, config.hydra.overrides.hydra)),
                 "sweep.dir": Path(config.hydra.sweep.dir).resolve(),
-                "sweep.sweeper": str(config.hydra.sweeper._target_).rsplit(".", 1)[-1],
+                "sweep.sweeper": _sweeper(config).rsplit(".", 1)[-1],
                 **_search_space(config.hydra.sweeper),
                 "dataset.name": config.data.name,
             },
