@@ -196,13 +196,13 @@ def check_jobs(
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             if not multirun:
                 jobs = [list(overrides)]
-            elif _sweeper(compose(config_name, fixed, return_hydra_config=True)) != basic:
+            elif _selected_sweeper(compose, config_name, fixed) not in (basic, None):
                 jobs = [fixed]
             else:
                 jobs = [
                     job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch
                 ]
-        except (HydraException, OmegaConfBaseException) as exc:
+        except HydraException as exc:
             raise UserError(f"cannot parse the overrides: {one_line(exc)}") from None
         for job in jobs:
             where = f"job [{' '.join(job)}]: " if multirun else ""
@@ -216,6 +216,17 @@ def check_jobs(
             except UserError as exc:
                 raise UserError(f"{where}{exc}") from None
     return len(jobs)
+
+
+def _selected_sweeper(compose: Any, name: str, overrides: list[str]) -> str | None:
+    """The sweeper the config selects, or None when it does not compose (the jobs say why)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return _sweeper(compose(config_name=name, overrides=overrides, return_hydra_config=True))
+    except (HydraException, OmegaConfBaseException):
+        return None
 
 
 def _sweeper(cfg: DictConfig) -> str:

@@ -246,6 +246,10 @@ def test_under_optuna_the_fixed_overrides_are_checked_once():
     assert check_jobs(["hydra/sweeper=optuna", interval, "data=spam7"], True, CONF) == 1
     with pytest.raises(UserError, match=r"^job \[search=optuna train.batch_size=0\]: train"):
         check_jobs(["search=optuna", interval, "train.batch_size=0"], True, CONF)
+    # Finding the sweeper composes the config first; a group option that does not exist
+    # is still reported by the first job that names it.
+    with pytest.raises(UserError, match=r"^job \[data=nope train.batch_size=16\]: cannot compose"):
+        check_jobs(["data=nope", "train.batch_size=16,32"], True, CONF)
 
 
 # ----------------------------------------------------------------------------- entry points
