@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from logreg.model import (
+from logreg.model.equations import (
     cross_entropy,
     loss_and_gradient,
     objective_value,

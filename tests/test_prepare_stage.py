@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from logreg import preprocess
+from logreg import preprocess, schema
 from logreg.datasets import load_dataset
-from logreg.rebalance import check_options
 from logreg.stages import prepare, rebalance
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -261,7 +260,7 @@ def test_every_data_and_rebalance_config_is_usable():
     for path in sorted((CONF / "rebalance").glob("*.yaml")):
         cfg = OmegaConf.to_container(OmegaConf.load(path))
         assert cfg["strategy"] == path.stem
-        check_options(**cfg)
+        schema.check_section("rebalance", cfg)
 
 
 def csv_data(path: Path) -> dict:

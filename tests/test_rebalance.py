@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from logreg import preprocess
+from logreg import preprocess, schema
 from logreg.errors import UserError
 from logreg.rebalance import STRATEGIES, rebalance, report
 
@@ -115,14 +115,19 @@ def test_smote_clips_k_neighbors_and_rejects_a_single_row_class():
 
 
 def test_bad_options_name_the_key():
-    frame = imbalanced({"maj": 20, "min": 5})
+    # The options are checked once, at the edge, against the schema's rules.
+    def check(strategy, ratio=1.0, k_neighbors=5):
+        options = {"strategy": strategy, "ratio": ratio, "k_neighbors": k_neighbors, "seed": 0}
+        schema.check_section("rebalance", options)
+
     with pytest.raises(UserError, match=r"rebalance\.strategy: got 'adasyn'; allowed: .*'smote'"):
-        rebalance(frame, "adasyn")
+        check("adasyn")
     for ratio in (0, 1.5, -1, "half"):
         with pytest.raises(UserError, match=r"rebalance\.ratio"):
-            rebalance(frame, "oversample", ratio=ratio)
+            check("oversample", ratio=ratio)
     with pytest.raises(UserError, match=r"rebalance\.k_neighbors"):
-        rebalance(frame, "smote", k_neighbors=0)
+        check("smote", k_neighbors=0)
+    frame = imbalanced({"maj": 20, "min": 5})
     with pytest.raises(UserError, match=r"already has a 'sample_weight'"):
         rebalance(rebalance(frame, "none"), "none")
 

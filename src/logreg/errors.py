@@ -22,8 +22,12 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by Ctrl-C
 
 
-class UserError(Exception):
-    """Bad input or config that the user can fix; the message says what and where."""
+class UserError(ValueError):
+    """Bad input or config that the user can fix; the message says what and where.
+
+    A ValueError, so that callers of the estimator who catch ValueError, as they would
+    for scikit-learn, also catch a bad parameter.
+    """
 
 
 def debug_enabled() -> bool:

@@ -21,95 +21,51 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
-from logreg import datasets, preprocess, rebalance
+from logreg import datasets, preprocess
 from logreg.errors import UserError
-from logreg.model import DTYPES, EPOCH_LOSSES, LR_SCHEDULES, PENALTY_L1_RATIO, SOLVERS
+from logreg.model import LogisticRegression
+from logreg.model.parameters import PARAMETERS, check_combination
+from logreg.rebalance import STRATEGIES
+from logreg.rules import (
+    REQUIRED,
+    Rule,
+    boolean,
+    check_value,
+    choice,
+    integer,
+    number,
+    or_null,
+    show,
+    text,
+    type_note,
+)
 
-REQUIRED = object()  # the default of a key that has none: leaving it out is an error
 UNSET = "???"  # OmegaConf's marker for a required value left unset (conf/data/csv.yaml)
-PENALTIES = (*PENALTY_L1_RATIO, "elasticnet")
+MODEL_KEYS = ("penalty", "alpha", "l1_ratio", "solver", "fit_intercept")
+TRAIN_KEYS = (
+    "batch_size",
+    "learning_rate",
+    "lr_schedule",
+    "momentum",
+    "epochs",
+    "epoch_loss",
+    "tol",
+    "patience",
+    "max_time",
+    "dtype",
+    "seed",
+)
+OPTIONAL_TRAIN_KEYS = ("epoch_loss",)  # added later: an older params file gets the default
 
 
-@dataclass(frozen=True)
-class Rule:
-    """What one key accepts: ``allowed`` in words (shown in errors), ``accepts`` as a test."""
-
-    allowed: str
-    accepts: Callable[[Any], bool]
-    types: tuple[type, ...]  # a value of another type gets its type named in the error
-    default: Any = REQUIRED
-
-
-# ----------------------------------------------------------------------------- rules
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def integer(minimum: int, default: Any = REQUIRED) -> Rule:
-    return Rule(f"an integer >= {minimum}", lambda v: _is_int(v) and v >= minimum, (int,), default)
-
-
-def number(
-    low: float,
-    high: float = math.inf,
-    *,
-    closed: str = "[)",
-    what: str = "",
-    default: Any = REQUIRED,
-) -> Rule:
-    """A finite number between ``low`` and ``high``; ``closed`` says which ends are included."""
-    left, right = closed
-    if high == math.inf:
-        words = f"a number {'>=' if left == '[' else '>'} {low:g}"
-    else:
-        words = f"a number in {left}{low:g}, {high:g}{right}"
-
-    def accepts(value: Any) -> bool:
-        if not _is_number(value):
-            return False
-        above = value >= low if left == "[" else value > low
-        below = value <= high if right == "]" else value < high
-        return above and below
-
-    return Rule(words + (f" ({what})" if what else ""), accepts, (int, float), default)
-
-
-def choice(options: Sequence[str], default: Any = REQUIRED) -> Rule:
-    options = tuple(options)
-    return Rule(
-        "one of " + ", ".join(map(repr, options)),
-        lambda v: isinstance(v, str) and v in options,
-        (str,),
-        default,
-    )
-
-
-def boolean(default: Any = REQUIRED) -> Rule:
-    return Rule("true or false", lambda v: isinstance(v, bool), (bool,), default)
-
-
-def text(what: str = "a non-empty string", default: Any = REQUIRED) -> Rule:
-    return Rule(what, lambda v: isinstance(v, str) and v.strip() != "", (str,), default)
-
-
-def or_null(rule: Rule, meaning: str, default: Any = REQUIRED) -> Rule:
-    return Rule(
-        f"{rule.allowed}, or null ({meaning})",
-        lambda v: v is None or rule.accepts(v),
-        rule.types,
-        default,
-    )
+def _estimator_default(key: str) -> Any:
+    """The default of an estimator parameter: its value in LogisticRegression's signature."""
+    return inspect.signature(LogisticRegression).parameters[key].default
 
 
 def _is_column_list(value: Any) -> bool:
@@ -140,34 +96,17 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "seed": SEED,
     },
     "rebalance": {
-        "strategy": choice(rebalance.STRATEGIES),
+        "strategy": choice(STRATEGIES),
         "ratio": number(0, 1, closed="(]", what="the target minority/majority ratio"),
         "k_neighbors": integer(1),
         "seed": SEED,
     },
-    "model": {
-        "penalty": choice(PENALTIES),
-        "alpha": number(0, what="the penalty strength"),
-        "l1_ratio": number(0, 1, closed="[]", what="the elastic-net mix"),
-        "solver": choice(SOLVERS),
-        "fit_intercept": boolean(),
-    },
+    "model": {key: PARAMETERS[key] for key in MODEL_KEYS},
     "train": {
-        "batch_size": Rule(
-            "an integer >= 1 or 'full'",
-            lambda v: v == "full" or (_is_int(v) and v >= 1),
-            (int, str),
-        ),
-        "learning_rate": number(0, closed="()"),
-        "lr_schedule": choice(LR_SCHEDULES),
-        "momentum": number(0, 1, closed="[)"),
-        "epochs": integer(1),
-        "epoch_loss": choice(EPOCH_LOSSES, default="full"),
-        "tol": number(0),
-        "patience": or_null(integer(1), "no early stopping"),
-        "max_time": or_null(number(0, closed="()", what="seconds"), "no time limit"),
-        "dtype": choice(DTYPES),
-        "seed": SEED,
+        key: replace(PARAMETERS[key], default=_estimator_default(key))
+        if key in OPTIONAL_TRAIN_KEYS
+        else PARAMETERS[key]
+        for key in TRAIN_KEYS
     },
     "evaluate": {
         "baseline": boolean(default=True),
@@ -226,12 +165,7 @@ def _check_prepare(values: dict[str, Any]) -> None:
 
 
 def _check_model(values: dict[str, Any]) -> None:
-    penalty = values.get("penalty")
-    if values.get("solver") == "newton" and penalty in ("l1", "elasticnet"):
-        raise UserError(
-            f"model.solver: got 'newton' with model.penalty={penalty!r}; allowed: newton "
-            "with penalty 'l2' or 'none' (use solver 'sgd' for 'l1' and 'elasticnet')"
-        )
+    check_combination(values, label=lambda key: f"model.{key}")
 
 
 def _check_data(values: dict[str, Any]) -> None:
@@ -283,7 +217,7 @@ def check_section(name: str, values: Mapping[str, Any], *, partial: bool = False
     if name != "data" and name not in SECTIONS:
         raise UserError(f"{name}: unknown section; allowed sections: {', '.join(_all_sections())}")
     if not isinstance(values, Mapping):
-        raise UserError(f"{name}: got {_show(values)}; allowed: a mapping of keys to values")
+        raise UserError(f"{name}: got {show(values)}; allowed: a mapping of keys to values")
     rules, where = _data_rules(values) if name == "data" else (SECTIONS[name], "")
     for key, value in values.items():
         if key not in rules:
@@ -299,11 +233,8 @@ def check_section(name: str, values: Mapping[str, Any], *, partial: bool = False
             value = copy.deepcopy(rule.default)
         elif value == UNSET:
             raise UserError(f"{name}.{key}: not set ({UNSET}){where}; allowed: {rule.allowed}")
-        elif not rule.accepts(value):
-            raise UserError(
-                f"{name}.{key}: got {_show(value)}{_type_note(value, rule)}; "
-                f"allowed: {rule.allowed}"
-            )
+        else:
+            check_value(f"{name}.{key}", value, rule)
         checked[key] = value
     if name == "data":
         checked["source"] = where.removeprefix(" for data.source=")
@@ -326,7 +257,7 @@ def validate(
         for key in cfg:
             if key not in names:
                 raise UserError(
-                    f"{key}: unknown section (got {_show(cfg[key])}); allowed sections: "
+                    f"{key}: unknown section (got {show(cfg[key])}); allowed sections: "
                     f"{', '.join(names)}"
                 )
     checked = {}
@@ -366,11 +297,11 @@ def _data_rules(values: Mapping[str, Any]) -> tuple[dict[str, Rule], str]:
     if name is REQUIRED or name == UNSET:
         raise UserError(f"data.name: missing; allowed: {name_rule.allowed}")
     if not name_rule.accepts(name):
-        raise UserError(f"data.name: got {_show(name)}; allowed: {name_rule.allowed}")
+        raise UserError(f"data.name: got {show(name)}; allowed: {name_rule.allowed}")
     source = values.get("source")
     if not source_rule.accepts(source):
         raise UserError(
-            f"data.source: got {_show(source)}{_type_note(source, source_rule)}; "
+            f"data.source: got {show(source)}{type_note(source, source_rule)}; "
             f"allowed: {source_rule.allowed}"
         )
     if source is None:
@@ -395,8 +326,7 @@ def _source_of(name: str) -> str:
 
 def _unknown_key(section: str, key: str, value: Any, rules: Mapping[str, Rule], where: str) -> str:
     message = (
-        f"{section}.{key}: unknown key{where} (got {_show(value)}); "
-        f"allowed keys: {', '.join(rules)}"
+        f"{section}.{key}: unknown key{where} (got {show(value)}); allowed keys: {', '.join(rules)}"
     )
     close = difflib.get_close_matches(key, list(rules), n=1, cutoff=0.75)
     if close:
@@ -409,25 +339,3 @@ def _unknown_key(section: str, key: str, value: Any, rules: Mapping[str, Rule], 
         qualified = next(q for q, k in elsewhere.items() if k == close[0])
         return message + f"; did you mean {qualified}?"
     return message
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A value as the user wrote it in YAML: null, true, 'text', 1e-05, [1, 2]."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    shown = repr(value) if isinstance(value, str | float | int) else str(value)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
-def _type_note(value: Any, rule: Rule) -> str:
-    """`` (text)`` when the value's type is not one the rule takes, else nothing."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "" if bool in rule.types else " (a boolean)"
-    if isinstance(value, rule.types):
-        return ""
-    kinds = {str: "text", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
-    return f" ({kinds.get(type(value), type(value).__name__)})"

@@ -1,0 +1,33 @@
+"""Logistic regression from scratch in NumPy: the equations, two solvers, and the estimator.
+
+Read it in this order; each module uses only the ones above it:
+
+    equations.py    forward, cross-entropy from logits, penalty, loss_and_gradient, L1 step
+    rows.py         RowBlocks: how a solver sees its data (below)
+    sgd.py          minibatch SGD: the plain reference step, the schedule, the stopping rules
+    sgd_kernels.py  ... the fused, allocation-free loop that takes the reference's steps
+    newton.py       Newton/IRLS with the Hessian, over the same equations
+    parameters.py   the rule of every parameter, shared with the config schema
+    inference.py    summary(): Wald standard errors, intervals, odds ratios
+    persistence.py  save/load: .npz weights and .json metadata, no pickle
+    estimator.py    LogisticRegression: fit, predict, objective, summary, save, load
+
+The row-block interface (:class:`~logreg.model.rows.RowBlocks`). A solver never holds
+"the data"; it holds an object with
+
+    n_rows              the number of rows n, the denominator of J
+    blocks()            each Block(X, Y, s) once, in a fixed order; SGD shuffles each
+                        block's rows and takes contiguous batches from it
+    sum(of)             Σ over blocks of of(block): J's data term, Xᵀ S(P − Y), XᵀSX;
+                        what Newton, the validation loss and inference need
+    sample(m, rng)      m random rows, as RowBlocks: Newton's sketched Hessian
+
+X is (m, D) features, Y (m, K') targets, s (m,) sample weights. Today
+:class:`~logreg.model.rows.InMemoryRows` holds the arrays, as one block or several;
+a memory-mapped cache or Dask partitions can stand behind the same four members.
+"""
+
+from logreg.model.estimator import LogisticRegression
+from logreg.model.sgd import DivergenceError
+
+__all__ = ["DivergenceError", "LogisticRegression"]

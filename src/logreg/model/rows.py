@@ -1,0 +1,88 @@
+"""Row blocks: how a solver sees its data, whatever holds it.
+
+The solvers need little from the data. SGD visits blocks of rows and takes contiguous
+batches from each; Newton, the validation loss and inference need sums over all rows
+of a function of a block (the loss, Xᵀr, XᵀSX). :class:`RowBlocks` is that interface.
+:class:`InMemoryRows` is its one implementation today, a single block of arrays; a
+memory-mapped cache or Dask partitions can stand behind the same three members, and
+then the solvers need no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows of the training data: features X (m, D), targets Y (m, K'), sample weights s (m,)."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    s: np.ndarray
+
+
+class RowBlocks(Protocol):
+    """The rows a solver fits, as blocks; every block has the same columns."""
+
+    n_rows: int
+
+    def blocks(self) -> Iterator[Block]:
+        """Each block once, always in the same order."""
+        ...
+
+    def sum(self, of: Callable[[Block], Any]) -> Any:
+        """Σ over blocks of ``of(block)``: a float, an array, or a tuple of them."""
+        ...
+
+    def sample(self, n_rows: int, rng: np.random.Generator) -> RowBlocks:
+        """``n_rows`` rows drawn without replacement, in their original order."""
+        ...
+
+
+@dataclass(frozen=True)
+class InMemoryRows:
+    """Rows held in memory: one block of arrays, or several (as tests and engines split them)."""
+
+    parts: tuple[Block, ...]
+
+    @classmethod
+    def of(
+        cls, X: np.ndarray, Y: np.ndarray, s: np.ndarray, block_rows: int | None = None
+    ) -> InMemoryRows:
+        """The arrays as one block, or as blocks of ``block_rows`` rows (views, not copies)."""
+        step = block_rows or max(X.shape[0], 1)
+        starts = range(0, X.shape[0], step)
+        return cls(tuple(Block(X[i : i + step], Y[i : i + step], s[i : i + step]) for i in starts))
+
+    @property
+    def n_rows(self) -> int:
+        return sum(block.X.shape[0] for block in self.parts)
+
+    def blocks(self) -> Iterator[Block]:
+        yield from self.parts
+
+    def sum(self, of: Callable[[Block], Any]) -> Any:
+        values = [of(block) for block in self.parts]
+        total = values[0]
+        for value in values[1:]:
+            if isinstance(total, tuple):
+                total = tuple(a + b for a, b in zip(total, value, strict=True))
+            else:
+                total = total + value
+        return total
+
+    def sample(self, n_rows: int, rng: np.random.Generator) -> InMemoryRows:
+        # Sorted, so that each block's copy reads its rows front to back.
+        rows = np.sort(rng.choice(self.n_rows, n_rows, replace=False))
+        parts, start = [], 0
+        for block in self.parts:
+            end = start + block.X.shape[0]
+            local = rows[(rows >= start) & (rows < end)] - start
+            parts.append(Block(block.X[local], block.Y[local], block.s[local]))
+            start = end
+        return InMemoryRows(tuple(parts))

@@ -1,0 +1,244 @@
+"""The fused kernels of :func:`logreg.model.sgd.sgd_solve`: the same step, with nothing allocated.
+
+Read :func:`logreg.model.sgd.reference_step` first; this module computes exactly that
+step, faster (tests/test_sgd_reference.py holds the two together). The tricks, each
+measured on 200,000 × 100 rows (``bench/run.py``):
+
+- The intercept is the weight of a constant feature: θ = (W; b) multiplies X̃ = [X, 1],
+  so one product gives the logits and one both gradients.
+- For the sigmoid the copy is X̃ = [X, 1]/2, so the product is already z/2, the argument
+  of tanh in σ(z) = (1 + tanh(z/2))/2: one elementwise call instead of three. Scaling
+  by a power of two is exact.
+- The residual −lr·s(P − Y)/B is gain·f + offset, with per-row coefficients computed once
+  and rescaled once per epoch, where f is what the forward pass leaves in the buffer.
+- Every batch is a view made once; the loop's constants are 0-d arrays, because NumPy
+  takes about 1 µs to convert a Python float operand, three times a small in-place
+  operation on arrays.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from logreg.model.equations import weighted_cross_entropy_sum
+from logreg.model.rows import Block
+
+ROWS_PER_COPY = 8192  # rows gathered at a time by the shuffled copy of X
+
+
+class Batch(NamedTuple):
+    """Views of one batch: X̃_b, X̃_bᵀ, its logits, its residual buffer, gain, offset, m/B."""
+
+    X: np.ndarray
+    X_T: np.ndarray
+    Z: np.ndarray
+    R: np.ndarray
+    gain: np.ndarray
+    offset: np.ndarray
+    share: float  # m/B: the short last batch takes its share of a full step
+    decay: np.ndarray  # 0-d: the L2 decay 1 − lr·α(1−ρ)·m/B, set every epoch
+
+
+class LoopState:
+    """Buffers every batch reuses, and the L1 penalty's running totals."""
+
+    def __init__(self, theta: np.ndarray, D: int, B: int, shares: set[float]) -> None:
+        K, dtype = theta.shape[1], theta.dtype
+        self.K = K
+        self.W = theta[:D]
+        self.velocity = np.zeros_like(theta)
+        self.step = np.empty_like(theta)
+        self.step_W = self.step[:D]
+        self.R_buffer = np.empty((B, K), dtype=dtype)
+        self.row_buffer = np.empty((B, 1), dtype=dtype)  # softmax's row maxima and sums
+        self.W_scratch, self.W_before = np.empty_like(self.W), np.empty_like(self.W)
+        self.l1_offered, self.l1_received = 0.0, np.zeros_like(self.W)  # Tsuruoka's u and q
+        self.l1_masks = (np.empty(self.W.shape, dtype=bool), np.empty(self.W.shape, dtype=bool))
+        self.decay_by_share = {share: np.empty((), dtype=dtype) for share in shares}
+
+    def set_decays(self, lr_l2: float) -> None:
+        for share, decay in self.decay_by_share.items():  # W ← (1 − lr·α(1−ρ)·m/B)W
+            decay[...] = 1.0 - lr_l2 * share
+
+
+class BlockDesign:
+    """One block's rows in random order: X̃, Y, s, the epoch's logits and residual coefficients."""
+
+    def __init__(self, block: Block, order: np.ndarray, fit_intercept: bool, B: int) -> None:
+        self.n_outputs = block.Y.shape[1]
+        self.n_features = block.X.shape[1]
+        self.dtype = block.Y.dtype
+        self.B = B
+        self.scale = 0.5 if self.n_outputs == 1 else 1.0
+        self.X_tilde = shuffled_design(block.X, order, self.dtype, fit_intercept, self.scale)
+        self.Y, self.s = block.Y[order], block.s[order]
+        # Each row's logits as its batch saw them, which the progressive loss needs.
+        self.Z = np.empty((len(order), self.n_outputs), dtype=self.dtype)
+        self.unit_gain, self.unit_offset = residual_coefficients(self.Y, self.s, B)
+        self.gain, self.offset = np.empty_like(self.unit_gain), np.empty_like(self.unit_offset)
+
+    @classmethod
+    def shuffled(
+        cls, block: Block, rng: np.random.Generator, fit_intercept: bool, B: int
+    ) -> BlockDesign:
+        return cls(block, rng.permutation(block.X.shape[0]), fit_intercept, B)
+
+    @property
+    def last_share(self) -> float:
+        n = self.X_tilde.shape[0]
+        return (n % self.B or self.B) / self.B
+
+    def batches(self, state: LoopState) -> list[Batch]:
+        n, B = self.X_tilde.shape[0], self.B
+        views = []
+        for start in range(0, n, B):
+            m = min(B, n - start)
+            rows = slice(start, start + B)
+            views.append(
+                Batch(
+                    self.X_tilde[rows],
+                    self.X_tilde[rows].T,
+                    self.Z[rows],
+                    state.R_buffer[:m],
+                    self.gain[rows],
+                    self.offset[rows],
+                    m / B,
+                    state.decay_by_share[m / B],
+                )
+            )
+        return views
+
+    def scale_residual_coefficients(self, scale: float) -> None:
+        np.multiply(self.unit_gain, scale, out=self.gain)
+        np.multiply(self.unit_offset, scale, out=self.offset)
+
+    def epoch_loss_sum(self, theta: np.ndarray, full: bool) -> float:
+        """Σ s·CE at θ (``full``), or at the logits the batches saw (progressive)."""
+        if full:
+            np.dot(self.X_tilde, theta, out=self.Z)
+        if self.scale != 1.0:
+            np.divide(self.Z, self.scale, out=self.Z)  # z/2 back to the logits z
+        return weighted_cross_entropy_sum(self.Z, self.Y, self.s)
+
+
+def epoch_steps(
+    theta: np.ndarray,
+    batches: list[Batch],
+    visit: list[int],
+    state: LoopState,
+    *,
+    lr: float,
+    l2: float,
+    l1: float,
+    momentum: float,
+) -> None:
+    """One epoch of steps in place: the batches in the order ``visit``, each then its L1 clip.
+
+    One call per epoch, with every buffer a local name: at batch size 32 a call or an
+    attribute lookup per batch would cost a tenth of the epoch.
+    """
+    W, step, step_W, velocity = state.W, state.step, state.step_W, state.velocity
+    W_scratch, row_buffer, softmax = state.W_scratch, state.row_buffer, state.K > 1
+    for index in visit:
+        X_b, X_b_T, Z_b, R, gain_b, offset_b, share, decay = batches[index]
+        # Forward: X̃_b θ is z/2 for the sigmoid (f = tanh(z/2) = 2p − 1) and Z for
+        # softmax (f = P = softmax(Z)); f goes into R.
+        np.dot(X_b, theta, out=Z_b)
+        if softmax:
+            softmax_into(Z_b, R, row_buffer[: len(R)])
+        else:
+            np.tanh(Z_b, out=R)
+        # Residual R = −scale·S(P − Y)/B (twice that for the sigmoid, whose X̃ is halved),
+        # as gain·f + offset. The short last batch is also divided by B, not by its m
+        # rows, and its penalty share is m/B: the batches are fixed by the single shuffle,
+        # so anything else would bias the fixed point. An epoch sums to n/B full gradients.
+        R *= gain_b
+        R += offset_b
+        # X̃_bᵀR stacks the data terms of −scale·∂J/∂W and −scale·∂J/∂b.
+        np.dot(X_b_T, R, out=step)
+        if momentum:
+            # Heavy ball: v ← μv + g and θ ← θ − lr·v, where L2 adds its share m/B of
+            # α(1−ρ)W to g (the step holds −g).
+            if l2:
+                np.multiply(W, l2 * share, out=W_scratch)
+                step_W -= W_scratch
+            velocity *= momentum
+            velocity -= step
+            step[:] = velocity
+            step *= -lr
+        elif l2:  # the L2 part of the step as one decay, W ← (1 − lr·α(1−ρ)·m/B)W
+            W *= decay
+        theta += step
+        if l1:
+            state.l1_offered += lr * l1 * share
+            apply_l1_clip(W, state)
+
+
+def apply_l1_clip(W: np.ndarray, state: LoopState) -> None:
+    """Tsuruoka's clip in place: W > 0 to max(0, W − (u + q)), W < 0 to min(0, W + (u − q)).
+
+    u is the total L1 shrinkage offered so far and q the signed shrinkage each weight
+    has received; a weight reaches zero and stops there. Then q ← q + (W after − W before).
+    """
+    positive, negative = state.l1_masks
+    offered, received, scratch = state.l1_offered, state.l1_received, state.W_scratch
+    np.copyto(state.W_before, W)
+    np.greater(W, 0.0, out=positive)
+    np.less(W, 0.0, out=negative)
+    np.add(received, offered, out=scratch)  # u + q
+    np.subtract(W, scratch, out=W, where=positive)
+    np.maximum(W, 0.0, out=W, where=positive)
+    np.subtract(received, offered, out=scratch)  # q − u
+    np.subtract(W, scratch, out=W, where=negative)
+    np.minimum(W, 0.0, out=W, where=negative)
+    received += W
+    received -= state.W_before
+
+
+def shuffled_design(
+    X: np.ndarray, order: np.ndarray, dtype: np.dtype, fit_intercept: bool, scale: float = 1.0
+) -> np.ndarray:
+    """X̃ = scale·[X[order], 1] in ``dtype``, gathered a block of rows at a time.
+
+    ``X[order]`` in one go would hold a second full-size copy (in float64 even for a
+    float32 fit) next to X̃; blocks keep the extra memory to one block. Each block is
+    gathered into a contiguous buffer first, where np.take copies whole rows; gathering
+    straight into X̃'s rows, one column wider, is slower (57 against 50 ms at
+    200,000 × 100, most of it the kernel providing X̃'s fresh pages).
+    """
+    n, D = X.shape
+    X_tilde = np.empty((n, D + 1 if fit_intercept else D), dtype=dtype)
+    buffer = np.empty((min(ROWS_PER_COPY, n), D), dtype=X.dtype)
+    for start in range(0, n, ROWS_PER_COPY):
+        rows = order[start : start + ROWS_PER_COPY]
+        block = buffer[: len(rows)]
+        # The indices are a permutation, always in range; mode="raise" would buffer `out`.
+        np.take(X, rows, axis=0, out=block, mode="clip")
+        np.multiply(block, scale, out=X_tilde[start : start + len(rows), :D])
+    if fit_intercept:
+        X_tilde[:, D] = scale
+    return X_tilde
+
+
+def residual_coefficients(Y: np.ndarray, s: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (gain, offset) for the SGD residual gain·f + offset.
+
+    For softmax f = P and the residual is −s(P − Y)/B: gain = −s/B, offset = s·Y/B. For
+    the sigmoid f = tanh(z/2) = 2p − 1 and, because X̃ is halved, the residual is twice
+    −s(p − y)/B, that is s(t − f)/B with the label as t = 2y − 1 = ±1: gain = −s/B,
+    offset = s·t/B. Each epoch scales both by its step size.
+    """
+    weight = (s * (1.0 / B))[:, None]
+    target = 2.0 * Y - 1.0 if Y.shape[1] == 1 else Y
+    return -weight, weight * target
+
+
+def softmax_into(Z: np.ndarray, P: np.ndarray, row_buffer: np.ndarray) -> None:
+    """P = softmax(Z) without allocating; ``row_buffer`` is (n, 1)."""
+    np.max(Z, axis=1, keepdims=True, out=row_buffer)
+    np.subtract(Z, row_buffer, out=P)
+    np.exp(P, out=P)
+    np.sum(P, axis=1, keepdims=True, out=row_buffer)
+    P /= row_buffer
