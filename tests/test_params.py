@@ -42,3 +42,19 @@ def test_bad_override_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "data" in err and "nope" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_conf_states_the_estimator_defaults():
+    # One default per key: conf/model/logistic.yaml and conf/train/sgd.yaml state the
+    # values of LogisticRegression's signature, which the schema's defaults also read.
+    import inspect
+
+    from logreg import LogisticRegression, schema
+
+    signature = inspect.signature(LogisticRegression).parameters
+    default_run = compose(ROOT / "conf")
+    for section, keys in (("model", schema.MODEL_KEYS), ("train", schema.TRAIN_KEYS)):
+        for key in keys:
+            assert default_run[section][key] == signature[key].default, f"{section}.{key}"
+            rule_default = schema.SECTIONS[section][key].default
+            assert rule_default is schema.REQUIRED or rule_default == signature[key].default

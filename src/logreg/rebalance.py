@@ -33,7 +33,7 @@ import pandas as pd
 
 from logreg.errors import UserError
 from logreg.frames import TARGET, WEIGHT, class_counts, plain_label
-from logreg.model.estimator import balanced_class_weights
+from logreg.model.equations import balanced_class_weights
 
 _EPS = 1e-9  # keeps ratio·n from rounding the wrong way, e.g. 0.3·100 = 30.000000000000004
 

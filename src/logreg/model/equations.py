@@ -86,6 +86,11 @@ def weighted_cross_entropy_sum(Z: np.ndarray, Y: np.ndarray, s: np.ndarray) -> f
     return float(np.dot(s, cross_entropy(Z, Y)))
 
 
+def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
+    """s per class for class_weight="balanced": n/(K·count), so each class weighs n/K in all."""
+    return counts.sum() / (len(counts) * counts)
+
+
 def penalty_value(W: np.ndarray, alpha: float, l1_ratio: float) -> float:
     """α·(ρ‖W‖₁ + (1−ρ)/2‖W‖₂²)."""
     return float(alpha * (l1_ratio * np.abs(W).sum() + 0.5 * (1.0 - l1_ratio) * (W * W).sum()))

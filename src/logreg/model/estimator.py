@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from logreg.model import inference, persistence
-from logreg.model.equations import objective_value, softmax
+from logreg.model.equations import balanced_class_weights, objective_value, softmax
 from logreg.model.newton import newton_solve
 from logreg.model.parameters import check_parameters, effective_penalty
 from logreg.model.rows import InMemoryRows
@@ -319,8 +319,3 @@ class LogisticRegression:
     def load(cls, path: str | Path) -> LogisticRegression:
         """Read a model written by :meth:`save`, exactly as it was."""
         return persistence.load(cls, path)
-
-
-def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
-    """n/(K·count) per class: every class then carries the same total weight, n/K."""
-    return counts.sum() / (len(counts) * counts)
