@@ -15,9 +15,13 @@ from logreg.metrics import (
     binary_metrics,
     classification_report,
     confusion,
+    cross_entropy,
     evaluate_scores,
+    f1_step,
     majority_accuracy,
     multiclass_metrics,
+    predicted_positives,
+    thresholded_metrics,
     tune_threshold,
 )
 
@@ -123,6 +127,30 @@ def test_tune_threshold_agrees_with_brute_force_including_tied_scores():
 def test_tune_threshold_rejects_a_split_without_positives():
     with pytest.raises(ValueError, match="no positive"):
         tune_threshold(np.zeros(4, dtype=bool), np.linspace(0, 1, 4))
+
+
+def test_cross_entropy_is_sklearn_log_loss_unclipped():
+    from sklearn.metrics import log_loss
+
+    assert cross_entropy(Y == "spam", P_SPAM) == pytest.approx(
+        log_loss(Y == "spam", P_SPAM), rel=1e-12
+    )
+    # −log p of the one spam e-mail alone: ln(1/0.9).
+    assert cross_entropy(np.array([True]), np.array([0.9])) == pytest.approx(math.log(1 / 0.9))
+    with np.errstate(divide="ignore"):
+        assert cross_entropy(np.array([True]), np.array([0.0])) == math.inf  # no clipping
+
+
+def test_one_flipped_example_moves_f1_by_f1_step():
+    # At 0.5: TP 2 (0.9, 0.6), FP 1 (0.7), FN 1; precision 2/3, recall 2/3, 3 flagged.
+    scores = thresholded_metrics(Y == "spam", P_SPAM >= 0.5)
+    flagged = predicted_positives(scores["precision"], scores["recall"], 3)
+    assert flagged == pytest.approx(3)
+    # Flag the missed spam (0.3) instead of the ham (0.7): TP 3, FP 0, still 3 flagged.
+    swapped = (P_SPAM >= 0.5) | (P_SPAM == 0.3)
+    swapped[P_SPAM == 0.7] = False
+    moved = thresholded_metrics(Y == "spam", swapped)["f1"] - scores["f1"]
+    assert moved == pytest.approx(f1_step(flagged, 3))
 
 
 def test_minority_and_majority_baseline():

@@ -5,7 +5,7 @@ import pytest
 import statsmodels.api as sm
 
 from logreg.frames import Split
-from logreg.study import SEEDS, batch_size_study, likelihood_check
+from logreg.study.analysis import SEEDS, batch_size_study, likelihood_check
 
 
 def _split(n, seed):
@@ -41,7 +41,8 @@ def test_batch_size_study_covers_every_fit_and_full_batch_is_seed_free():
 def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation():
     import pandas as pd
 
-    from logreg.study import _sweep_section
+    from logreg.study.analysis import sweep_summary
+    from logreg.study.document import sweep_section
 
     sweep = pd.DataFrame(
         {
@@ -56,7 +57,7 @@ def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation()
             "test_f1_tuned": [0.2, 0.2, 0.18],
         }
     )
-    text = "\n".join(_sweep_section(sweep, 70))
+    text = "\n".join(sweep_section(sweep_summary(sweep, 70)))
     assert "| smote | l1 | 16 | 0.300 | 0.150 |" in text
     assert "| none | l2 | 64 | 0.100 | 0.050 |" in text
     assert "+0.100" in text  # 0.15 − 0.05 on test at 0.5
@@ -73,7 +74,8 @@ def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation()
 def test_sweep_section_reads_the_tuned_gap_by_its_sign_and_size(winner_tuned, expected):
     import pandas as pd
 
-    from logreg.study import _sweep_section
+    from logreg.study.analysis import sweep_summary
+    from logreg.study.document import sweep_section
 
     sweep = pd.DataFrame(
         {
@@ -87,7 +89,7 @@ def test_sweep_section_reads_the_tuned_gap_by_its_sign_and_size(winner_tuned, ex
             "test_f1_tuned": [winner_tuned, 0.22],
         }
     )
-    assert expected in "\n".join(_sweep_section(sweep, 70))
+    assert expected in "\n".join(sweep_section(sweep_summary(sweep, 70)))
 
 
 def _coded_frame(n, seed, with_empty_level=False):
@@ -116,7 +118,7 @@ def test_category_odds_ratios_are_statsmodels_dummy_coefficients_on_raw_data():
     import pandas as pd
 
     from logreg import preprocess
-    from logreg.study import category_effects, wald_table
+    from logreg.study.analysis import category_effects, wald_table
 
     raw = _coded_frame(3000, 0)
     prep = preprocess.fit(raw, categorical=["region"])
@@ -140,13 +142,14 @@ def test_category_odds_ratios_are_statsmodels_dummy_coefficients_on_raw_data():
 
 def test_a_category_without_positives_is_called_out():
     from logreg import preprocess
-    from logreg.study import _category_section, category_effects, wald_table
+    from logreg.study.analysis import category_effects, wald_table
+    from logreg.study.document import category_section
 
     raw = _coded_frame(1000, 1, with_empty_level=True)
     prep = preprocess.fit(raw, categorical=["region"])
     split = _as_split(raw, prep)
     effects = category_effects(wald_table(split, 1e-3, prep), split, prep, "yes")
-    text = "\n".join(_category_section(effects))
+    text = "\n".join(category_section(effects))
     assert "| region=4 | 25 | 0 |" in text
     assert "`region=4` has no positive row in training" in text
     assert effects["region"].odds_ratio["region=4"] < 0.1
@@ -155,7 +158,8 @@ def test_a_category_without_positives_is_called_out():
 def test_variance_inflation_is_statsmodels_and_infinite_for_an_exact_combination():
     from statsmodels.stats.outliers_influence import variance_inflation_factor
 
-    from logreg.study import _collinearity_reading, variance_inflation
+    from logreg.study.analysis import variance_inflation
+    from logreg.study.document import collinearity_reading
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((500, 3))
@@ -166,9 +170,9 @@ def test_variance_inflation_is_statsmodels_and_infinite_for_an_exact_combination
     reference = [variance_inflation_factor(exog, j + 1) for j in range(4)]
     np.testing.assert_allclose(ours.to_numpy(), reference, rtol=1e-8)
     assert ours["d"] > 10 > ours["c"]
-    text = " ".join(_collinearity_reading(ours))
+    text = " ".join(collinearity_reading(ours))
     assert "2 of the 4 features" in text and "`d` (" in text and "`a` (" in text
 
     exact = variance_inflation(np.column_stack([X[:, :3], X[:, 0] - X[:, 1]]), names)
     assert exact["d"] == np.inf and exact["a"] == np.inf and np.isfinite(exact["c"])
-    assert "No feature" in " ".join(_collinearity_reading(variance_inflation(base, names[:3])))
+    assert "No feature" in " ".join(collinearity_reading(variance_inflation(base, names[:3])))

@@ -26,23 +26,18 @@ from conftest import free_port, mlflow_cli, server_env, stop, wait_for
 from logreg import LogisticRegression, preprocess
 from logreg.errors import UserError
 from logreg.preprocess import Preprocessing
-from logreg.tracking import (
-    HOST_TAG,
-    MODEL_FILE,
-    ORPHAN_TAG,
-    PID_TAG,
-    STARTED_TAG,
+from logreg.tracking.orphans import HOST_TAG, ORPHAN_TAG, PID_TAG, STARTED_TAG
+from logreg.tracking.provenance import git_info
+from logreg.tracking.runs import (
     MlflowTracker,
     NullTracker,
-    ServedModel,
-    _load_pyfunc,
     flatten,
-    git_info,
     open_tracker,
     read_run_id,
-    resolve_tracking_uri,
     write_run_file,
 )
+from logreg.tracking.served import MODEL_FILE, ServedModel, _load_pyfunc
+from logreg.tracking.store import resolve_tracking_uri
 
 EPOCHS = 6
 
@@ -171,7 +166,7 @@ def test_a_run_spanning_train_and_evaluate_is_finished_and_complete(env, fitted)
     files = {p.name for p in local.rglob("*") if p.is_file()}
     assert {"model.npz", "model.json", "MLmodel"} <= files
     assert not any(name.endswith((".pkl", ".pickle", ".cloudpickle")) for name in files)
-    assert "loader_module: logreg.tracking" in (local / "MLmodel").read_text()
+    assert "loader_module: logreg.tracking.served" in (local / "MLmodel").read_text()
 
 
 def test_a_failing_block_marks_the_run_failed(env):
@@ -342,13 +337,31 @@ def test_a_model_saved_without_preprocessing_serves_prepared_features(fitted, tm
     )
 
 
+def test_a_model_logged_before_tracking_became_a_package_still_loads(fitted, tmp_path):
+    import mlflow
+
+    # Such a model's MLmodel names the old module, logreg.tracking, as its loader.
+    data = tmp_path / "logreg"
+    data.mkdir()
+    fitted.model.save(data / MODEL_FILE, metadata={"preprocess": fitted.prep.to_dict()})
+    mlflow.pyfunc.save_model(
+        tmp_path / "model", loader_module="logreg.tracking", data_path=data, pip_requirements=[]
+    )
+    assert "loader_module: logreg.tracking\n" in (tmp_path / "model" / "MLmodel").read_text()
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    np.testing.assert_array_equal(
+        loaded.predict(fitted.raw)[["proba_No", "proba_Yes"]].to_numpy(),
+        fitted.model.predict_proba(fitted.X),
+    )
+
+
 def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(env):
     uri = f"sqlite:///{env}/store.db"
     tracker = open_tracker(mlflow_cfg(uri))
     # A process that dies holding its run open, as under SIGKILL or the OOM killer.
     script = (
         "import os, signal\n"
-        "from logreg.tracking import open_tracker\n"
+        "from logreg.tracking.runs import open_tracker\n"
         f"tracker = open_tracker({mlflow_cfg(uri)!r})\n"
         "with tracker.run(run_name='doomed'):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -95,4 +95,4 @@ def _program_name(main: Callable[..., Any]) -> str:
     if module == "__main__":
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         module = spec.name if spec is not None else "logreg"
-    return module
+    return module.removesuffix(".__main__")  # a package run with -m: logreg.study

@@ -87,6 +87,33 @@ def thresholded_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, flo
     }
 
 
+def cross_entropy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean binary cross-entropy −(1/n)·Σ [y·log p + (1 − y)·log(1 − p)], ``proba`` = P(positive).
+
+    Straight from the definition, unclipped (a label given probability 0 costs inf), so
+    it can be held against the fitted objective to 1e-12; :func:`binary_metrics`' log
+    loss clips p to [1e-15, 1 − 1e-15] for reporting.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(proba, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def predicted_positives(precision: float, recall: float, n_positive: int) -> float:
+    """Rows predicted positive, from precision and recall: TP = recall·P = precision·predicted."""
+    return recall * n_positive / precision
+
+
+def f1_step(n_predicted: float, n_positive: int) -> float:
+    """How far one example moves F1: 2 / (predicted + actual positives).
+
+    F1 = 2·TP / (predicted + actual positives). Flagging one positive in place of one
+    negative changes TP by one and neither count, so this is F1's resolution on a split
+    of this size.
+    """
+    return 2.0 / (n_predicted + n_positive)
+
+
 def multiclass_metrics(
     y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
 ) -> dict[str, float]:

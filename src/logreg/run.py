@@ -43,7 +43,8 @@ from omegaconf import DictConfig, OmegaConf
 from logreg import schema
 from logreg.errors import UserError, cli
 from logreg.io import read_json, write_text
-from logreg.tracking import git_info, open_tracker, project_root
+from logreg.tracking.provenance import git_info, project_root
+from logreg.tracking.runs import open_tracker
 
 # Every stage's path arguments, relative to the job folder: the same layout as dvc.yaml's
 # commands (tests/test_run_sweep.py checks that they agree). --params is the job's own.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from logreg.tracking import open_tracker
+from logreg.tracking.runs import open_tracker
 
 PARAMS = {
     "data": {"name": "synthetic", "source": "synthetic", "n_samples": 400, "n_features": 4},

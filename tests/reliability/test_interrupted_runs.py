@@ -38,7 +38,7 @@ from logreg.errors import UserError
 from logreg.frames import TARGET, WEIGHT, write_table
 from logreg.preprocess import write_preprocessing
 from logreg.stages import prepare, train
-from logreg.tracking import open_tracker
+from logreg.tracking.runs import open_tracker
 
 pytestmark = pytest.mark.reliability
 

@@ -18,7 +18,7 @@ import pytest
 from parallel_worker import PARAMS
 from reliability_helpers import clean_env
 
-from logreg.tracking import flatten
+from logreg.tracking.runs import flatten
 
 pytestmark = pytest.mark.reliability
 

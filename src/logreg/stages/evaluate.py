@@ -42,7 +42,8 @@ from logreg.metrics import (
     tune_threshold,
 )
 from logreg.preprocess import Preprocessing
-from logreg.tracking import file_sha256, open_tracker, read_run_id
+from logreg.tracking.provenance import file_sha256
+from logreg.tracking.runs import open_tracker, read_run_id
 
 MODEL_FILE = "model.npz"
 RUN_FILE = "run.json"

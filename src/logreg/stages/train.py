@@ -29,7 +29,8 @@ from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
-from logreg.tracking import file_sha256, git_info, open_tracker, project_root, write_run_file
+from logreg.tracking.provenance import file_sha256, git_info, project_root
+from logreg.tracking.runs import open_tracker, write_run_file
 
 
 def estimator_params(model_params: dict[str, Any], train_params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,389 @@
+"""Trackers: one MLflow run per pipeline run, and what the stages log into it.
+
+The train stage starts the run and writes its id to ``models/run.json``
+(:func:`write_run_file`); the evaluate stage resumes it. :meth:`MlflowTracker.run` ends
+the run FINISHED on success, FAILED on an exception and KILLED on Ctrl-C or SIGTERM, so
+no run is left RUNNING; a run whose process was killed outright is ended by the next
+one (:mod:`logreg.tracking.orphans`). With ``mlflow.enabled: false`` every call is a
+no-op (:class:`NullTracker`). mlflow is imported on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from logreg.errors import UserError, sigterm_as_interrupt
+from logreg.io import write_json
+from logreg.tracking import served
+from logreg.tracking.orphans import end_orphaned_runs, owner_tags
+from logreg.tracking.provenance import project_root
+from logreg.tracking.store import (
+    check_reachable,
+    ensure_experiment,
+    import_mlflow,
+    no_integer_schema_hint,
+    resolve_tracking_uri,
+    retry,
+)
+
+METRICS_PER_BATCH = 1000  # MLflow's log_batch limit for metrics
+PARAMS_PER_BATCH = 100  # ... and for params and tags
+
+
+def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
+    """A tracker for the ``mlflow`` config section: :class:`NullTracker` when disabled."""
+    if not cfg.get("enabled", True):
+        return NullTracker()
+    root = (root or project_root()).resolve()
+    uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
+    name = cfg.get("experiment_name") or "logreg"
+    check_reachable(uri)
+    mlflow = import_mlflow()
+    mlflow.set_tracking_uri(uri)
+    return MlflowTracker(uri, ensure_experiment(uri, str(name), root), root)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """``{"train": {"batch_size": 16}}`` -> ``{"train.batch_size": 16}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat |= flatten(value, name, sep)
+        else:
+            flat[name] = value
+    return flat
+
+
+def metric_key(name: str) -> str:
+    """A valid MLflow key: letters, digits, ``_ - . / space``; anything else becomes ``_``."""
+    return re.sub(r"[^\w\-. /]", "_", name)
+
+
+def write_run_file(path: str | os.PathLike[str], run_id: str | None, tracker: Tracker) -> None:
+    """``models/run.json``: how evaluate finds the run that train started."""
+    write_json(
+        path,
+        {"run_id": run_id, "experiment_id": tracker.experiment_id, "tracking_uri": tracker.uri},
+    )
+
+
+def read_run_id(path: str | os.PathLike[str]) -> str | None:
+    file = Path(path)
+    if not file.is_file():
+        return None
+    try:
+        run_id = json.loads(file.read_text()).get("run_id")
+    except (ValueError, AttributeError):
+        raise UserError(f"{file}: not a run file written by the train stage") from None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+# ----------------------------------------------------------------------------- trackers
+
+
+class NullTracker:
+    """Tracking switched off: every call does nothing."""
+
+    uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[NullTracker]:
+        yield self
+
+    def run_exists(self, run_id: str | None) -> bool:
+        return False
+
+    def open_run(
+        self, run_name: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str | None:
+        return None
+
+    def close_run(self, status: str = "FINISHED") -> None: ...
+
+    def child_runs(self, parent_run_id: str | None = None) -> list[dict[str, Any]]:
+        return []
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
+    def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None: ...
+    def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None: ...
+    def log_dict(self, payload: Any, name: str) -> None: ...
+    def log_dataset(self, frame: pd.DataFrame, **kwargs: Any) -> None: ...
+    def log_model(self, model_path: str | os.PathLike[str], **kwargs: Any) -> None: ...
+
+
+class MlflowTracker:
+    """One experiment in one store; :meth:`run` opens (or resumes) the active run."""
+
+    def __init__(self, uri: str, experiment_id: str, root: Path) -> None:
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.root = root
+        self.run_id: str | None = None
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def run_exists(self, run_id: str | None) -> bool:
+        if not run_id:
+            return False
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # RESOURCE_DOES_NOT_EXIST, or a malformed id
+            return False
+        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[MlflowTracker]:
+        """Start a run (or resume ``run_id``); it ends FINISHED, FAILED or KILLED, never RUNNING.
+
+        ``parent_run_id`` makes the new run a child (a sweep's job under the sweep's run).
+        """
+        mlflow = import_mlflow()
+        end_orphaned_runs(self.client, self.experiment_id)
+        owner = owner_tags()
+        if run_id:  # a resumed run names its new owner before it is RUNNING again
+            retry(lambda: self.client.log_batch(run_id, tags=_run_tags(owner)))
+        active = retry(
+            lambda: mlflow.start_run(
+                run_id=run_id,
+                experiment_id=None if run_id else self.experiment_id,
+                run_name=None if run_id else run_name,
+                nested=parent_run_id is not None,
+                parent_run_id=parent_run_id,
+                tags=None if run_id else owner,
+            )
+        )
+        outer, self.run_id = self.run_id, active.info.run_id
+        status = "FAILED"
+        try:
+            with sigterm_as_interrupt():
+                yield self
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except SystemExit as exc:
+            status = "FINISHED" if exc.code in (0, None) else "FAILED"
+            raise
+        finally:
+            try:
+                retry(lambda: mlflow.end_run(status))
+            except Exception as exc:  # never hide the error that got us here
+                print(f"warning: could not end MLflow run {self.run_id}: {exc}", file=sys.stderr)
+            if outer is not None and parent_run_id is not None:
+                self.run_id = outer  # back to logging into the parent
+
+    def open_run(self, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
+        """Create a run and log to it, without making it MLflow's active run.
+
+        For a sweep's parent run: it spans every job while the jobs, perhaps in this very
+        process, start and end their own child runs with :meth:`run`. End it with
+        :meth:`close_run`.
+        """
+        end_orphaned_runs(self.client, self.experiment_id)
+        tags = {key: str(value) for key, value in (tags or {}).items() if value is not None}
+        tags |= owner_tags()
+        created = retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        )
+        self.run_id = created.info.run_id
+        return self.run_id
+
+    def close_run(self, status: str = "FINISHED") -> None:
+        """End the run from :meth:`open_run`: FINISHED, FAILED or KILLED."""
+        if self.run_id is not None:
+            run_id = self.run_id
+            retry(lambda: self.client.set_terminated(run_id, status))
+
+    def child_runs(self, parent_run_id: str | None = None) -> list[dict[str, Any]]:
+        """The runs under ``parent_run_id`` (default: this tracker's run) as plain dicts.
+
+        Each has ``run_id``, ``run_name``, ``status``, ``params``, ``tags`` and ``metrics``
+        (the latest value of each).
+        """
+        parent = parent_run_id or self.run_id
+        query = f"tags.mlflow.parentRunId = '{parent}'"
+        found: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = retry(
+                lambda token=token: self.client.search_runs(
+                    [self.experiment_id], query, max_results=1000, page_token=token
+                )
+            )
+            found += [
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    "params": dict(run.data.params),
+                    "tags": dict(run.data.tags),
+                    "metrics": dict(run.data.metrics),
+                }
+                for run in page
+            ]
+            token = page.token
+            if not token:
+                return found
+
+    # -- logging ---------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Flattened params, in batches; values already logged with the same value are skipped."""
+        from mlflow.entities import Param
+
+        existing = retry(lambda: self.client.get_run(self.run_id)).data.params
+        items = [
+            Param(key, _param_value(value))
+            for key, value in flatten(params).items()
+            if key not in existing
+        ]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            retry(lambda chunk=chunk: self.client.log_batch(self.run_id, params=chunk))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, str(value)) for key, value in tags.items() if value is not None]
+        for chunk in _chunks(items, PARAMS_PER_BATCH):
+            retry(lambda chunk=chunk: self.client.log_batch(self.run_id, tags=chunk))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Nested keys join with ``/`` (``test/threshold_tuned/f1``); non-numbers are dropped."""
+        now = _now_ms()
+        flat = flatten(metrics, sep="/")
+        self._send(
+            (metric_key(key), float(value), now, step or 0)
+            for key, value in flat.items()
+            if _is_number(value)
+        )
+
+    def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None:
+        """Per-epoch ``train/loss``, ``val/loss``, ``train/lr`` as step metrics, in batches.
+
+        Timestamps are the fit's start plus each epoch's elapsed time, so the MLflow UI
+        can plot the curves against wall-clock time as well as against epochs.
+        """
+        names = {"train_loss": "train/loss", "val_loss": "val/loss", "learning_rate": "train/lr"}
+
+        def rows() -> Iterator[tuple[str, float, int, int]]:
+            for record in history:
+                step = int(record["epoch"])
+                stamp = start_ms + round(1000 * float(record.get("elapsed") or 0.0))
+                for field, key in names.items():
+                    if _is_number(record.get(field)):
+                        yield key, float(record[field]), stamp, step
+
+        self._send(rows())
+
+    def _send(self, rows: Iterable[tuple[str, float, int, int]]) -> None:
+        from mlflow.entities import Metric
+
+        metrics = [Metric(key, value, stamp, step) for key, value, stamp, step in rows]
+        for chunk in _chunks(metrics, METRICS_PER_BATCH):
+            retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
+
+    def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None:
+        retry(lambda: self.client.log_artifact(self.run_id, str(path), folder))
+
+    def log_dict(self, payload: Any, name: str) -> None:
+        retry(lambda: self.client.log_dict(self.run_id, payload, name))
+
+    def log_dataset(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str | os.PathLike[str],
+        name: str,
+        context: str,
+        targets: str | None = None,
+    ) -> None:
+        """The table as an MLflow dataset input of this run (schema, digest, source path)."""
+        mlflow = import_mlflow()
+        from mlflow.data.pandas_dataset import from_pandas
+
+        with warnings.catch_warnings():
+            # mlflow registers two identical local-file sources and warns about its own tie.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+            dataset = from_pandas(
+                frame, source=str(Path(source).resolve()), name=name, targets=targets
+            )
+        with no_integer_schema_hint():  # the dataset infers its schema when it is logged
+            retry(lambda: mlflow.log_input(dataset, context=context))
+
+    def log_model(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        input_example: pd.DataFrame,
+        positive: Any = None,
+        threshold: float = 0.5,
+    ) -> None:
+        """Log the saved model into this run as a pyfunc (:func:`.served.log_model`)."""
+        served.log_model(
+            model_path, input_example=input_example, positive=positive, threshold=threshold
+        )
+
+
+def _run_tags(tags: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(key, value) for key, value in tags.items()]
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float | np.integer | np.floating)
+        and not isinstance(value, bool)
+        and not (isinstance(value, float | np.floating) and math.isnan(value))
+    )
+
+
+def _param_value(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+Tracker = NullTracker | MlflowTracker

@@ -1,0 +1,211 @@
+"""The MLflow store: which one, whether it answers, its experiment, and retries.
+
+The store is ``mlflow.tracking_uri`` if set, else ``$MLFLOW_TRACKING_URI``, else
+``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``
+(the root: :func:`logreg.tracking.provenance.project_root`). Nothing happens at
+import: mlflow is imported on first use, by :func:`import_mlflow`, after telemetry has
+been switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from logreg.errors import UserError
+from logreg.tracking.provenance import project_root
+
+REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
+TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (seconds)
+
+# Errors that a second try clears: sqlite's lock, and two parallel jobs logging the same
+# dataset at once (MLflow checks for it, then inserts it: the slower insert fails).
+TRANSIENT_ERRORS = ("database is locked", "UNIQUE constraint failed: datasets.")
+
+
+def import_mlflow() -> Any:
+    """Import mlflow with telemetry off (it starts its telemetry client on import)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
+
+
+@contextlib.contextmanager
+def no_integer_schema_hint() -> Iterator[None]:
+    """Silence MLflow's advice against integer columns in a schema (warned on stderr).
+
+    Its integers here are class labels and codes, which never hold missing values, and
+    the served model imputes the inputs' gaps itself.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        yield
+
+
+def resolve_tracking_uri(configured: str | None = None, root: Path | None = None) -> str:
+    """Config value, else ``$MLFLOW_TRACKING_URI``, else the sqlite file in the project root.
+
+    A relative sqlite or file path is made absolute against the project root, so the
+    store does not depend on the working directory of the stage.
+    """
+    root = (root or project_root()).resolve()
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        return f"sqlite:///{root / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = uri.removeprefix("sqlite:///")
+        return uri if path == ":memory:" else f"sqlite:///{root / path}"
+    if "://" not in uri and not uri.startswith(("databricks", "file:")):
+        return (root / uri).resolve().as_uri()  # a bare directory: the file store
+    return uri
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def reachable_timeout() -> float:
+    """Seconds to wait for a server: ``$LOGREG_TRACKING_TIMEOUT`` or :data:`REACHABLE_TIMEOUT`."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return REACHABLE_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"{TIMEOUT_VARIABLE}: got {raw!r}; allowed: a number of seconds > 0")
+    return value
+
+
+def check_reachable(uri: str, timeout: float | None = None) -> None:
+    """Fail fast with a clear :class:`UserError` when an http(s) server does not answer.
+
+    Waits ``timeout`` seconds (default :func:`reachable_timeout`) for the connection and
+    again for the answer to ``GET /health``: a server that accepts connections but never
+    answers fails as surely as a port where nothing listens.
+    """
+    if not is_remote(uri):
+        return
+    timeout = reachable_timeout() if timeout is None else timeout
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # the server answered, even if it has no /health page
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"mlflow.tracking_uri: the tracking server {uri} did not answer within "
+            f"{timeout:g} s ({reason}); start it, point mlflow.tracking_uri or "
+            "MLFLOW_TRACKING_URI at a running one, or use mlflow=off"
+        ) from None
+
+
+def retry(fn: Callable[[], Any], attempts: int = 6, first_wait: float = 0.2) -> Any:
+    """Call ``fn`` again on a transient store error (:data:`TRANSIENT_ERRORS`), with backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            transient = any(error in str(exc) for error in TRANSIENT_ERRORS)
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(first_wait * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def ensure_experiment(uri: str, name: str, root: Path) -> str:
+    """Get or create the experiment; local stores get ``<root>/mlartifacts`` as artifact root.
+
+    The artifact location is fixed when an experiment is created, so it is made absolute
+    here, once. A remote server chooses its own (e.g. proxied ``mlflow-artifacts:``).
+    """
+    import_mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    location = None if is_remote(uri) else (root / "mlartifacts").as_uri()
+
+    def get_or_create() -> str:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name, artifact_location=location)
+            except MlflowException:
+                experiment = client.get_experiment_by_name(name)  # another process won the race
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            raise UserError(
+                f"mlflow.experiment_name: experiment '{name}' is deleted in {uri}; restore it "
+                "(mlflow experiments restore) or choose another name"
+            )
+        return experiment.experiment_id
+
+    with _creation_lock(uri):
+        return str(retry(get_or_create))
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of an sqlite store across processes.
+
+    The first client to open a new sqlite file runs MLflow's schema migrations; two
+    processes doing that at once (parallel sweep jobs, queued DVC experiments) leave
+    the store broken for good ("duplicate column name"). An exclusive lock on a file
+    beside the database makes the first one migrate and the others wait. Once a client
+    has opened the store under the lock, the lock file records the database file's
+    identity, and later clients of that same file skip the lock: opening a migrated
+    store is safe in parallel, and serialising it would cost each job a second or two.
+    """
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        yield
+        return
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    lock_path = Path(f"{database}.lock")
+    if not _is_ready(database, lock_path):
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if not _is_ready(database, lock_path):  # no other client opened it meanwhile
+                    yield
+                    lock_path.write_text(_ready_mark(database))
+                    return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    yield
+
+
+def _is_ready(database: Path, lock_path: Path) -> bool:
+    mark = _ready_mark(database)
+    return bool(mark) and _read_mark(lock_path) == mark
+
+
+def _ready_mark(database: Path) -> str:
+    """The database file's identity (device, inode); empty when there is no file yet."""
+    try:
+        info = database.stat()
+    except OSError:
+        return ""
+    return f"ready {info.st_dev} {info.st_ino}\n"
+
+
+def _read_mark(lock_path: Path) -> str:
+    try:
+        return lock_path.read_text()
+    except OSError:
+        return ""
