@@ -221,18 +221,17 @@ def baseline_sklearn(
     from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
     from logreg import LogisticRegression
+    from logreg.model.parameters import effective_penalty
 
     n = len(X_train)
     params = ours.get_params() if hasattr(ours, "get_params") else _hyperparams(ours)
-    penalty, alpha = params.get("penalty", "l2"), float(params.get("alpha", 0.0))
-    l1_ratio = {"l2": 0.0, "l1": 1.0, "elasticnet": float(params.get("l1_ratio", 0.5))}
-    if penalty == "none" or penalty is None or alpha == 0.0:
+    alpha, ratio = effective_penalty(
+        params.get("penalty", "l2"), params.get("alpha", 0.0), params.get("l1_ratio", 0.5)
+    )
+    if alpha == 0.0:
         C, ratio, solver = np.inf, 0.0, "lbfgs"
-    elif penalty in l1_ratio:
-        C, ratio = 1.0 / (alpha * n), l1_ratio[penalty]
-        solver = "lbfgs" if ratio == 0.0 else "saga"
     else:
-        raise ValueError(f"baseline_sklearn: unknown penalty '{penalty}'")
+        C, solver = 1.0 / (alpha * n), "lbfgs" if ratio == 0.0 else "saga"
     sk = SkLogisticRegression(
         C=C,
         l1_ratio=ratio,

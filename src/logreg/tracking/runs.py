@@ -289,7 +289,7 @@ class MlflowTracker:
         self._send(
             (metric_key(key), float(value), now, step or 0)
             for key, value in flat.items()
-            if _is_number(value)
+            if _is_loggable_number(value)
         )
 
     def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None:
@@ -305,7 +305,7 @@ class MlflowTracker:
                 step = int(record["epoch"])
                 stamp = start_ms + round(1000 * float(record.get("elapsed") or 0.0))
                 for field, key in names.items():
-                    if _is_number(record.get(field)):
+                    if _is_loggable_number(record.get(field)):
                         yield key, float(record[field]), stamp, step
 
         self._send(rows())
@@ -374,7 +374,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _is_number(value: Any) -> bool:
+def _is_loggable_number(value: Any) -> bool:
+    """A number that MLflow stores as a metric: not a bool and not NaN (inf is kept)."""
     return (
         isinstance(value, int | float | np.integer | np.floating)
         and not isinstance(value, bool)
