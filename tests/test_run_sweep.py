@@ -163,6 +163,23 @@ def test_rank_orders_by_validation_f1_then_pr_auc_missing_last():
     assert "0.350" in lines[1] and len(lines) == 7
 
 
+def test_the_best_child_run_is_the_first_row_of_the_sweep_table():
+    results = results_frame()
+    children = [
+        {
+            "run_id": row["job"],
+            "status": "FINISHED",
+            "metrics": {"val/f1": row["val_f1"], "val/pr_auc": row["val_pr_auc"]},
+        }
+        for _, row in results.iterrows()
+        if not np.isnan(row["val_f1"])  # MLflow holds no metric a job did not log
+    ]
+    assert best_child(children)["run_id"] == rank(results)["job"].iloc[0] == "2"
+    children[4]["metrics"]["val/f1"] = 0.35  # a tie with job 2 on F1: PR-AUC decides, in both
+    results.loc[4, "val_f1"] = 0.35
+    assert best_child(children)["run_id"] == rank(results)["job"].iloc[0] == "4"
+
+
 def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):
     for job, (strategy, f1) in enumerate([("none", 0.1), ("smote", 0.3)]):
         folder = tmp_path / str(job)

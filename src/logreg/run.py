@@ -20,9 +20,10 @@ names the job, and so does a Hydra error such as an unknown config group option.
 MLflow: a single run is one top-level run, as with ``dvc repro``. A sweep gets one parent
 run (:class:`SweepParentRun`, a Hydra callback in ``conf/hydra/default.yaml``): it is
 created, with the store and the experiment, before any job starts; every job's run is
-its child; at the end the parent records the best child by validation F1. The store is
-``<cwd>/mlflow.db`` unless ``mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI`` says
-otherwise. Config comes from ``<cwd>/conf`` when present, else from the source checkout.
+its child; at the end the parent records the best child (:mod:`logreg.ranking`). The
+store is ``<cwd>/mlflow.db`` unless ``mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI``
+says otherwise. Config comes from ``<cwd>/conf`` when present, else from the source
+checkout.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import atexit
 import copy
 import importlib
 import inspect
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logreg import schema
+from logreg import ranking, schema
 from logreg.errors import UserError, cli
 from logreg.io import read_json, write_text
 from logreg.tracking import git_info, open_tracker, project_root
@@ -118,9 +118,7 @@ def run_pipeline(params: Mapping[str, Any], job_dir: str | Path) -> dict[str, An
 
 def validation_f1(metrics: Mapping[str, Any]) -> float | None:
     """F1 of the ``val`` section (binary ``f1`` at threshold 0.5, multiclass ``f1_macro``)."""
-    val = metrics.get("val") or {}
-    value = val.get("f1", val.get("f1_macro"))
-    return None if value is None else float(value)
+    return ranking.score(metrics.get("val") or {}, "f1")
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -360,19 +358,14 @@ SWEPT_PARAMS = (
 
 
 def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The FINISHED child with the highest validation F1; validation PR-AUC breaks ties.
+    """The FINISHED child ranked first (:mod:`logreg.ranking`), if one has a validation F1.
 
     Binary runs log ``val/f1`` and ``val/pr_auc``, multiclass runs ``val/f1_macro`` and
     ``val/pr_auc_macro``. The same order as ``python -m logreg.sweep``'s table.
     """
-    scored = []
-    for child in children:
-        metrics = child["metrics"]
-        f1 = metrics.get("val/f1", metrics.get("val/f1_macro"))
-        pr_auc = metrics.get("val/pr_auc", metrics.get("val/pr_auc_macro", -math.inf))
-        if child["status"] == "FINISHED" and f1 is not None:
-            scored.append(((f1, pr_auc), child))
-    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+    finished = [child for child in children if child["status"] == "FINISHED"]
+    best = ranking.best([child["metrics"] for child in finished])
+    return None if best is None else finished[best]
 
 
 def _search_space(sweeper: DictConfig) -> dict[str, str]:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from logreg import ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
@@ -45,8 +46,6 @@ STUDY = (
 STRATEGY, PENALTY, BATCH = "rebalance.strategy", "model.penalty", "train.batch_size"
 HISTORY_FILE = "reports/history.csv"
 RUN_FILE = "models/run.json"
-# Ranking: validation F1 (threshold 0.5) first, validation PR-AUC breaks ties.
-RANK_BY = ("val_f1", "val_pr_auc")
 SHOWN = {  # printed column -> header
     "rank": "rank",
     STRATEGY: "strategy",
@@ -121,10 +120,9 @@ def job_row(job: Path) -> dict[str, Any]:
 
 
 def rank(results: pd.DataFrame) -> pd.DataFrame:
-    """The jobs best first (:data:`RANK_BY`, missing scores last), with a ``rank`` column."""
-    ranked = results.sort_values(
-        list(RANK_BY), ascending=False, na_position="last", kind="stable"
-    ).reset_index(drop=True)
+    """The jobs best first (:mod:`logreg.ranking`, missing scores last), with a ``rank`` column."""
+    order = ranking.best_first(results.to_dict("records"), sep="_")
+    ranked = results.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
 
@@ -203,8 +201,8 @@ def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
 
 def _score(split: dict[str, Any], name: str) -> float:
     """Binary ``name`` or its multiclass ``name_macro``; NaN when absent."""
-    value = split.get(name, split.get(f"{name}_macro"))
-    return math.nan if value is None else float(value)
+    value = ranking.score(split, name)
+    return math.nan if value is None else value
 
 
 def _job_order(path: Path) -> tuple[int, str]:
