@@ -7,15 +7,24 @@
         rebalance.strategy=none,smote                      # jobs in parallel processes
     python -m logreg.run -m search=optuna                  # a Bayesian search, not a grid
 
-Each job writes its composed config to ``<job>/params.yaml`` and runs ``prepare``,
-``rebalance``, ``train`` and ``evaluate`` exactly as ``dvc repro`` does, with every path
-inside the job folder (``multirun/<date>/<time>/<job number>/`` in a sweep). The task
-returns the validation F1, so a Hydra sweeper can optimise it.
+Each job writes its composed config to ``<job>/params.yaml``, for the record, and calls
+the stage functions ``prepare``, ``rebalance``, ``train`` and ``evaluate`` in-process
+(:func:`logreg.pipeline.run_stages`) with the paths of ``dvc repro``, every one inside
+the job folder (``multirun/<date>/<time>/<job number>/`` in a sweep). The task returns
+the validation F1, so a Hydra sweeper can optimise it.
 
-Before Hydra starts any job, every job's composed config is checked against the schema
-(:func:`check_jobs`, :mod:`logreg.schema`): a bad value, or a sweep combination that
-cannot run (``model=newton`` with ``model.penalty=l1``), fails at once in one line that
-names the job, and so does a Hydra error such as an unknown config group option.
+Config is checked at the edges, once each:
+
+- before Hydra starts any job, :func:`check_jobs` composes every job's config and
+  checks it against the schema (:mod:`logreg.schema`): a bad value, or a sweep
+  combination that cannot run (``model=newton`` with ``model.penalty=l1``), fails at once
+  in one line that names the job, and so does a Hydra error such as an unknown config
+  group option;
+- each job (:func:`task`, :func:`run_pipeline`) checks its own composition once, as a
+  search sweeper's proposals are only known then, and hands the checked sections to the
+  stage functions, which check nothing again. So does each stage's ``main`` under
+  ``dvc repro``, for its own sections. The estimator keeps its own checks, for callers
+  who use it without the pipeline.
 
 MLflow: a single run is one top-level run, as with ``dvc repro``. A sweep gets one parent
 run (:class:`SweepParentRun`, a Hydra callback in ``conf/hydra/default.yaml``): it is
@@ -30,8 +39,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import importlib
-import inspect
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,44 +47,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logreg import ranking, schema
+from logreg import pipeline, ranking, schema
 from logreg.errors import UserError, cli
-from logreg.io import read_json, write_text
+from logreg.io import write_text
 from logreg.tracking import git_info, open_tracker, project_root
 
-# Every stage's path arguments, relative to the job folder: the same layout as dvc.yaml's
-# commands (tests/test_run_sweep.py checks that they agree). --params is the job's own.
-STAGES: dict[str, dict[str, str]] = {
-    "prepare": {
-        "--raw-dir": "data/raw",
-        "--out-dir": "data/prepared",
-        "--report": "reports/data.json",
-    },
-    "rebalance": {
-        "--train": "data/prepared/train.parquet",
-        "--preprocess": "data/prepared/preprocess.json",
-        "--out": "data/rebalanced/train.parquet",
-        "--report": "reports/rebalance.json",
-    },
-    "train": {
-        "--train": "data/rebalanced/train.parquet",
-        "--val": "data/prepared/val.parquet",
-        "--preprocess": "data/prepared/preprocess.json",
-        "--model-dir": "models",
-        "--history": "reports/history.csv",
-    },
-    "evaluate": {
-        "--model-dir": "models",
-        "--train": "data/prepared/train.parquet",
-        "--val": "data/prepared/val.parquet",
-        "--test": "data/prepared/test.parquet",
-        "--rebalanced": "data/rebalanced/train.parquet",
-        "--reports-dir": "reports",
-    },
-}
-PARAMS_FILE = "params.yaml"
-METRICS_FILE = "reports/metrics.json"
-PARAMS_HEADER = "# The composed config of this job (python -m logreg.run); its stages read it.\n"
+PARAMS_HEADER = "# The composed config of this job (python -m logreg.run), as its stages ran it.\n"
 
 
 def conf_dir() -> Path:
@@ -92,28 +67,17 @@ def conf_dir() -> Path:
     )
 
 
-def stage_argv(stage: str, job_dir: Path) -> list[str]:
-    """The stage's command-line arguments with every path inside ``job_dir``."""
-    argv = ["--params", str(job_dir / PARAMS_FILE)]
-    for flag, path in STAGES[stage].items():
-        argv += [flag, str(job_dir / path)]
-    return argv
-
-
 def run_pipeline(params: Mapping[str, Any], job_dir: str | Path) -> dict[str, Any]:
-    """Check the whole config, write ``<job_dir>/params.yaml``, run the four stages in-process.
+    """Check the whole config once, write ``<job_dir>/params.yaml``, run the four stages.
 
-    Returns evaluate's metrics. The stages' own ``main`` functions run, unwrapped from
-    their command-line error handling, so a failure raises (and fails the Hydra job)
-    instead of exiting.
+    The stage functions get the checked sections and raise on failure (which fails the
+    Hydra job). Returns evaluate's metrics.
     """
-    schema.validate(params)  # the whole config: a section no stage reads is an error too
+    checked = schema.validate(params)  # the whole config: a section no stage reads is an error too
     job_dir = Path(job_dir).resolve()
-    write_text(job_dir / PARAMS_FILE, PARAMS_HEADER + OmegaConf.to_yaml(OmegaConf.create(params)))
-    for stage in STAGES:
-        module = importlib.import_module(f"logreg.stages.{stage}")
-        inspect.unwrap(module.main)(stage_argv(stage, job_dir))
-    return read_json(job_dir / METRICS_FILE)
+    params_yaml = OmegaConf.to_yaml(OmegaConf.create(dict(params)))
+    write_text(job_dir / pipeline.PARAMS_FILE, PARAMS_HEADER + params_yaml)
+    return pipeline.run_stages(checked, job_dir)
 
 
 def validation_f1(metrics: Mapping[str, Any]) -> float | None:
@@ -133,9 +97,8 @@ def task(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     params = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(params, dict)
-    pipeline = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
-    metrics = pipeline(params, hydra_cfg.runtime.output_dir)
-    return validation_f1(metrics)
+    run_job = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
+    return validation_f1(run_job(params, hydra_cfg.runtime.output_dir))
 
 
 # ----------------------------------------------------------------------------- checks
