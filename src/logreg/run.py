@@ -37,8 +37,10 @@ checkout.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import copy
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -111,16 +113,30 @@ def check_command_line(argv: Sequence[str], config_dir: Path) -> int:
     than running jobs (``--help``, ``--cfg``, ...) or the config comes from elsewhere
     (``--config-dir``), which the jobs then check themselves.
     """
+    args = _hydra_arguments(argv)
+    if args is None:
+        return 0
+    other = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    if any(other) or args.experimental_rerun or args.config_dir or args.config_path:
+        return 0
+    return check_jobs(args.overrides, args.multirun, config_dir, args.config_name or "config")
+
+
+def _hydra_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``argv`` read as ``hydra.main`` reads it: its flags, and the overrides.
+
+    This is the one use of ``hydra._internal``. Hydra 1.3 has no public parser for its
+    command line; ``hydra.main`` parses ``sys.argv`` with this one, so the check sees
+    the same overrides and flags as the jobs will. None when a word is not Hydra's
+    (Hydra then prints its usage itself).
+    """
     from hydra._internal.utils import get_args_parser
 
     try:
         args, unknown = get_args_parser().parse_known_args(list(argv))
-    except SystemExit:  # a malformed flag: Hydra prints its usage
-        return 0
-    other = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
-    if unknown or any(other) or args.experimental_rerun or args.config_dir or args.config_path:
-        return 0
-    return check_jobs(args.overrides, args.multirun, config_dir, args.config_name or "config")
+    except SystemExit:  # a malformed flag
+        return None
+    return None if unknown else args
 
 
 def check_jobs(
@@ -141,14 +157,12 @@ def check_jobs(
     UserError naming the job. Returns the number of job configs checked.
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from logreg.params import one_line
 
-    basic = f"{BasicSweeper.__module__}.{BasicSweeper.__qualname__}"
     parser = OverridesParser.create()
     composed: dict[tuple[str, ...], Any] = {}
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
@@ -157,12 +171,10 @@ def check_jobs(
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             if not multirun:
                 jobs = [list(overrides)]
-            elif _selected_sweeper(compose, config_name, fixed) not in (basic, None):
+            elif _selected_sweeper(compose, config_name, fixed) not in (_grid_sweeper(), None):
                 jobs = [fixed]
             else:
-                jobs = [
-                    job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch
-                ]
+                jobs = _grid(parsed)
         except HydraException as exc:
             raise UserError(f"cannot parse the overrides: {one_line(exc)}") from None
         for job in jobs:
@@ -177,6 +189,36 @@ def check_jobs(
             except UserError as exc:
                 raise UserError(f"{where}{exc}") from None
     return len(jobs)
+
+
+def _grid(overrides: list[Any]) -> list[list[str]]:
+    """The jobs of a grid sweep: every combination of the swept values, in Hydra's order.
+
+    Hydra's basic sweeper expands a sweep the same way (a later override of a key takes
+    its place); it takes lists and ``range()``, not intervals.
+    """
+    from hydra.errors import HydraException
+
+    axes: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:  # an interval
+            raise HydraException(
+                f"{override.input_line}: a grid sweeps lists and range(), not interval(); "
+                "search=optuna searches intervals"
+            )
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
+def _grid_sweeper() -> str:
+    """The import path of Hydra's default sweeper, the grid (``hydra/sweeper=basic``)."""
+    from hydra.core.config_store import ConfigStore
+
+    return str(ConfigStore.instance().load("hydra/sweeper/basic.yaml").node._target_)
 
 
 def _selected_sweeper(compose: Any, name: str, overrides: list[str]) -> str | None:
