@@ -7,6 +7,7 @@ hand-made inputs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -19,7 +20,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from logreg.run import STAGES, best_child, stage_argv, validation_f1
+from logreg import pipeline, schema
+from logreg.params import compose
+from logreg.run import best_child, run_pipeline, validation_f1
+from logreg.stages import entry
 from logreg.sweep import best_per, collect, comparison_figure, format_table, rank, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,16 +94,42 @@ def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
 
 
 def test_stage_arguments_match_dvc_yaml(tmp_path):
-    """The runner passes each stage the same flags and layout as dvc.yaml, inside the job."""
+    """The runner gives each stage the same paths as dvc.yaml's command, inside the job."""
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert list(STAGES) == list(dvc["stages"])
+    assert list(pipeline.layout()) == list(dvc["stages"])
     for name, stage in dvc["stages"].items():
         words = shlex.split(stage["cmd"])
         assert words[:3] == ["python", "-m", f"logreg.stages.{name}"]
+        # dvc.yaml's command, read by the stage's own parser, gives the layout's paths.
+        module = importlib.import_module(f"logreg.stages.{name}")
+        params_file, paths = entry.parse_paths(words[3:], module.Paths)
+        assert params_file == Path(pipeline.PARAMS_FILE)
+        assert paths == pipeline.layout()[name]
+        # Every flag, none left to a default; in a job folder every path is inside it.
         expected = dict(zip(words[3::2], words[4::2], strict=True))
         expected = {flag: str(tmp_path / path) for flag, path in expected.items()}
-        argv = stage_argv(name, tmp_path)
+        argv = ["--params", str(tmp_path / pipeline.PARAMS_FILE)]
+        argv += entry.argv(pipeline.layout(tmp_path)[name])
         assert dict(zip(argv[::2], argv[1::2], strict=True)) == expected
+
+
+def test_a_job_checks_its_config_once_and_runs_the_stages_in_process(tmp_path, monkeypatch):
+    params = compose(ROOT / "conf", [*TINY, "mlflow=off"])
+    checks = []
+
+    def validate(cfg, sections=None, source="params"):
+        checks.append(sections)
+        return real_validate(cfg, sections, source)
+
+    real_validate = schema.validate
+    monkeypatch.setattr(schema, "validate", validate)
+    metrics = run_pipeline(params, tmp_path)
+    assert checks == [None]  # the whole composition, once; no stage checks again
+    assert metrics == json.loads(pipeline.metrics_file(tmp_path).read_text())
+    assert yaml.safe_load((tmp_path / pipeline.PARAMS_FILE).read_text()) == params
+    for paths in pipeline.layout(tmp_path).values():
+        for path in (getattr(paths, name) for name in vars(paths)):
+            assert path.exists(), path
 
 
 def test_best_child_is_the_finished_run_with_the_highest_validation_f1():
@@ -161,6 +191,23 @@ def test_rank_orders_by_validation_f1_then_pr_auc_missing_last():
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["rank", "strategy", "penalty", "batch"]
     assert "0.350" in lines[1] and len(lines) == 7
+
+
+def test_the_best_child_run_is_the_first_row_of_the_sweep_table():
+    results = results_frame()
+    children = [
+        {
+            "run_id": row["job"],
+            "status": "FINISHED",
+            "metrics": {"val/f1": row["val_f1"], "val/pr_auc": row["val_pr_auc"]},
+        }
+        for _, row in results.iterrows()
+        if not np.isnan(row["val_f1"])  # MLflow holds no metric a job did not log
+    ]
+    assert best_child(children)["run_id"] == rank(results)["job"].iloc[0] == "2"
+    children[4]["metrics"]["val/f1"] = 0.35  # a tie with job 2 on F1: PR-AUC decides, in both
+    results.loc[4, "val_f1"] = 0.35
+    assert best_child(children)["run_id"] == rank(results)["job"].iloc[0] == "4"
 
 
 def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):

@@ -7,31 +7,40 @@
         rebalance.strategy=none,smote                      # jobs in parallel processes
     python -m logreg.run -m search=optuna                  # a Bayesian search, not a grid
 
-Each job writes its composed config to ``<job>/params.yaml`` and runs ``prepare``,
-``rebalance``, ``train`` and ``evaluate`` exactly as ``dvc repro`` does, with every path
-inside the job folder (``multirun/<date>/<time>/<job number>/`` in a sweep). The task
-returns the validation F1, so a Hydra sweeper can optimise it.
+Each job writes its composed config to ``<job>/params.yaml``, for the record, and calls
+the stage functions ``prepare``, ``rebalance``, ``train`` and ``evaluate`` in-process
+(:func:`logreg.pipeline.run_stages`) with the paths of ``dvc repro``, every one inside
+the job folder (``multirun/<date>/<time>/<job number>/`` in a sweep). The task returns
+the validation F1, so a Hydra sweeper can optimise it.
 
-Before Hydra starts any job, every job's composed config is checked against the schema
-(:func:`check_jobs`, :mod:`logreg.schema`): a bad value, or a sweep combination that
-cannot run (``model=newton`` with ``model.penalty=l1``), fails at once in one line that
-names the job, and so does a Hydra error such as an unknown config group option.
+Config is checked at the edges, once each:
+
+- before Hydra starts any job, :func:`check_jobs` composes every job's config and
+  checks it against the schema (:mod:`logreg.schema`): a bad value, or a sweep
+  combination that cannot run (``model=newton`` with ``model.penalty=l1``), fails at once
+  in one line that names the job, and so does a Hydra error such as an unknown config
+  group option;
+- each job (:func:`task`, :func:`run_pipeline`) checks its own composition once, as a
+  search sweeper's proposals are only known then, and hands the checked sections to the
+  stage functions, which check nothing again. So does each stage's ``main`` under
+  ``dvc repro``, for its own sections. The estimator keeps its own checks, for callers
+  who use it without the pipeline.
 
 MLflow: a single run is one top-level run, as with ``dvc repro``. A sweep gets one parent
 run (:class:`SweepParentRun`, a Hydra callback in ``conf/hydra/default.yaml``): it is
 created, with the store and the experiment, before any job starts; every job's run is
-its child; at the end the parent records the best child by validation F1. The store is
-``<cwd>/mlflow.db`` unless ``mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI`` says
-otherwise. Config comes from ``<cwd>/conf`` when present, else from the source checkout.
+its child; at the end the parent records the best child (:mod:`logreg.ranking`). The
+store is ``<cwd>/mlflow.db`` unless ``mlflow.tracking_uri`` or ``MLFLOW_TRACKING_URI``
+says otherwise. Config comes from ``<cwd>/conf`` when present, else from the source
+checkout.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import copy
-import importlib
-import inspect
-import math
+import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,45 +49,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logreg import schema
+from logreg import pipeline, ranking, schema
 from logreg.errors import UserError, cli
-from logreg.io import read_json, write_text
+from logreg.io import write_text
 from logreg.tracking.provenance import git_info, project_root
 from logreg.tracking.runs import open_tracker
 
-# Every stage's path arguments, relative to the job folder: the same layout as dvc.yaml's
-# commands (tests/test_run_sweep.py checks that they agree). --params is the job's own.
-STAGES: dict[str, dict[str, str]] = {
-    "prepare": {
-        "--raw-dir": "data/raw",
-        "--out-dir": "data/prepared",
-        "--report": "reports/data.json",
-    },
-    "rebalance": {
-        "--train": "data/prepared/train.parquet",
-        "--preprocess": "data/prepared/preprocess.json",
-        "--out": "data/rebalanced/train.parquet",
-        "--report": "reports/rebalance.json",
-    },
-    "train": {
-        "--train": "data/rebalanced/train.parquet",
-        "--val": "data/prepared/val.parquet",
-        "--preprocess": "data/prepared/preprocess.json",
-        "--model-dir": "models",
-        "--history": "reports/history.csv",
-    },
-    "evaluate": {
-        "--model-dir": "models",
-        "--train": "data/prepared/train.parquet",
-        "--val": "data/prepared/val.parquet",
-        "--test": "data/prepared/test.parquet",
-        "--rebalanced": "data/rebalanced/train.parquet",
-        "--reports-dir": "reports",
-    },
-}
-PARAMS_FILE = "params.yaml"
-METRICS_FILE = "reports/metrics.json"
-PARAMS_HEADER = "# The composed config of this job (python -m logreg.run); its stages read it.\n"
+PARAMS_HEADER = "# The composed config of this job (python -m logreg.run), as its stages ran it.\n"
 
 
 def conf_dir() -> Path:
@@ -93,35 +70,22 @@ def conf_dir() -> Path:
     )
 
 
-def stage_argv(stage: str, job_dir: Path) -> list[str]:
-    """The stage's command-line arguments with every path inside ``job_dir``."""
-    argv = ["--params", str(job_dir / PARAMS_FILE)]
-    for flag, path in STAGES[stage].items():
-        argv += [flag, str(job_dir / path)]
-    return argv
-
-
 def run_pipeline(params: Mapping[str, Any], job_dir: str | Path) -> dict[str, Any]:
-    """Check the whole config, write ``<job_dir>/params.yaml``, run the four stages in-process.
+    """Check the whole config once, write ``<job_dir>/params.yaml``, run the four stages.
 
-    Returns evaluate's metrics. The stages' own ``main`` functions run, unwrapped from
-    their command-line error handling, so a failure raises (and fails the Hydra job)
-    instead of exiting.
+    The stage functions get the checked sections and raise on failure (which fails the
+    Hydra job). Returns evaluate's metrics.
     """
-    schema.validate(params)  # the whole config: a section no stage reads is an error too
+    checked = schema.validate(params)  # the whole config: a section no stage reads is an error too
     job_dir = Path(job_dir).resolve()
-    write_text(job_dir / PARAMS_FILE, PARAMS_HEADER + OmegaConf.to_yaml(OmegaConf.create(params)))
-    for stage in STAGES:
-        module = importlib.import_module(f"logreg.stages.{stage}")
-        inspect.unwrap(module.main)(stage_argv(stage, job_dir))
-    return read_json(job_dir / METRICS_FILE)
+    params_yaml = OmegaConf.to_yaml(OmegaConf.create(dict(params)))
+    write_text(job_dir / pipeline.PARAMS_FILE, PARAMS_HEADER + params_yaml)
+    return pipeline.run_stages(checked, job_dir)
 
 
 def validation_f1(metrics: Mapping[str, Any]) -> float | None:
     """F1 of the ``val`` section (binary ``f1`` at threshold 0.5, multiclass ``f1_macro``)."""
-    val = metrics.get("val") or {}
-    value = val.get("f1", val.get("f1_macro"))
-    return None if value is None else float(value)
+    return ranking.score(metrics.get("val") or {}, "f1")
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -136,9 +100,8 @@ def task(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     params = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(params, dict)
-    pipeline = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
-    metrics = pipeline(params, hydra_cfg.runtime.output_dir)
-    return validation_f1(metrics)
+    run_job = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
+    return validation_f1(run_job(params, hydra_cfg.runtime.output_dir))
 
 
 # ----------------------------------------------------------------------------- checks
@@ -151,16 +114,30 @@ def check_command_line(argv: Sequence[str], config_dir: Path) -> int:
     than running jobs (``--help``, ``--cfg``, ...) or the config comes from elsewhere
     (``--config-dir``), which the jobs then check themselves.
     """
+    args = _hydra_arguments(argv)
+    if args is None:
+        return 0
+    other = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    if any(other) or args.experimental_rerun or args.config_dir or args.config_path:
+        return 0
+    return check_jobs(args.overrides, args.multirun, config_dir, args.config_name or "config")
+
+
+def _hydra_arguments(argv: Sequence[str]) -> argparse.Namespace | None:
+    """``argv`` read as ``hydra.main`` reads it: its flags, and the overrides.
+
+    This is the one use of ``hydra._internal``. Hydra 1.3 has no public parser for its
+    command line; ``hydra.main`` parses ``sys.argv`` with this one, so the check sees
+    the same overrides and flags as the jobs will. None when a word is not Hydra's
+    (Hydra then prints its usage itself).
+    """
     from hydra._internal.utils import get_args_parser
 
     try:
         args, unknown = get_args_parser().parse_known_args(list(argv))
-    except SystemExit:  # a malformed flag: Hydra prints its usage
-        return 0
-    other = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
-    if unknown or any(other) or args.experimental_rerun or args.config_dir or args.config_path:
-        return 0
-    return check_jobs(args.overrides, args.multirun, config_dir, args.config_name or "config")
+    except SystemExit:  # a malformed flag
+        return None
+    return None if unknown else args
 
 
 def check_jobs(
@@ -181,14 +158,12 @@ def check_jobs(
     UserError naming the job. Returns the number of job configs checked.
     """
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from logreg.params import one_line
 
-    basic = f"{BasicSweeper.__module__}.{BasicSweeper.__qualname__}"
     parser = OverridesParser.create()
     composed: dict[tuple[str, ...], Any] = {}
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
@@ -197,12 +172,10 @@ def check_jobs(
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             if not multirun:
                 jobs = [list(overrides)]
-            elif _selected_sweeper(compose, config_name, fixed) not in (basic, None):
+            elif _selected_sweeper(compose, config_name, fixed) not in (_grid_sweeper(), None):
                 jobs = [fixed]
             else:
-                jobs = [
-                    job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch
-                ]
+                jobs = _grid(parsed)
         except HydraException as exc:
             raise UserError(f"cannot parse the overrides: {one_line(exc)}") from None
         for job in jobs:
@@ -217,6 +190,36 @@ def check_jobs(
             except UserError as exc:
                 raise UserError(f"{where}{exc}") from None
     return len(jobs)
+
+
+def _grid(overrides: list[Any]) -> list[list[str]]:
+    """The jobs of a grid sweep: every combination of the swept values, in Hydra's order.
+
+    Hydra's basic sweeper expands a sweep the same way (a later override of a key takes
+    its place); it takes lists and ``range()``, not intervals.
+    """
+    from hydra.errors import HydraException
+
+    axes: dict[str, list[str]] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            axes[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:  # an interval
+            raise HydraException(
+                f"{override.input_line}: a grid sweeps lists and range(), not interval(); "
+                "search=optuna searches intervals"
+            )
+    return [list(job) for job in itertools.product(*axes.values())]
+
+
+def _grid_sweeper() -> str:
+    """The import path of Hydra's default sweeper, the grid (``hydra/sweeper=basic``)."""
+    from hydra.core.config_store import ConfigStore
+
+    return str(ConfigStore.instance().load("hydra/sweeper/basic.yaml").node._target_)
 
 
 def _selected_sweeper(compose: Any, name: str, overrides: list[str]) -> str | None:
@@ -361,19 +364,14 @@ SWEPT_PARAMS = (
 
 
 def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The FINISHED child with the highest validation F1; validation PR-AUC breaks ties.
+    """The FINISHED child ranked first (:mod:`logreg.ranking`), if one has a validation F1.
 
     Binary runs log ``val/f1`` and ``val/pr_auc``, multiclass runs ``val/f1_macro`` and
     ``val/pr_auc_macro``. The same order as ``python -m logreg.sweep``'s table.
     """
-    scored = []
-    for child in children:
-        metrics = child["metrics"]
-        f1 = metrics.get("val/f1", metrics.get("val/f1_macro"))
-        pr_auc = metrics.get("val/pr_auc", metrics.get("val/pr_auc_macro", -math.inf))
-        if child["status"] == "FINISHED" and f1 is not None:
-            scored.append(((f1, pr_auc), child))
-    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+    finished = [child for child in children if child["status"] == "FINISHED"]
+    best = ranking.best([child["metrics"] for child in finished])
+    return None if best is None else finished[best]
 
 
 def _search_space(sweeper: DictConfig) -> dict[str, str]:

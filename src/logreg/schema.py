@@ -5,9 +5,11 @@ accepts, in words and as a test, and its default. The ``data`` section's keys de
 ``data.source`` (:data:`DATA_SOURCES`). Rules between keys (the split fractions must
 leave rows for training, Newton cannot fit L1) are in :data:`CROSS_CHECKS`.
 
-Each stage checks its own sections with :func:`validate` before it reads any data;
-``python -m logreg.run`` and ``python -m logreg.sweep`` check the whole composition of
-every job before the first one starts. A problem is one :class:`~logreg.errors.UserError`
+Each stage's ``main`` checks its own sections with :func:`validate` before it reads any
+data; ``python -m logreg.run`` and ``python -m logreg.sweep`` check the whole composition
+of every job before the first one starts. Below these entry points nothing checks again.
+The ``model`` and ``train`` rules are the estimator's own
+(:data:`logreg.model.parameters.PARAMETERS`), so both report a bad value alike. A problem is one :class:`~logreg.errors.UserError`
 line naming the key, the value and what is allowed::
 
     train.batch_size: got 0; allowed: an integer >= 1 or 'full'
@@ -208,12 +210,8 @@ CROSS_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
 # ----------------------------------------------------------------------------- checking
 
 
-def check_section(name: str, values: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-    """The section's values, checked, with defaults filled in; a UserError on any problem.
-
-    ``partial`` checks only the keys given (no missing-key errors, no defaults): for
-    functions that take a few keys of a section, like the train stage's ``fit_model``.
-    """
+def check_section(name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The section's values, checked, with defaults filled in; a UserError on any problem."""
     if name != "data" and name not in SECTIONS:
         raise UserError(f"{name}: unknown section; allowed sections: {', '.join(_all_sections())}")
     if not isinstance(values, Mapping):
@@ -225,8 +223,6 @@ def check_section(name: str, values: Mapping[str, Any], *, partial: bool = False
     checked: dict[str, Any] = {}
     for key, rule in rules.items():
         value = values.get(key, REQUIRED)
-        if value is REQUIRED and partial:
-            continue
         if value is REQUIRED and rule.default is REQUIRED:
             raise UserError(f"{name}.{key}: missing{where}; allowed: {rule.allowed}")
         if value is REQUIRED:

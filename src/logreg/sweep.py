@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from logreg import pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
-from logreg.run import METRICS_FILE, PARAMS_FILE, check_jobs, conf_dir
+from logreg.run import check_jobs, conf_dir
+from logreg.stages.train import RUN_FILE
 
 STUDY = (
     "train.batch_size=16,64,256,full",
@@ -43,10 +45,6 @@ STUDY = (
 )
 # The swept keys are columns named as in conf/ (as in ``dvc exp show``).
 STRATEGY, PENALTY, BATCH = "rebalance.strategy", "model.penalty", "train.batch_size"
-HISTORY_FILE = "reports/history.csv"
-RUN_FILE = "models/run.json"
-# Ranking: validation F1 (threshold 0.5) first, validation PR-AUC breaks ties.
-RANK_BY = ("val_f1", "val_pr_auc")
 SHOWN = {  # printed column -> header
     "rank": "rank",
     STRATEGY: "strategy",
@@ -82,23 +80,24 @@ def collect(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per finished job folder of the sweep: its configuration and results."""
     rows = []
     for job in sorted(Path(sweep_dir).iterdir(), key=_job_order):
-        if not (job / METRICS_FILE).is_file() or not (job / PARAMS_FILE).is_file():
+        if not pipeline.metrics_file(job).is_file() or not (job / pipeline.PARAMS_FILE).is_file():
             continue  # not a job, or a job that failed
         rows.append(job_row(job))
     if not rows:
-        raise UserError(f"{sweep_dir}: no finished sweep job (no */{METRICS_FILE})")
+        raise UserError(f"{sweep_dir}: no finished sweep job (no */{pipeline.metrics_file()})")
     return pd.DataFrame(rows)
 
 
 def job_row(job: Path) -> dict[str, Any]:
     """A job's swept keys, validation and test scores, epochs, time and sparsity."""
-    cfg = load_params(job / PARAMS_FILE)
+    cfg = load_params(job / pipeline.PARAMS_FILE)
     model, train = section(cfg, "model"), section(cfg, "train")
-    metrics = read_json(job / METRICS_FILE)
+    metrics = read_json(pipeline.metrics_file(job))
     val, test = metrics["val"], metrics["test"]
-    history = job / HISTORY_FILE
+    paths = pipeline.layout(job)["train"]
+    history = paths.history
     elapsed = pd.read_csv(history)["elapsed"] if history.is_file() else pd.Series(dtype=float)
-    run_file = job / RUN_FILE
+    run_file = paths.model_dir / RUN_FILE
     return {
         "job": job.name,
         "data.name": section(cfg, "data")["name"],
@@ -121,10 +120,9 @@ def job_row(job: Path) -> dict[str, Any]:
 
 
 def rank(results: pd.DataFrame) -> pd.DataFrame:
-    """The jobs best first (:data:`RANK_BY`, missing scores last), with a ``rank`` column."""
-    ranked = results.sort_values(
-        list(RANK_BY), ascending=False, na_position="last", kind="stable"
-    ).reset_index(drop=True)
+    """The jobs best first (:mod:`logreg.ranking`, missing scores last), with a ``rank`` column."""
+    order = ranking.best_first(results.to_dict("records"), sep="_")
+    ranked = results.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
 
@@ -203,8 +201,8 @@ def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
 
 def _score(split: dict[str, Any], name: str) -> float:
     """Binary ``name`` or its multiclass ``name_macro``; NaN when absent."""
-    value = split.get(name, split.get(f"{name}_macro"))
-    return math.nan if value is None else float(value)
+    value = ranking.score(split, name)
+    return math.nan if value is None else value
 
 
 def _job_order(path: Path) -> tuple[int, str]:

@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from logreg import pipeline
 from logreg.params import compose
-from logreg.run import stage_argv
+from logreg.stages import entry
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -96,7 +97,8 @@ def run_command(
 
 def stage_command(stage: str, folder: Path) -> list[str]:
     """``-m logreg.stages.<stage>`` with dvc.yaml's paths, all inside ``folder``."""
-    return ["-m", f"logreg.stages.{stage}", *stage_argv(stage, folder)]
+    params = ["--params", str(folder / pipeline.PARAMS_FILE)]
+    return ["-m", f"logreg.stages.{stage}", *params, *entry.argv(pipeline.layout(folder)[stage])]
 
 
 def one_line_error(done: Done) -> str:

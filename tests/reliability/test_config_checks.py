@@ -238,6 +238,37 @@ def test_a_sweep_checks_every_combination_before_any_job():
     assert check_jobs(["model=logistic,newton", "train.batch_size=16,full"], True, CONF) == 4
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=logistic,newton", "model.penalty=l2,l1", "train.batch_size=16,full"],
+        ["train.batch_size=range(16,80,16)", "data=spam7", "model.alpha=1e-3,1e-2"],
+        ["model.penalty=l1,l2", "model.penalty=none", "+extra=1,2", "~train.max_time"],
+        ["rebalance.strategy=choice(none,smote)", "hydra/launcher=joblib"],
+    ],
+)
+def test_a_grid_expands_as_hydras_basic_sweeper_does(overrides):
+    # The runner expands the grid with Hydra's public override API; the basic sweeper,
+    # internal to Hydra, is the reference.
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from logreg.run import _grid
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    (reference,) = BasicSweeper.split_arguments(parsed, None)
+    assert _grid(parsed) == reference
+
+
+def test_a_grid_cannot_sweep_an_interval():
+    with pytest.raises(UserError) as error:
+        check_jobs(["model.alpha=interval(1e-5,1e-2)", "model.penalty=l1,l2"], True, CONF)
+    assert str(error.value) == (
+        "cannot parse the overrides: model.alpha=interval(1e-5,1e-2): a grid sweeps lists "
+        "and range(), not interval(); search=optuna searches intervals"
+    )
+
+
 def test_under_optuna_the_fixed_overrides_are_checked_once():
     # Optuna proposes the jobs itself, with its own sweep syntax (intervals): the basic
     # sweeper's expansion does not apply, but a bad fixed value still fails at once.

@@ -1,1 +1,1 @@
-"""Pipeline stages: one module per DVC stage, each a thin ``main()`` around pure functions."""
+"""Pipeline stages: one module per DVC stage, a pure core, its I/O ``run`` and a thin ``main()``."""

@@ -14,21 +14,25 @@ with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalance
 skips it (saga, for l1, takes far longer than our fit: sweeps turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
+
+:func:`evaluate_model` and :func:`coefficient_table` do the work on a model and splits;
+:func:`run` reads, writes and tracks, given checked params and :class:`Paths`;
+:func:`main` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 
-from logreg import LogisticRegression, plots, preprocess, schema
-from logreg.config import load_params
+from logreg import LogisticRegression, plots, preprocess
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
@@ -42,11 +46,12 @@ from logreg.metrics import (
     tune_threshold,
 )
 from logreg.preprocess import Preprocessing
+from logreg.stages import entry
+from logreg.stages.train import MODEL_FILE, RUN_FILE
 from logreg.tracking.provenance import file_sha256
 from logreg.tracking.runs import open_tracker, read_run_id
 
-MODEL_FILE = "model.npz"
-RUN_FILE = "run.json"
+METRICS_FILE = "metrics.json"  # in --reports-dir, with coefficients.csv, plots/ and figures/
 
 
 def evaluate_model(
@@ -170,11 +175,11 @@ def write_reports(
         predicted = predicted_tuned = classes[np.argmax(proba, axis=1)]
 
     written: dict[str, list[Path]] = {"reports": [], "plots": [], "figures": []}
-    write_json(reports / "metrics.json", metrics)
+    write_json(reports / METRICS_FILE, metrics)
     table = coefficient_table(model, model_preprocessing(model))
     with atomic_path(reports / "coefficients.csv") as tmp:
         table.to_csv(tmp, index=False)
-    written["reports"] += [reports / "metrics.json", reports / "coefficients.csv"]
+    written["reports"] += [reports / METRICS_FILE, reports / "coefficients.csv"]
 
     data_files = {
         "pr.csv": lambda p: plots.write_pr_points(y_bin, scores, p),
@@ -200,46 +205,45 @@ def write_reports(
     return written
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="logreg.stages.evaluate", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--params", default="params.yaml", help="composed params file")
-    parser.add_argument("--model-dir", required=True, help="folder with model.npz/json, run.json")
-    parser.add_argument("--train", required=True, help="prepared training split (Parquet)")
-    parser.add_argument("--val", required=True, help="prepared validation split (Parquet)")
-    parser.add_argument("--test", required=True, help="prepared test split (Parquet)")
-    parser.add_argument("--reports-dir", required=True, help="folder for metrics, plots, figures")
-    parser.add_argument(
-        "--rebalanced", default=None, help="rebalanced training split for the sklearn baseline"
-    )
-    return parser.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    model_dir: Annotated[Path, "folder with model.npz/json, run.json"]
+    train: Annotated[Path, "prepared training split (Parquet)"]
+    val: Annotated[Path, "prepared validation split (Parquet)"]
+    test: Annotated[Path, "prepared test split (Parquet)"]
+    rebalanced: Annotated[Path | None, "rebalanced training split for the sklearn baseline"] = None
+    reports_dir: Annotated[Path, "folder for metrics, plots, figures"]
 
 
-@cli
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    cfg = load_params(args.params)
-    params = schema.validate(cfg, ("evaluate", "mlflow"), args.params)
+SECTIONS = ("evaluate", "mlflow")
+
+
+def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
+    """Score the saved model, write the reports and log them to train's MLflow run.
+
+    ``params`` holds the checked ``evaluate`` and ``mlflow`` sections; ``data.name``,
+    when present, labels the logged test set. Returns the metrics.
+    """
     options = params["evaluate"]
     tracker = open_tracker(params["mlflow"])
 
-    model_dir = Path(args.model_dir)
-    model_path = model_dir / MODEL_FILE
+    model_path = paths.model_dir / MODEL_FILE
     if not model_path.is_file():
         raise UserError(f"{model_path}: file not found (run the train stage first)")
     model = LogisticRegression.load(model_path)
-    test_frame = read_table(args.test)
+    test_frame = read_table(paths.test)
     splits = {
-        "train": to_split(read_table(args.train), source=args.train),
-        "val": to_split(read_table(args.val), source=args.val),
-        "test": to_split(test_frame, source=args.test),
+        "train": to_split(read_table(paths.train), source=str(paths.train)),
+        "val": to_split(read_table(paths.val), source=str(paths.val)),
+        "test": to_split(test_frame, source=str(paths.test)),
     }
     names = list(model.feature_names_in_ or [])
     for name, split in splits.items():
         if names and split.feature_names != names:
             raise UserError(f"{name} split: its feature columns differ from the model's")
-    rebalanced = to_split(read_table(args.rebalanced), args.rebalanced) if args.rebalanced else None
+    rebalanced = (
+        to_split(read_table(paths.rebalanced), str(paths.rebalanced)) if paths.rebalanced else None
+    )
     if rebalanced is None and options["baseline"]:
         print(
             "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
@@ -248,17 +252,18 @@ def main(argv: list[str] | None = None) -> None:
         )
     positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
 
-    run_id = read_run_id(model_dir / RUN_FILE)
+    run_file = paths.model_dir / RUN_FILE
+    run_id = read_run_id(run_file)
     resume = tracker.run_exists(run_id)
     if run_id and not resume and tracker.uri:
         print(
-            f"warning: MLflow run {run_id} from {model_dir / RUN_FILE} is not in {tracker.uri}; "
+            f"warning: MLflow run {run_id} from {run_file} is not in {tracker.uri}; "
             "logging evaluation to a new run",
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id if resume else None, run_name="evaluate"):
         metrics = evaluate_model(model, splits, positive, rebalanced, options["baseline"])
-        written = write_reports(model, splits, metrics, args.reports_dir, positive)
+        written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
         sklearn_f1 = metrics["baseline"].get("f1")
         print(
@@ -272,12 +277,12 @@ def main(argv: list[str] | None = None) -> None:
         tracker.set_tags(
             {
                 "positive_class": positive,
-                "dataset.test_sha256": file_sha256(args.test),
+                "dataset.test_sha256": file_sha256(paths.test),
             }
         )
-        dataset = (cfg.get("data") or {}).get("name") or "data"
+        dataset = (params.get("data") or {}).get("name") or "data"
         tracker.log_dataset(
-            test_frame, source=args.test, name=f"{dataset}/test", context="test", targets=TARGET
+            test_frame, source=paths.test, name=f"{dataset}/test", context="test", targets=TARGET
         )
         for folder, files in written.items():
             for path in files:
@@ -288,6 +293,12 @@ def main(argv: list[str] | None = None) -> None:
             positive=positive,
             threshold=float(tuned.get("threshold", 0.5)),
         )
+    return metrics
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.evaluate", __doc__))
 
 
 def serving_example(model: LogisticRegression, test: Split, rows: int = 5) -> pd.DataFrame:

@@ -9,24 +9,27 @@ Reads the ``data`` and ``prepare`` sections of ``params.yaml``. Writes the loade
 to ``<raw-dir>/<data.name>.parquet``, then the stratified ``train``/``val``/``test``
 splits and ``preprocess.json`` to ``<out-dir>``, and rows, features and class counts
 per split to the report. Every file is written atomically.
+
+:func:`prepare_splits` does the work on a frame; :func:`run` loads, checks the data and
+writes, given checked params and :class:`Paths`; :func:`main` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 
-from logreg import preprocess, schema
-from logreg.config import load_params
+from logreg import preprocess
 from logreg.datasets import load_dataset
 from logreg.errors import UserError, cli
 from logreg.frames import RESERVED, TARGET, class_counts, minority_class, plain_label, write_table
 from logreg.io import write_json
 from logreg.preprocess import Preprocessing
+from logreg.stages import entry
 
 SPLITS = ("train", "val", "test")
 MAX_CLASSES = 100  # more distinct target values than this is almost surely not a class label
@@ -123,11 +126,10 @@ def prepare_splits(
 ) -> tuple[dict[str, pd.DataFrame], Preprocessing, dict[str, Any]]:
     """Split the raw table, fit preprocessing on train, transform all three; plus the report.
 
-    ``categorical`` names the numeric columns that hold codes, to one-hot encode.
-    Binary problems record the train split's minority class as ``prep.positive_class``.
+    ``frame`` has passed :func:`check_target` and :func:`check_features`. ``categorical``
+    names the numeric columns that hold codes, to one-hot encode. Binary problems record
+    the train split's minority class as ``prep.positive_class``.
     """
-    check_target(frame, target)
-    check_features(frame, target, categorical)
     labelled = frame.rename(columns={target: TARGET}).reset_index(drop=True)
     raw_splits = split_frame(labelled, val_size, test_size, seed)
     prep = preprocess.fit(raw_splits["train"], missing, categorical)
@@ -150,42 +152,38 @@ def prepare_splits(
     return splits, prep, report
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="logreg.stages.prepare", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--params", required=True, help="composed params.yaml")
-    parser.add_argument("--raw-dir", required=True, help="folder for <data.name>.parquet")
-    parser.add_argument(
-        "--out-dir", required=True, help="folder for the splits and preprocess.json"
-    )
-    parser.add_argument("--report", required=True, help="JSON report: rows, features, classes")
-    return parser
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    raw_dir: Annotated[Path, "folder for <data.name>.parquet"]
+    out_dir: Annotated[Path, "folder for the splits and preprocess.json"]
+    report: Annotated[Path, "JSON report: rows, features, classes"]
 
 
-@cli
-def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    params = schema.validate(load_params(args.params), ("data", "prepare"), args.params)
+SECTIONS = ("data", "prepare")
+
+
+def run(params: Mapping[str, Any], paths: Paths) -> None:
+    """Load the source, check it, write the raw table, then the splits, preprocessing, report."""
     data, options = params["data"], params["prepare"]
     frame, target = load_dataset(data)
     source = data.get("path") or f"data.name={data['name']}"
     categorical = [str(c) for c in data["categorical"]]
-    try:
+    try:  # a problem with the data names its source
         check_target(frame, target)
         check_features(frame, target, categorical)
-    except UserError as exc:
-        raise UserError(f"{source}: {exc}") from None
-    write_table(frame, Path(args.raw_dir) / f"{data['name']}.parquet")
-    try:
+        write_table(frame, paths.raw_dir / f"{data['name']}.parquet")
         splits, prep, report = prepare_splits(frame, target, categorical=categorical, **options)
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
-    out_dir = Path(args.out_dir)
     for name in SPLITS:
-        write_table(splits[name], out_dir / f"{name}.parquet")
-    preprocess.write_preprocessing(out_dir / "preprocess.json", prep)
-    write_json(args.report, report)
+        write_table(splits[name], paths.out_dir / f"{name}.parquet")
+    preprocess.write_preprocessing(paths.out_dir / "preprocess.json", prep)
+    write_json(paths.report, report)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.prepare", __doc__))
 
 
 if __name__ == "__main__":

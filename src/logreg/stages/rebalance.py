@@ -10,47 +10,63 @@ Reads the ``rebalance`` section of ``params.yaml`` (strategy, ratio, k_neighbors
 see :mod:`logreg.rebalance`). Writes the rebalanced table, always with a
 ``sample_weight`` column, and class counts before and after to the report. The
 preprocessing tells SMOTE which columns are one-hot indicators of a category.
+
+:func:`rebalance_split` does the work on a frame; :func:`run` reads and writes, given
+checked params and :class:`Paths`; :func:`main` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
 
 from logreg import rebalance as rb
-from logreg import schema
-from logreg.config import load_params
 from logreg.errors import UserError, cli
 from logreg.frames import read_table, write_table
 from logreg.io import write_json
 from logreg.preprocess import read_preprocessing
+from logreg.stages import entry
+
+SECTIONS = ("rebalance",)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="logreg.stages.rebalance", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--params", required=True, help="composed params.yaml")
-    parser.add_argument("--train", required=True, help="prepared train split (Parquet)")
-    parser.add_argument(
-        "--preprocess", default=None, help="preprocess.json from prepare (its one-hot groups)"
-    )
-    parser.add_argument("--out", required=True, help="rebalanced train split (Parquet)")
-    parser.add_argument("--report", required=True, help="JSON report: class counts before/after")
-    return parser
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    train: Annotated[Path, "prepared train split (Parquet)"]
+    preprocess: Annotated[Path | None, "preprocess.json from prepare (its one-hot groups)"] = None
+    out: Annotated[Path, "rebalanced train split (Parquet)"]
+    report: Annotated[Path, "JSON report: class counts before/after"]
+
+
+def rebalance_split(
+    train: pd.DataFrame,
+    options: Mapping[str, Any],
+    one_hot_groups: dict[str, list[str]] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rebalanced training split and the report of its class counts before and after."""
+    balanced = rb.rebalance(train, **options, one_hot_groups=one_hot_groups)
+    return balanced, rb.report(train, balanced, options["strategy"], options["ratio"])
+
+
+def run(params: Mapping[str, Any], paths: Paths) -> None:
+    """Read the prepared training split, rebalance it, write it and the report."""
+    train = read_table(paths.train)
+    groups = read_preprocessing(paths.preprocess).one_hot_groups() if paths.preprocess else None
+    try:
+        balanced, report = rebalance_split(train, params["rebalance"], groups)
+    except UserError as exc:
+        raise UserError(f"{paths.train}: {exc}") from None
+    write_table(balanced, paths.out)
+    write_json(paths.report, report)
 
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    options = schema.validate(load_params(args.params), ("rebalance",), args.params)["rebalance"]
-    train = read_table(args.train)
-    groups = read_preprocessing(args.preprocess).one_hot_groups() if args.preprocess else None
-    try:
-        balanced = rb.rebalance(train, **options, one_hot_groups=groups)
-    except UserError as exc:
-        raise UserError(f"{args.train}: {exc}") from None
-    write_table(balanced, args.out)
-    write_json(args.report, rb.report(train, balanced, options["strategy"], options["ratio"]))
+    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.rebalance", __doc__))
 
 
 if __name__ == "__main__":

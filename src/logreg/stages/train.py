@@ -9,34 +9,34 @@ logged to MLflow, for the record). Validation data drives early stopping. Writes
 ``<model-dir>/model.npz`` + ``model.json`` (weights; feature names, preprocessing, class
 labels and positive class as metadata), ``<model-dir>/run.json`` (the MLflow run that
 evaluate resumes) and the per-epoch history CSV.
+
+:func:`fit_model` does the work on splits; :func:`run` reads, writes and tracks, given
+checked params and :class:`Paths`; :func:`main` is the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
-from logreg import LogisticRegression, schema
-from logreg.config import load_params
+from logreg import LogisticRegression
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
+from logreg.stages import entry
 from logreg.tracking.provenance import file_sha256, git_info, project_root
 from logreg.tracking.runs import open_tracker, write_run_file
 
-
-def estimator_params(model_params: dict[str, Any], train_params: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments from (some keys of) the ``model`` and ``train`` sections, checked."""
-    model = schema.check_section("model", model_params, partial=True)
-    return model | schema.check_section("train", train_params, partial=True)
+MODEL_FILE = "model.npz"  # in --model-dir, with model.json beside it
+RUN_FILE = "run.json"  # in --model-dir: the MLflow run that evaluate resumes
 
 
 def fit_model(
@@ -46,8 +46,12 @@ def fit_model(
     train_params: dict[str, Any],
     callback: Any = None,
 ) -> LogisticRegression:
-    """Fit on the (rebalanced, weighted) training split; validation drives early stopping."""
-    model = LogisticRegression(**estimator_params(model_params, train_params))
+    """Fit on the (rebalanced, weighted) training split; validation drives early stopping.
+
+    ``model_params`` and ``train_params`` are (some keys of) the checked ``model`` and
+    ``train`` sections: the estimator's constructor arguments.
+    """
+    model = LogisticRegression(**model_params, **train_params)
     X = pd.DataFrame(train_split.X, columns=train_split.feature_names)
     fit_kwargs: dict[str, Any] = {"sample_weight": train_split.sample_weight}
     if val_split is not None:
@@ -114,52 +118,58 @@ def summary_line(model: LogisticRegression, seconds: float) -> str:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="logreg.stages.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="composed params file")
-    parser.add_argument("--train", required=True, help="rebalanced training split (Parquet)")
-    parser.add_argument("--val", required=True, help="prepared validation split (Parquet)")
-    parser.add_argument("--preprocess", required=True, help="preprocess.json from prepare")
-    parser.add_argument("--model-dir", required=True, help="folder for model.npz/json, run.json")
-    parser.add_argument("--history", required=True, help="per-epoch history CSV")
-    return parser.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    train: Annotated[Path, "rebalanced training split (Parquet)"]
+    val: Annotated[Path, "prepared validation split (Parquet)"]
+    preprocess: Annotated[Path, "preprocess.json from prepare"]
+    model_dir: Annotated[Path, "folder for model.npz/json, run.json"]
+    history: Annotated[Path, "per-epoch history CSV"]
 
 
-@cli
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    cfg = load_params(args.params)
-    params = schema.validate(cfg, ("model", "train", "mlflow"), args.params)
+SECTIONS = ("model", "train", "mlflow")
+
+
+def run(params: Mapping[str, Any], paths: Paths) -> None:
+    """Fit, save the model and its history, and track it all in a new MLflow run.
+
+    ``params`` holds the checked ``model``, ``train`` and ``mlflow`` sections; the run
+    is named after ``data.name`` and ``rebalance.strategy`` when present, and every
+    section is logged as the run's params.
+    """
     model_params, train_params, mlflow_params = params["model"], params["train"], params["mlflow"]
     tracker = open_tracker(mlflow_params)  # an unreachable server fails here, before any work
 
-    train_frame, val_frame = read_table(args.train), read_table(args.val)
-    train_split = to_split(train_frame, source=args.train)
-    val_split = to_split(val_frame, source=args.val)
-    prep = read_preprocessing(args.preprocess)
-    dataset = _dataset_name(cfg, args.train)
-    model_dir = Path(args.model_dir)
+    train_frame, val_frame = read_table(paths.train), read_table(paths.val)
+    train_split = to_split(train_frame, source=str(paths.train))
+    val_split = to_split(val_frame, source=str(paths.val))
+    prep = read_preprocessing(paths.preprocess)
+    dataset = str(_get(params, "data", "name") or paths.train.parent.name)
 
     with tracker.run(
-        run_name=_run_name(model_params, train_params, cfg),
+        run_name=_run_name(model_params, train_params, params),
         parent_run_id=mlflow_params.get("parent_run_id"),  # a sweep's job: a child run
     ):
-        tracker.log_params(OmegaConf.to_container(cfg, resolve=True))
+        tracker.log_params(params)
         tracker.set_tags(
             {
                 **git_info(project_root()),
                 "dataset.name": dataset,
-                "dataset.sha256": file_sha256(args.train),
-                "dataset.val_sha256": file_sha256(args.val),
-                "rebalance.strategy": _get(cfg, "rebalance", "strategy"),
+                "dataset.sha256": file_sha256(paths.train),
+                "dataset.val_sha256": file_sha256(paths.val),
+                "rebalance.strategy": _get(params, "rebalance", "strategy"),
                 "model.solver": model_params.get("solver"),
             }
         )
         tracker.log_dataset(
-            train_frame, source=args.train, name=f"{dataset}/train", context="train", targets=TARGET
+            train_frame,
+            source=paths.train,
+            name=f"{dataset}/train",
+            context="train",
+            targets=TARGET,
         )
         tracker.log_dataset(
-            val_frame, source=args.val, name=f"{dataset}/val", context="validation", targets=TARGET
+            val_frame, source=paths.val, name=f"{dataset}/val", context="validation", targets=TARGET
         )
 
         progress = _Progress(int(train_params.get("epochs", 0) or 0))
@@ -172,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         print(summary_line(model, seconds), file=sys.stderr)
 
         positive = positive_class(prep, train_split.y) if len(model.classes_) == 2 else None
-        model.save(model_dir / "model.npz", metadata=model_metadata(model, prep, positive))
-        write_history(model.history_, args.history)
+        model.save(paths.model_dir / MODEL_FILE, metadata=model_metadata(model, prep, positive))
+        write_history(model.history_, paths.history)
 
         tracker.log_history(model.history_, start_ms)
         tracker.log_metrics(
@@ -184,8 +194,13 @@ def main(argv: list[str] | None = None) -> None:
             }
         )
         tracker.set_tags({"train.stop_reason": model.stop_reason_})
-        tracker.log_artifact(args.history, "reports")
-        write_run_file(model_dir / "run.json", tracker.run_id, tracker)
+        tracker.log_artifact(paths.history, "reports")
+        write_run_file(paths.model_dir / RUN_FILE, tracker.run_id, tracker)
+
+
+@cli
+def main(argv: list[str] | None = None) -> None:
+    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.train", __doc__))
 
 
 def _get(cfg: Any, *keys: str) -> Any:
@@ -197,16 +212,12 @@ def _get(cfg: Any, *keys: str) -> Any:
     return node
 
 
-def _dataset_name(cfg: Any, fallback: str) -> str:
-    return str(_get(cfg, "data", "name") or Path(fallback).parent.name)
-
-
-def _run_name(model_params: dict[str, Any], train_params: dict[str, Any], cfg: Any) -> str:
+def _run_name(model_params: dict[str, Any], train_params: dict[str, Any], params: Any) -> str:
     parts = [
-        str(_get(cfg, "data", "name") or "data"),
+        str(_get(params, "data", "name") or "data"),
         str(model_params.get("penalty", "")),
         f"bs{train_params.get('batch_size', '')}",
-        str(_get(cfg, "rebalance", "strategy") or ""),
+        str(_get(params, "rebalance", "strategy") or ""),
     ]
     return "-".join(p for p in parts if p)
 

@@ -1,0 +1,67 @@
+"""The pipeline as ``dvc repro`` runs it: the four stages in order, and every stage's paths.
+
+:func:`layout` is the one list of the stages' path arguments. ``dvc.yaml``'s commands
+name the same paths (``tests/test_run_sweep.py`` keeps the two equal), and
+:func:`run_stages` runs the stages in-process with every path inside a folder: a Hydra
+job's (:mod:`logreg.run`). Readers of a finished folder (:mod:`logreg.sweep`) find its
+files here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from logreg.stages import evaluate, prepare, rebalance, train
+
+PARAMS_FILE = "params.yaml"  # every stage's --params: the composed config
+
+
+def layout(folder: str | Path = "") -> dict[str, Any]:
+    """Each stage's paths inside ``folder`` (relative, as in dvc.yaml, by default)."""
+    root = Path(folder)
+    raw, prepared, rebalanced = root / "data/raw", root / "data/prepared", root / "data/rebalanced"
+    models, reports = root / "models", root / "reports"
+    return {
+        "prepare": prepare.Paths(raw_dir=raw, out_dir=prepared, report=reports / "data.json"),
+        "rebalance": rebalance.Paths(
+            train=prepared / "train.parquet",
+            preprocess=prepared / "preprocess.json",
+            out=rebalanced / "train.parquet",
+            report=reports / "rebalance.json",
+        ),
+        "train": train.Paths(
+            train=rebalanced / "train.parquet",
+            val=prepared / "val.parquet",
+            preprocess=prepared / "preprocess.json",
+            model_dir=models,
+            history=reports / "history.csv",
+        ),
+        "evaluate": evaluate.Paths(
+            model_dir=models,
+            train=prepared / "train.parquet",
+            val=prepared / "val.parquet",
+            test=prepared / "test.parquet",
+            rebalanced=rebalanced / "train.parquet",
+            reports_dir=reports,
+        ),
+    }
+
+
+def metrics_file(folder: str | Path = "") -> Path:
+    """evaluate's metrics in ``folder``: what a finished run leaves to compare and rank."""
+    return layout(folder)["evaluate"].reports_dir / evaluate.METRICS_FILE
+
+
+def run_stages(params: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
+    """prepare, rebalance, train and evaluate on checked ``params``; returns the metrics.
+
+    ``params`` holds every section, checked (:func:`logreg.schema.validate`): the stages
+    check nothing again.
+    """
+    paths = layout(folder)
+    prepare.run(params, paths["prepare"])
+    rebalance.run(params, paths["rebalance"])
+    train.run(params, paths["train"])
+    return evaluate.run(params, paths["evaluate"])
