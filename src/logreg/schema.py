@@ -9,8 +9,9 @@ Each stage's ``main`` checks its own sections with :func:`validate` before it re
 data; ``python -m logreg.run`` and ``python -m logreg.sweep`` check the whole composition
 of every job before the first one starts. Below these entry points nothing checks again.
 The ``model`` and ``train`` rules are the estimator's own
-(:data:`logreg.model.parameters.PARAMETERS`), so both report a bad value alike. A problem is one :class:`~logreg.errors.UserError`
-line naming the key, the value and what is allowed::
+(:data:`logreg.model.parameters.PARAMETERS`), so both report a bad value alike. A
+problem is one :class:`~logreg.errors.UserError` line naming the key, the value and what
+is allowed::
 
     train.batch_size: got 0; allowed: an integer >= 1 or 'full'
 
