@@ -18,13 +18,15 @@ The row-block interface (:class:`~logreg.model.rows.RowBlocks`). A solver never 
     n_rows              the number of rows n, the denominator of J
     blocks()            each Block(X, Y, s) once, in a fixed order; SGD shuffles each
                         block's rows and takes contiguous batches from it
-    sum(of)             Σ over blocks of of(block): J's data term, Xᵀ S(P − Y), XᵀSX;
+    map(of, *extra)     of(block, *its extras) per block, kept with the block: Newton's
+                        logits Z = XW + b, computed once per step and reused
+    sum(of, *extra)     Σ over blocks of the same: J's data term, Xᵀ S(P − Y), XᵀSX;
                         what Newton, the validation loss and inference need
     sample(m, rng)      m random rows, as RowBlocks: Newton's sketched Hessian
 
 X is (m, D) features, Y (m, K') targets, s (m,) sample weights. Today
 :class:`~logreg.model.rows.InMemoryRows` holds the arrays, as one block or several;
-a memory-mapped cache or Dask partitions can stand behind the same four members.
+a memory-mapped cache or Dask partitions can stand behind the same five members.
 """
 
 from logreg.model.estimator import LogisticRegression

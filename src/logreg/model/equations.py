@@ -120,7 +120,13 @@ def data_term_sums(
     X: np.ndarray, Y: np.ndarray, s: np.ndarray, W: np.ndarray, b: np.ndarray
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Σ s·CE, Xᵀ S(P − Y) and 1ᵀ S(P − Y) over these rows: n·J's data term and its gradient."""
-    Z = X @ W + b
+    return data_term_sums_at(X, X @ W + b, Y, s)
+
+
+def data_term_sums_at(
+    X: np.ndarray, Z: np.ndarray, Y: np.ndarray, s: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`data_term_sums` from logits Z = XW + b already computed."""
     R = s[:, None] * (predict_probabilities(Z) - Y)
     return weighted_cross_entropy_sum(Z, Y, s), X.T @ R, R.sum(axis=0)
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from logreg.model.equations import (
     add_penalty,
-    blocked_data_loss,
-    data_term_sums,
+    data_term_sums_at,
     penalty_value,
     predict_probabilities,
+    weighted_cross_entropy_sum,
 )
 from logreg.model.rows import Block, RowBlocks
 from logreg.model.sgd import FitRecord
@@ -76,15 +76,17 @@ def newton_solve(
     # within a few percent of the exact one.
     exact = n < SKETCH_FRACTION * SKETCH_ROWS_PER_PARAMETER * K * p
     sample = None if exact else rows.sample(n // SKETCH_FRACTION, rng)
-    loss = objective(rows, W, b, alpha)
+    Z = logits(rows, W, b)  # kept per block: the line search's pass serves the next step
+    loss = objective(rows, Z, W, alpha)
     H: np.ndarray | None = None
     history: list[dict[str, Any]] = []
     stop_reason = "max_epochs"
     for iteration in range(max_iter):
         if exact:
-            (loss, grad_W, grad_b), H = gradient_and_hessian(rows, W, b, alpha, fit_intercept)
+            (loss, grad_W, grad_b), H = gradient_and_hessian(rows, Z, W, alpha, fit_intercept)
         else:
-            loss, grad_W, grad_b = add_penalty(n, _sums(rows, W, b), W, alpha, 0.0)
+            sums = rows.sum(lambda block, Z_b: data_term_sums_at(block.X, Z_b, block.Y, block.s), Z)
+            loss, grad_W, grad_b = add_penalty(n, sums, W, alpha, 0.0)
             H = hessian(sample, W, b, alpha, fit_intercept)  # type: ignore[arg-type]
         g = _stack(grad_W, grad_b, fit_intercept)
         step = _newton_direction(H, g, K)
@@ -104,12 +106,13 @@ def newton_solve(
         t = 1.0
         while True:
             W_new, b_new = W - t * step_W, b - t * step_b
-            new_loss = objective(rows, W_new, b_new, alpha)
+            Z_new = logits(rows, W_new, b_new)
+            new_loss = objective(rows, Z_new, W_new, alpha)
             if new_loss <= loss - 2e-4 * t * gain or t < 1e-10:
                 break
             t *= 0.5
         improvement = loss - new_loss
-        W, b, loss, H = W_new, b_new, new_loss, None
+        W, b, Z, loss, H = W_new, b_new, Z_new, new_loss, None
         elapsed = time.perf_counter() - started
         history.append(
             {
@@ -131,46 +134,56 @@ def newton_solve(
             stop_reason = "max_time"
             break
     if H is None:  # stopped right after a step: the exact Hessian at θ, for inference
-        H = hessian(rows, W, b, alpha, fit_intercept)
+        H = hessian(rows, W, b, alpha, fit_intercept, Z)
     record = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason, hessian=H)
     return W, b, record
 
 
-def objective(rows: RowBlocks, W: np.ndarray, b: np.ndarray, alpha: float) -> float:
-    """J(W, b) with an L2 penalty: one pass over the rows."""
-    return blocked_data_loss(rows, W, b) + penalty_value(W, alpha, 0.0)
+def logits(rows: RowBlocks, W: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """Z = XW + b for each block, kept where the block is."""
+    return rows.map(lambda block: block.X @ W + b)
+
+
+def objective(rows: RowBlocks, Z: list[np.ndarray], W: np.ndarray, alpha: float) -> float:
+    """J with an L2 penalty, from each block's logits Z."""
+    total = rows.sum(lambda block, Z_b: weighted_cross_entropy_sum(Z_b, block.Y, block.s), Z)
+    return total / rows.n_rows + penalty_value(W, alpha, 0.0)
 
 
 def gradient_and_hessian(
-    rows: RowBlocks, W: np.ndarray, b: np.ndarray, alpha: float, fit_intercept: bool
+    rows: RowBlocks, Z: list[np.ndarray], W: np.ndarray, alpha: float, fit_intercept: bool
 ) -> tuple[tuple[float, np.ndarray, np.ndarray], np.ndarray]:
-    """(J, ∂J/∂W, ∂J/∂b) and ∇²J, from one pass that computes each block's P once."""
+    """(J, ∂J/∂W, ∂J/∂b) and ∇²J at the weights whose logits are Z, in one pass."""
 
-    def both(block: Block) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        loss_sum, grad_W_sum, grad_b_sum = data_term_sums(block.X, block.Y, block.s, W, b)
-        return loss_sum, grad_W_sum, grad_b_sum, _curvature_sum(block, W, b, fit_intercept)
+    def both(block: Block, Z_b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        loss_sum, grad_W_sum, grad_b_sum = data_term_sums_at(block.X, Z_b, block.Y, block.s)
+        curvature = _curvature_sum(block, predict_probabilities(Z_b), fit_intercept)
+        return loss_sum, grad_W_sum, grad_b_sum, curvature
 
-    loss_sum, grad_W_sum, grad_b_sum, curvature = rows.sum(both)
+    loss_sum, grad_W_sum, grad_b_sum, curvature = rows.sum(both, Z)
     n = rows.n_rows
     gradient = add_penalty(n, (loss_sum, grad_W_sum, grad_b_sum), W, alpha, 0.0)
     return gradient, _with_ridge(curvature / n, alpha, W.shape[0], fit_intercept)
 
 
 def hessian(
-    rows: RowBlocks, W: np.ndarray, b: np.ndarray, alpha: float, fit_intercept: bool
+    rows: RowBlocks,
+    W: np.ndarray,
+    b: np.ndarray,
+    alpha: float,
+    fit_intercept: bool,
+    Z: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """∇²J at (W, b) over θ = (W, b) stacked class by class, for an L2 (or no) penalty."""
-    curvature = rows.sum(lambda block: _curvature_sum(block, W, b, fit_intercept))
+    Z = logits(rows, W, b) if Z is None else Z
+    curvature = rows.sum(
+        lambda block, Z_b: _curvature_sum(block, predict_probabilities(Z_b), fit_intercept), Z
+    )
     return _with_ridge(curvature / rows.n_rows, alpha, W.shape[0], fit_intercept)
 
 
-def _sums(rows: RowBlocks, W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    return rows.sum(lambda block: data_term_sums(block.X, block.Y, block.s, W, b))
-
-
-def _curvature_sum(block: Block, W: np.ndarray, b: np.ndarray, fit_intercept: bool) -> np.ndarray:
+def _curvature_sum(block: Block, P: np.ndarray, fit_intercept: bool) -> np.ndarray:
     """Σ over the block's rows of X̃ᵀ diag(c) X̃, per class pair (k, l), stacked as ∇²J is."""
-    P = predict_probabilities(block.X @ W + b)
     D, K = block.X.shape[1], P.shape[1]
     p = D + 1 if fit_intercept else D
     H = np.empty((K * p, K * p), dtype=np.float64)

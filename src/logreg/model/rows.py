@@ -2,10 +2,11 @@
 
 The solvers need little from the data. SGD visits blocks of rows and takes contiguous
 batches from each; Newton, the validation loss and inference need sums over all rows
-of a function of a block (the loss, Xᵀr, XᵀSX). :class:`RowBlocks` is that interface.
-:class:`InMemoryRows` is its one implementation today, a single block of arrays; a
-memory-mapped cache or Dask partitions can stand behind the same three members, and
-then the solvers need no change.
+of a function of a block (the loss, Xᵀr, XᵀSX), and Newton keeps each block's logits
+between two passes (``map``). :class:`RowBlocks` is that interface.
+:class:`InMemoryRows` is its one implementation today, arrays in one block or several;
+a memory-mapped cache or Dask partitions can stand behind the same members, and then
+the solvers need no change.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ class RowBlocks(Protocol):
         """Each block once, always in the same order."""
         ...
 
-    def sum(self, of: Callable[[Block], Any]) -> Any:
-        """Σ over blocks of ``of(block)``: a float, an array, or a tuple of them."""
+    def map(self, of: Callable[..., Any], *per_block: list[Any]) -> list[Any]:
+        """``of(block, *its items of per_block)`` for each block, kept where the block is."""
+        ...
+
+    def sum(self, of: Callable[..., Any], *per_block: list[Any]) -> Any:
+        """Σ over blocks of ``of(block, ...)``, as :meth:`map` calls it: floats, arrays, tuples."""
         ...
 
     def sample(self, n_rows: int, rng: np.random.Generator) -> RowBlocks:
@@ -66,8 +71,11 @@ class InMemoryRows:
     def blocks(self) -> Iterator[Block]:
         yield from self.parts
 
-    def sum(self, of: Callable[[Block], Any]) -> Any:
-        values = [of(block) for block in self.parts]
+    def map(self, of: Callable[..., Any], *per_block: list[Any]) -> list[Any]:
+        return [of(block, *items) for block, *items in zip(self.parts, *per_block, strict=True)]
+
+    def sum(self, of: Callable[..., Any], *per_block: list[Any]) -> Any:
+        values = self.map(of, *per_block)
         total = values[0]
         for value in values[1:]:
             if isinstance(total, tuple):
