@@ -51,7 +51,10 @@ def test_conf_states_the_estimator_defaults():
 
     from logreg import LogisticRegression, schema
 
+    from logreg.model.parameters import PARAMETERS
+
     signature = inspect.signature(LogisticRegression).parameters
+    assert list(PARAMETERS) == list(signature)  # every parameter has its rule, in order
     default_run = compose(ROOT / "conf")
     for section, keys in (("model", schema.MODEL_KEYS), ("train", schema.TRAIN_KEYS)):
         for key in keys:

@@ -12,7 +12,7 @@ import numpy as np
 from logreg.model import inference, persistence
 from logreg.model.equations import balanced_class_weights, objective_value, softmax
 from logreg.model.newton import newton_solve
-from logreg.model.parameters import check_parameters, effective_penalty
+from logreg.model.parameters import PARAMETERS, check_parameters, effective_penalty
 from logreg.model.rows import InMemoryRows
 from logreg.model.sgd import sgd_solve
 
@@ -106,7 +106,7 @@ class LogisticRegression:
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in persistence.CONSTRUCTOR_ARGS}
+        return {name: getattr(self, name) for name in PARAMETERS}
 
     # -- data preparation -----------------------------------------------------
 

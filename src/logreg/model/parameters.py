@@ -31,7 +31,6 @@ PARAMETERS: dict[str, Rule] = {
     "alpha": number(0, what="the penalty strength"),
     "l1_ratio": number(0, 1, closed="[]", what="the elastic-net mix"),
     "solver": choice(SOLVERS),
-    "fit_intercept": boolean(),
     "batch_size": Rule(
         "an integer >= 1 or 'full'", lambda v: v == "full" or (is_int(v) and v >= 1), (int, str)
     ),
@@ -43,11 +42,12 @@ PARAMETERS: dict[str, Rule] = {
     "tol": number(0),
     "patience": or_null(integer(1), "no early stopping"),
     "max_time": or_null(number(0, closed="()", what="seconds"), "no time limit"),
-    "dtype": choice(DTYPES),
-    "seed": integer(0),
     "class_weight": Rule(
         "null, 'balanced' or a mapping of class to weight", _is_class_weight, (str, dict)
     ),
+    "fit_intercept": boolean(),
+    "dtype": choice(DTYPES),
+    "seed": integer(0),
 }
 
 

@@ -14,25 +14,6 @@ import numpy as np
 from logreg.io import atomic_path, write_json
 
 FORMAT = "logreg.LogisticRegression/1"
-CONSTRUCTOR_ARGS = (
-    "penalty",
-    "alpha",
-    "l1_ratio",
-    "solver",
-    "batch_size",
-    "learning_rate",
-    "lr_schedule",
-    "momentum",
-    "epochs",
-    "epoch_loss",
-    "tol",
-    "patience",
-    "max_time",
-    "class_weight",
-    "fit_intercept",
-    "dtype",
-    "seed",
-)
 
 
 def save(model: Any, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
