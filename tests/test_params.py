@@ -50,7 +50,6 @@ def test_conf_states_the_estimator_defaults():
     import inspect
 
     from logreg import LogisticRegression, schema
-
     from logreg.model.parameters import PARAMETERS
 
     signature = inspect.signature(LogisticRegression).parameters
