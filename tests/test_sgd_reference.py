@@ -1,7 +1,7 @@
 """The fused SGD loop takes exactly the steps of the plain reference step, batch by batch.
 
-The reference (:func:`logreg.model.sgd.reference_step`) is written with the equations
-module, whose gradient tests/test_model_math.py checks against finite differences. Here
+The reference (:func:`logreg.model.equations.sgd_step`) is written with the equations'
+gradient, which tests/test_model_math.py checks against finite differences. Here
 the same batches are visited in the same seeded order by a loop written in the test,
 and the weights after a few epochs must agree with the fast loop's to rounding.
 """
@@ -13,9 +13,10 @@ import itertools
 import numpy as np
 import pytest
 
+from logreg.model.equations import sgd_step
 from logreg.model.newton import newton_solve
 from logreg.model.rows import InMemoryRows
-from logreg.model.sgd import learning_rate, reference_step, sgd_solve
+from logreg.model.sgd import learning_rate, sgd_solve
 
 PENALTIES = {"none": (0.0, 0.0), "l2": (0.05, 0.0), "l1": (0.05, 1.0), "elasticnet": (0.05, 0.4)}
 EPOCHS, LR0, SCHEDULE = 3, 0.1, "invscaling"
@@ -53,7 +54,7 @@ def reference_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_intercept,
         for index in rng.permutation(len(batches)):
             batch = batches[index]
             offered += lr * alpha * l1_ratio * len(batch[0]) / B
-            W, b, velocity, received = reference_step(
+            W, b, velocity, received = sgd_step(
                 W,
                 b,
                 velocity,

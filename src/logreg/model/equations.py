@@ -1,4 +1,4 @@
-"""The lesson's equations, one function each: forward, loss, gradient, and the L1 step.
+"""The lesson's equations, one function each: forward, loss, gradient, and the SGD step.
 
 Notation (one row per sample, K' = 1 column for two classes, K columns for K > 2):
 
@@ -20,27 +20,27 @@ maximum likelihood. For both links the gradient has the same shape,
 
     ∂J/∂W = Xᵀ S (P − Y) / n + α(1−ρ) W + αρ·sign(W)        ∂J/∂b = 1ᵀ S (P − Y) / n
 
-The L1 term has no gradient at 0, so SGD does not follow αρ·sign(W): after each step it
-shrinks W with the proximal step of the L1 norm, the soft threshold, by the shrinkage
-each weight is still owed (:func:`cumulative_l1_step`); weights reach exact zeros.
-
-The data term is a sum over rows, so every function here that takes rows can be summed
-over blocks of rows: that is how the solvers see data (:mod:`logreg.model.rows`).
+A minibatch step (:func:`sgd_step`) on m of a full batch's B rows follows the gradient
+of J on the batch, scaled by m/B, with momentum μ: v ← μv + g, θ ← θ − lr·v. The L1 term
+has no gradient at 0, so the step does not follow αρ·sign(W): it then shrinks W with the
+L1 norm's proximal step, the soft threshold, by the shrinkage each weight is still owed
+(:func:`cumulative_l1_step`), so weights reach exact zeros. The data term is a sum over
+rows, so the solvers can sum it over blocks of rows (:mod:`logreg.model.rows`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+Array = np.ndarray  # float arrays, shaped as the notation above says
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+
+def sigmoid(z: Array) -> Array:
     """σ(z) = 1/(1+e^{−z}), written as (1 + tanh(z/2))/2 so it never overflows."""
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def softplus(z: np.ndarray) -> np.ndarray:
+def softplus(z: Array) -> Array:
     """log(1 + e^z) as max(z, 0) + log1p(e^{−|z|}): never overflows, 6× np.logaddexp's speed."""
     tail = np.abs(z)
     np.negative(tail, out=tail)
@@ -49,24 +49,24 @@ def softplus(z: np.ndarray) -> np.ndarray:
     return tail + np.maximum(z, 0.0)
 
 
-def softmax(Z: np.ndarray) -> np.ndarray:
+def softmax(Z: Array) -> Array:
     """Row-wise softmax; subtracting the row max keeps exp() from overflowing."""
     E = np.exp(Z - Z.max(axis=1, keepdims=True))
     return E / E.sum(axis=1, keepdims=True)
 
 
-def log_sum_exp(Z: np.ndarray) -> np.ndarray:
+def log_sum_exp(Z: Array) -> Array:
     """log Σ_k e^{Z_k} per row, shifted by the row max for stability."""
     Z_max = Z.max(axis=1, keepdims=True)
     return (Z_max + np.log(np.exp(Z - Z_max).sum(axis=1, keepdims=True)))[:, 0]
 
 
-def predict_probabilities(Z: np.ndarray) -> np.ndarray:
+def predict_probabilities(Z: Array) -> Array:
     """P from the logits: sigmoid for one column, softmax for several."""
     return sigmoid(Z) if Z.shape[1] == 1 else softmax(Z)
 
 
-def cross_entropy(Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
+def cross_entropy(Z: Array, Y: Array) -> Array:
     """Per-sample cross-entropy computed from the logits, never from log(P).
 
     Binary: −[y log σ(z) + (1−y) log(1−σ(z))] = log(1+e^z) − y·z.
@@ -77,67 +77,39 @@ def cross_entropy(Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return log_sum_exp(Z) - np.einsum("ik,ik->i", Y, Z)
 
 
-def weighted_cross_entropy_sum(Z: np.ndarray, Y: np.ndarray, s: np.ndarray) -> float:
+def weighted_cross_entropy_sum(Z: Array, Y: Array, s: Array) -> float:
     """Σ_i s_i·CE(y_i, z_i) over these rows: n times the data term of J."""
     return float(np.dot(s, cross_entropy(Z, Y)))
 
 
-def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
+def balanced_class_weights(counts: Array) -> Array:
     """s per class for class_weight="balanced": n/(K·count), so each class weighs n/K in all."""
     return counts.sum() / (len(counts) * counts)
 
 
-def penalty_value(W: np.ndarray, alpha: float, l1_ratio: float) -> float:
+def penalty_value(W: Array, alpha: float, l1_ratio: float) -> float:
     """α·(ρ‖W‖₁ + (1−ρ)/2‖W‖₂²)."""
     return float(alpha * (l1_ratio * np.abs(W).sum() + 0.5 * (1.0 - l1_ratio) * (W * W).sum()))
 
 
-def data_loss(Z: np.ndarray, Y: np.ndarray, s: np.ndarray) -> float:
-    """1/n Σ_i s_i·CE(y_i, z_i), the data term of J, from the logits Z (n, K')."""
-    return weighted_cross_entropy_sum(Z, Y, s) / Z.shape[0]
-
-
 def objective_value(
-    X: np.ndarray,
-    Y: np.ndarray,
-    s: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray,
-    alpha: float,
-    l1_ratio: float,
+    X: Array, Y: Array, s: Array, W: Array, b: Array, alpha: float, l1_ratio: float
 ) -> float:
     """J(W, b): mean weighted cross-entropy (divided by n) plus the penalty."""
-    return data_loss(X @ W + b, Y, s) + penalty_value(W, alpha, l1_ratio)
+    return weighted_cross_entropy_sum(X @ W + b, Y, s) / X.shape[0] + penalty_value(
+        W, alpha, l1_ratio
+    )
 
 
-def blocked_data_loss(rows: Any, W: np.ndarray, b: np.ndarray) -> float:
-    """J's data term, Σ_blocks Σ_i s_i·CE_i / n, over :class:`~logreg.model.rows.RowBlocks`."""
-    total = rows.sum(lambda block: weighted_cross_entropy_sum(block.X @ W + b, block.Y, block.s))
-    return total / rows.n_rows
-
-
-def data_term_sums(
-    X: np.ndarray, Y: np.ndarray, s: np.ndarray, W: np.ndarray, b: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Σ s·CE, Xᵀ S(P − Y) and 1ᵀ S(P − Y) over these rows: n·J's data term and its gradient."""
-    return data_term_sums_at(X, X @ W + b, Y, s)
-
-
-def data_term_sums_at(
-    X: np.ndarray, Z: np.ndarray, Y: np.ndarray, s: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """:func:`data_term_sums` from logits Z = XW + b already computed."""
+def data_term_sums(X: Array, Z: Array, Y: Array, s: Array) -> tuple[float, Array, Array]:
+    """Σ s·CE, Xᵀ S(P − Y), 1ᵀ S(P − Y) over these rows, from their logits Z = XW + b."""
     R = s[:, None] * (predict_probabilities(Z) - Y)
     return weighted_cross_entropy_sum(Z, Y, s), X.T @ R, R.sum(axis=0)
 
 
 def add_penalty(
-    n: int,
-    sums: tuple[float, np.ndarray, np.ndarray],
-    W: np.ndarray,
-    alpha: float,
-    l1_ratio: float,
-) -> tuple[float, np.ndarray, np.ndarray]:
+    n: int, sums: tuple[float, Array, Array], W: Array, alpha: float, l1_ratio: float
+) -> tuple[float, Array, Array]:
     """J, ∂J/∂W, ∂J/∂b from the data term's sums over all n rows (:func:`data_term_sums`)."""
     loss_sum, grad_W_sum, grad_b_sum = sums
     loss = loss_sum / n + penalty_value(W, alpha, l1_ratio)
@@ -146,26 +118,18 @@ def add_penalty(
 
 
 def loss_and_gradient(
-    X: np.ndarray,
-    Y: np.ndarray,
-    s: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray,
-    alpha: float,
-    l1_ratio: float,
-) -> tuple[float, np.ndarray, np.ndarray]:
+    X: Array, Y: Array, s: Array, W: Array, b: Array, alpha: float, l1_ratio: float
+) -> tuple[float, Array, Array]:
     """J and its gradient (∂J/∂W, ∂J/∂b) from one linear predictor (L1: αρ·sign(W))."""
-    return add_penalty(X.shape[0], data_term_sums(X, Y, s, W, b), W, alpha, l1_ratio)
+    return add_penalty(X.shape[0], data_term_sums(X, X @ W + b, Y, s), W, alpha, l1_ratio)
 
 
-def soft_threshold(W: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+def soft_threshold(W: Array, threshold: float | Array) -> Array:
     """prox of t‖·‖₁: shrink toward zero by t and stop exactly at zero."""
     return np.sign(W) * np.maximum(np.abs(W) - threshold, 0.0)
 
 
-def cumulative_l1_step(
-    W: np.ndarray, offered: float, received: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def cumulative_l1_step(W: Array, offered: float, received: Array) -> tuple[Array, Array]:
     """The L1 step of SGD: Tsuruoka, Tsujii and Ananiadou's cumulative penalty (2009).
 
     ``offered`` is u, the total shrinkage lr·αρ·(m/B) of every step so far; ``received``
@@ -175,3 +139,33 @@ def cumulative_l1_step(
     """
     shrunk = soft_threshold(W, offered + np.sign(W) * received)
     return shrunk, received + (shrunk - W)
+
+
+def sgd_step(
+    W: Array,
+    b: Array,
+    velocity: tuple[Array, Array],
+    l1_received: Array,
+    batch: tuple[Array, Array, Array],
+    *,
+    full_batch: int,
+    lr: float,
+    l1_offered: float,
+    alpha: float,
+    l1_ratio: float,
+    momentum: float,
+    fit_intercept: bool,
+) -> tuple[Array, Array, tuple[Array, Array], Array]:
+    """One SGD step on ``batch`` = (X_b, Y_b, s_b); returns W, b, velocity and L1's q.
+
+    ``l1_offered`` is u, the L1 shrinkage offered up to and including this step.
+    """
+    X_b, Y_b, s_b = batch
+    share = X_b.shape[0] / full_batch  # m/B: the short last batch takes its share
+    _, grad_W, grad_b = loss_and_gradient(X_b, Y_b, s_b, W, b, alpha * (1.0 - l1_ratio), 0.0)
+    grad_W, grad_b = share * grad_W, (share * grad_b if fit_intercept else 0.0 * grad_b)
+    velocity = (momentum * velocity[0] + grad_W, momentum * velocity[1] + grad_b)
+    W, b = W - lr * velocity[0], b - lr * velocity[1]
+    if alpha * l1_ratio:
+        W, l1_received = cumulative_l1_step(W, l1_offered, l1_received)
+    return W, b, velocity, l1_received

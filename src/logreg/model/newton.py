@@ -19,7 +19,7 @@ import numpy as np
 
 from logreg.model.equations import (
     add_penalty,
-    data_term_sums_at,
+    data_term_sums,
     penalty_value,
     predict_probabilities,
     weighted_cross_entropy_sum,
@@ -85,7 +85,7 @@ def newton_solve(
         if exact:
             (loss, grad_W, grad_b), H = gradient_and_hessian(rows, Z, W, alpha, fit_intercept)
         else:
-            sums = rows.sum(lambda block, Z_b: data_term_sums_at(block.X, Z_b, block.Y, block.s), Z)
+            sums = rows.sum(lambda block, Z_b: data_term_sums(block.X, Z_b, block.Y, block.s), Z)
             loss, grad_W, grad_b = add_penalty(n, sums, W, alpha, 0.0)
             H = hessian(sample, W, b, alpha, fit_intercept)  # type: ignore[arg-type]
         g = _stack(grad_W, grad_b, fit_intercept)
@@ -156,7 +156,7 @@ def gradient_and_hessian(
     """(J, ∂J/∂W, ∂J/∂b) and ∇²J at the weights whose logits are Z, in one pass."""
 
     def both(block: Block, Z_b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        loss_sum, grad_W_sum, grad_b_sum = data_term_sums_at(block.X, Z_b, block.Y, block.s)
+        loss_sum, grad_W_sum, grad_b_sum = data_term_sums(block.X, Z_b, block.Y, block.s)
         curvature = _curvature_sum(block, predict_probabilities(Z_b), fit_intercept)
         return loss_sum, grad_W_sum, grad_b_sum, curvature
 

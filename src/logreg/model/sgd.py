@@ -1,4 +1,4 @@
-"""Minibatch SGD: a plain reference step, and the fused loop that takes the same steps faster.
+"""Minibatch SGD: the schedule, the stopping rules, and the loop over epochs.
 
 One step on a batch of m rows (B rows in a full batch) with step size lr:
 
@@ -6,10 +6,10 @@ One step on a batch of m rows (B rows in a full batch) with step size lr:
     v ← μ·v + g,   θ ← θ − lr·v      heavy-ball momentum (μ = 0: plain SGD, θ ← θ − lr·g)
     W ← cumulative L1 step           the soft threshold by what each weight is still owed
 
-:func:`reference_step` is that step written with :mod:`logreg.model.equations`, for a
-reader. :func:`sgd_solve` takes exactly those steps with kernels that allocate nothing
-(tests/test_sgd_reference.py checks them against each other), and adds the schedule
-and the stopping rules.
+:func:`logreg.model.equations.sgd_step` is that step, the reference. :func:`sgd_solve`
+takes exactly those steps with the kernels of :mod:`logreg.model.sgd_kernels`, which
+allocate nothing (tests/test_sgd_reference.py holds the two together), and adds the
+schedule and the stopping rules.
 """
 
 from __future__ import annotations
@@ -23,12 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from logreg.model.equations import (
-    blocked_data_loss,
-    cumulative_l1_step,
-    loss_and_gradient,
-    penalty_value,
-)
+from logreg.model.equations import penalty_value, weighted_cross_entropy_sum
 from logreg.model.rows import RowBlocks
 from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
 
@@ -70,37 +65,6 @@ def learning_rate(
         return lr0
     epochs_per_halving = max(1, round(HALVING_SAMPLES / n))
     return lr0 * 0.5 ** (epoch // epochs_per_halving)
-
-
-def reference_step(
-    W: np.ndarray,
-    b: np.ndarray,
-    velocity: tuple[np.ndarray, np.ndarray],
-    l1_received: np.ndarray,
-    batch: tuple[np.ndarray, np.ndarray, np.ndarray],
-    *,
-    full_batch: int,
-    lr: float,
-    l1_offered: float,
-    alpha: float,
-    l1_ratio: float,
-    momentum: float,
-    fit_intercept: bool,
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """One SGD step on ``batch`` = (X_b, Y_b, s_b), written with the equations.
-
-    ``l1_offered`` is the L1 shrinkage offered up to and including this step. Returns
-    the new W, b, velocity and L1 shrinkage received.
-    """
-    X_b, Y_b, s_b = batch
-    share = X_b.shape[0] / full_batch
-    _, grad_W, grad_b = loss_and_gradient(X_b, Y_b, s_b, W, b, alpha * (1.0 - l1_ratio), 0.0)
-    grad_W, grad_b = share * grad_W, (share * grad_b if fit_intercept else 0.0 * grad_b)
-    velocity = (momentum * velocity[0] + grad_W, momentum * velocity[1] + grad_b)
-    W, b = W - lr * velocity[0], b - lr * velocity[1]
-    if alpha * l1_ratio:
-        W, l1_received = cumulative_l1_step(W, l1_offered, l1_received)
-    return W, b, velocity, l1_received
 
 
 def sgd_solve(
@@ -193,7 +157,7 @@ def sgd_solve(
                     f"learning_rate (e.g. {learning_rate0 / 10:g}) or standardised features"
                 )
             if validation is not None:
-                val_loss = blocked_data_loss(validation, W, b)
+                val_loss = validation_loss(validation, W, b)
                 record["val_loss"] = val_loss
                 if val_loss < best_val:
                     best_val, epochs_without_improvement = val_loss, 0
@@ -228,6 +192,14 @@ def sgd_solve(
     # Copies, so the returned weights do not keep θ and its buffers alive.
     record_ = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason)
     return W.copy(), b.copy(), record_
+
+
+def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> float:
+    """J's data term, unpenalised, on the validation rows: Σ_blocks Σ_i s_i·CE_i / n_val."""
+    total = validation.sum(
+        lambda block: weighted_cross_entropy_sum(block.X @ W + b, block.Y, block.s)
+    )
+    return total / validation.n_rows
 
 
 @contextlib.contextmanager

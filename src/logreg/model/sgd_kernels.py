@@ -1,6 +1,6 @@
 """The fused kernels of :func:`logreg.model.sgd.sgd_solve`: the same step, with nothing allocated.
 
-Read :func:`logreg.model.sgd.reference_step` first; this module computes exactly that
+Read :func:`logreg.model.equations.sgd_step` first; this module computes exactly that
 step, faster (tests/test_sgd_reference.py holds the two together). The tricks, each
 measured on 200,000 × 100 rows (``bench/run.py``):
 
