@@ -190,8 +190,8 @@ def sgd_solve(
                 stop_reason = "max_time"
                 break
     # Copies, so the returned weights do not keep θ and its buffers alive.
-    record_ = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason)
-    return W.copy(), b.copy(), record_
+    fit = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason)
+    return W.copy(), b.copy(), fit
 
 
 def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> float:
