@@ -22,7 +22,7 @@ import yaml
 
 from logreg import pipeline, schema
 from logreg.params import compose
-from logreg.run import best_child, run_pipeline, validation_f1
+from logreg.run import best_child, run_pipeline, sweep_description, validation_f1
 from logreg.stages import entry
 from logreg.sweep import best_per, collect, comparison_figure, format_table, rank, summary
 
@@ -91,6 +91,33 @@ def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
     assert by_id[parent.data.tags["best.run_id"]].data.metrics["val/f1"] == best_f1
     assert parent.data.metrics["best/val_f1"] == best_f1
     assert "best/test_f1" in parent.data.metrics
+
+    # The parent's description in the UI says what was compared and which child won.
+    note = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    assert "`train.batch_size`: 16,256" in note and "`model.penalty`: l1,l2" in note
+    assert "data" not in note.split("\n")[0]  # a fixed override is not compared
+    assert "4 finished, 0 failed" in note
+    best_line = next(line for line in note.splitlines() if line.startswith("- best:"))
+    assert parent.data.tags["best.run_id"] in best_line and f"{best_f1:.4f}" in best_line
+
+
+def test_the_sweep_description_counts_failed_jobs_and_names_the_best():
+    children = [
+        {"run_id": "a1", "run_name": "job-a", "status": "FINISHED", "metrics": {"val/f1": 0.4}},
+        {"run_id": "b2", "run_name": "job-b", "status": "FAILED", "metrics": {}},
+        {"run_id": "c3", "run_name": "job-c", "status": "KILLED", "metrics": {}},
+    ]
+    compared = {"model.penalty": "l1,l2", "model.alpha": "tag(log, interval(1e-6, 1e-1))"}
+    note = sweep_description(compared, children, best_child(children))
+    assert note.splitlines() == [
+        "Sweep over `model.penalty`: l1,l2; `model.alpha`: tag(log, interval(1e-6, 1e-1))",
+        "",
+        "- jobs: 1 finished, 1 failed, 1 killed",
+        "- best: job-a (`a1`), val F1 0.4000",
+    ]
+    assert sweep_description({}, children[1:], None).endswith(
+        "- best: none (no finished job has a validation F1)"
+    )
 
 
 def test_stage_arguments_match_dvc_yaml(tmp_path):

@@ -124,6 +124,49 @@ def test_project_root_comes_from_dvc_root(env):
     assert experiment.artifact_location == (env / "mlartifacts").as_uri()
 
 
+def test_the_experiment_opens_on_its_runs_in_the_ui(env):
+    """New or older, the experiment has the kind that makes MLflow's UI show its runs."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{env}/store.db"
+    kind = "mlflow.experimentKind"
+    open_tracker(mlflow_cfg(uri))
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_experiment_by_name("tests").tags[kind] == "custom_model_development"
+
+    # An experiment created before the tag existed gets it with its next run.
+    older = client.create_experiment("older")
+    assert kind not in client.get_experiment(older).tags
+    tracker = open_tracker({**mlflow_cfg(uri), "experiment_name": "older"})
+    with tracker.run(run_name="next"):
+        pass
+    assert tracker.experiment_id == older
+    assert client.get_experiment(older).tags[kind] == "custom_model_development"
+
+    # A kind chosen in the UI is left alone.
+    chosen = client.create_experiment("chosen", tags={kind: "genai_development"})
+    open_tracker({**mlflow_cfg(uri), "experiment_name": "chosen"})
+    assert client.get_experiment(chosen).tags[kind] == "genai_development"
+
+
+def test_a_job_that_loses_the_race_to_tag_the_experiment_goes_on(env, monkeypatch):
+    """Two jobs see the tag missing; the slower insert fails, and the tag is there."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{env}/store.db"
+    older = MlflowClient(tracking_uri=uri).create_experiment("older")
+    set_tag = MlflowClient.set_experiment_tag
+
+    def other_job_first(self, *args):
+        set_tag(self, *args)
+        raise MlflowException("UNIQUE constraint failed: experiment_tags.key")
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", other_job_first)
+    tracker = open_tracker({**mlflow_cfg(uri), "experiment_name": "older"})
+    assert tracker.experiment_id == older
+
+
 def test_flatten_joins_nested_keys():
     assert flatten({"train": {"batch_size": 16, "x": {"y": None}}, "a": 1}) == {
         "train.batch_size": 16,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import collections
 import copy
 import itertools
 import sys
@@ -288,12 +289,15 @@ class SweepParentRun(Callback):
     race to create them), creates the parent run, records the sweep's overrides and
     hands the parent's id to every job as the override ``mlflow.parent_run_id``; the
     override travels with the job, also to the joblib launcher's worker processes.
-    ``on_multirun_end`` tags the best child by validation F1 and ends the parent
-    FINISHED. A sweep that fails never reaches it: the parent then ends FAILED at exit.
+    ``on_multirun_end`` tags the best child by validation F1, describes the sweep (what
+    it compared, how its jobs ended, the best child: :func:`sweep_description`) and ends
+    the parent FINISHED. A sweep that fails never reaches it: the parent then ends
+    FAILED at exit.
     """
 
     def __init__(self) -> None:
         self.tracker: Any = None
+        self.compared: dict[str, str] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         mlflow_cfg = OmegaConf.to_container(config.mlflow, resolve=True)
@@ -301,6 +305,7 @@ class SweepParentRun(Callback):
         if not mlflow_cfg.get("enabled", True) or mlflow_cfg.get("parent_run_id"):
             return  # no tracking, or the user nests the sweep under a run of their own
         overrides = [str(o) for o in config.hydra.overrides.task]
+        space = _search_space(config.hydra.sweeper)
         tracker = open_tracker(mlflow_cfg)
         tracker.open_run(
             run_name=f"sweep-{config.data.name}",
@@ -311,11 +316,12 @@ class SweepParentRun(Callback):
                 "sweep.hydra_overrides": " ".join(map(str, config.hydra.overrides.hydra)),
                 "sweep.dir": Path(config.hydra.sweep.dir).resolve(),
                 "sweep.sweeper": _sweeper(config).rsplit(".", 1)[-1],
-                **_search_space(config.hydra.sweeper),
+                **{f"sweep.space.{key}": value for key, value in space.items()},
                 "dataset.name": config.data.name,
             },
         )
         self.tracker = tracker
+        self.compared = _swept(overrides) | space
         atexit.register(self._close, "FAILED")
         tracker.log_params({"sweep": dict(_split_override(o) for o in overrides)})
         config.hydra.overrides.task.append(f"mlflow.parent_run_id='{tracker.run_id}'")
@@ -344,6 +350,7 @@ class SweepParentRun(Callback):
                     if key in metrics
                 }
             )
+        self.tracker.set_description(sweep_description(self.compared, children, best))
         self._close("FINISHED")
 
     def _close(self, status: str) -> None:
@@ -374,10 +381,40 @@ def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None if best is None else finished[best]
 
 
+def sweep_description(
+    compared: Mapping[str, str],
+    children: Sequence[Mapping[str, Any]],
+    best: Mapping[str, Any] | None,
+) -> str:
+    """The parent run's description (markdown): what was compared, the jobs, the best child."""
+    swept = "; ".join(f"`{key}`: {values}" for key, values in compared.items())
+    ended = collections.Counter(str(child["status"]).lower() for child in children)
+    counts = {"finished": ended.pop("finished", 0), "failed": ended.pop("failed", 0), **ended}
+    lines = [
+        f"Sweep over {swept or 'one config (no swept keys)'}",
+        "",
+        "- jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
+    ]
+    if best is None:
+        lines.append("- best: none (no finished job has a validation F1)")
+    else:
+        f1 = ranking.score(best["metrics"], f"{ranking.SPLIT}/f1")
+        lines.append(f"- best: {best['run_name']} (`{best['run_id']}`), val F1 {f1:.4f}")
+    return "\n".join(lines)
+
+
+def _swept(overrides: Sequence[str]) -> dict[str, str]:
+    """The overrides that sweep (``train.batch_size=16,256``): key -> values as written."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return dict(_split_override(o.input_line) for o in parsed if o.is_sweep_override())
+
+
 def _search_space(sweeper: DictConfig) -> dict[str, str]:
-    """A search sweeper's space (Optuna's ``params``) as tags; a grid has none."""
+    """A search sweeper's space (Optuna's ``params``); a grid has none."""
     space = sweeper.get("params") or {}
-    return {f"sweep.space.{key}": str(value) for key, value in space.items()}
+    return {key: str(value) for key, value in space.items()}
 
 
 def _split_override(override: str) -> tuple[str, str]:

@@ -126,6 +126,7 @@ class NullTracker:
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def set_description(self, text: str) -> None: ...
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
     def log_history(self, history: Iterable[Mapping[str, Any]], start_ms: int) -> None: ...
     def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None: ...
@@ -281,6 +282,12 @@ class MlflowTracker:
         items = [RunTag(key, str(value)) for key, value in tags.items() if value is not None]
         for chunk in _chunks(items, PARAMS_PER_BATCH):
             retry(lambda chunk=chunk: self.client.log_batch(self.run_id, tags=chunk))
+
+    def set_description(self, text: str) -> None:
+        """The run's description in the MLflow UI (markdown): its ``mlflow.note.content`` tag."""
+        from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+        self.set_tags({MLFLOW_RUN_NOTE: text})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Nested keys join with ``/`` (``test/threshold_tuned/f1``); non-numbers are dropped."""

@@ -30,6 +30,15 @@ TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (sec
 # dataset at once (MLflow checks for it, then inserts it: the slower insert fails).
 TRANSIENT_ERRORS = ("database is locked", "UNIQUE constraint failed: datasets.")
 
+# The experiment's kind, which decides the page MLflow's UI opens it on: without it,
+# MLflow 3.17 shows a GenAI overview (traces, token usage); "custom_model_development"
+# shows the training runs. MLflow's Python API has no constant for it: the names are the
+# UI's (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in mlflow/server/js/build/static/js/main.*.js,
+# whose kind selector sets this tag), also in mlflow/demo/generators/traces.py and
+# mlflow/assistant/skills/mlflow-onboarding/SKILL.md.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 
 def import_mlflow() -> Any:
     """Import mlflow with telemetry off (it starts its telemetry client on import)."""
@@ -129,6 +138,9 @@ def ensure_experiment(uri: str, name: str, root: Path) -> str:
 
     The artifact location is fixed when an experiment is created, so it is made absolute
     here, once. A remote server chooses its own (e.g. proxied ``mlflow-artifacts:``).
+    The experiment gets its kind (:data:`EXPERIMENT_KIND_TAG`), so the UI opens it on its
+    runs; one created without it gets it here, and one whose kind was chosen in the UI
+    keeps that.
     """
     import_mlflow()
     from mlflow.exceptions import MlflowException
@@ -141,7 +153,9 @@ def ensure_experiment(uri: str, name: str, root: Path) -> str:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             try:
-                return client.create_experiment(name, artifact_location=location)
+                return client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
             except MlflowException:
                 experiment = client.get_experiment_by_name(name)  # another process won the race
                 if experiment is None:
@@ -151,6 +165,14 @@ def ensure_experiment(uri: str, name: str, root: Path) -> str:
                 f"mlflow.experiment_name: experiment '{name}' is deleted in {uri}; restore it "
                 "(mlflow experiments restore) or choose another name"
             )
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            try:
+                client.set_experiment_tag(
+                    experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                )
+            except MlflowException:  # another process set it first: fine if it is there now
+                if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment.experiment_id).tags:
+                    raise
         return experiment.experiment_id
 
     with _creation_lock(uri):
