@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 
 from logreg import preprocess, schema
 from logreg.datasets import load_dataset
+from logreg.errors import cli
 from logreg.stages import prepare, rebalance
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -418,8 +420,9 @@ def test_an_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypa
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def run_module(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run_module(module: str, argv: list[str], cwd: Path, **extra_env) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("LOGREG_DEBUG", "HYDRA_FULL_ERROR")}
+    env.update(extra_env)
     command = [sys.executable, "-m", module, *argv]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
@@ -434,3 +437,36 @@ def test_real_entry_points_exit_2_with_one_line(tmp_path):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "rebalance.strategy: got 'magic'; allowed: one of" in done.stderr
+
+
+def test_a_warning_is_one_line_and_debug_shows_where(tmp_path):
+    data = "a,flat,y\n" + "".join(f"{i},3,{int(i % 4 == 0)}\n" for i in range(80))
+    (tmp_path / "flat.csv").write_text(data)
+    write_params(tmp_path, data=csv_data(tmp_path / "flat.csv"))
+    done = run_module("logreg.stages.prepare", prepare_argv(tmp_path), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: dropping 1 column(s) constant in the train split: ['flat']"
+    ]
+
+    debug = run_module("logreg.stages.prepare", prepare_argv(tmp_path), tmp_path, LOGREG_DEBUG="1")
+    assert debug.returncode == 0, debug.stderr
+    assert re.search(r"\.py:\d+: UserWarning: dropping 1 column\(s\) constant", debug.stderr)
+    assert not debug.stderr.startswith("warning: ")
+
+
+def test_a_library_warning_is_one_line_too(capsys):
+    @cli
+    def main() -> None:
+        np.log(np.zeros(1))  # numpy's own RuntimeWarning, raised in numpy
+        warnings.warn("first line\n  second line", FutureWarning, stacklevel=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        before = warnings.showwarning
+        main()
+        assert warnings.showwarning is before  # restored when the entry point returns
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: divide by zero encountered in log",
+        "warning: first line second line",
+    ]
