@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from omegaconf import OmegaConf
 
 from logreg import preprocess, schema
 from logreg.datasets import load_dataset
-from logreg.errors import cli
 from logreg.stages import prepare, rebalance
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -455,18 +453,22 @@ def test_a_warning_is_one_line_and_debug_shows_where(tmp_path):
     assert not debug.stderr.startswith("warning: ")
 
 
-def test_a_library_warning_is_one_line_too(capsys):
-    @cli
-    def main() -> None:
-        np.log(np.zeros(1))  # numpy's own RuntimeWarning, raised in numpy
-        warnings.warn("first line\n  second line", FutureWarning, stacklevel=1)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        before = warnings.showwarning
-        main()
-        assert warnings.showwarning is before  # restored when the entry point returns
-    assert capsys.readouterr().err.splitlines() == [
+def test_a_library_warning_is_one_line_too(tmp_path):
+    script = (
+        "import warnings; import numpy as np; from logreg.errors import cli\n"
+        "@cli\n"
+        "def main():\n"
+        "    np.log(np.zeros(1))  # numpy's own RuntimeWarning, raised in numpy\n"
+        "    warnings.warn('first line\\n  second line', FutureWarning)\n"
+        "main()\n"
+        "warnings.warn('after the entry point', UserWarning)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LOGREG_DEBUG", "HYDRA_FULL_ERROR")}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    lines = done.stderr.splitlines()
+    assert lines[:2] == [
         "warning: divide by zero encountered in log",
         "warning: first line second line",
     ]
+    assert "UserWarning: after the entry point" in lines[2]  # Python's form is back

@@ -67,33 +67,26 @@ def one_line_warnings() -> Iterator[None]:
     Python's own form adds the category, the file and line that called ``warn``, and
     that source line: noise for a user, whose message already names the column, key or
     file. ``LOGREG_DEBUG=1`` keeps Python's form, for the developer who wants the place.
+    Only the format changes: whoever records warnings (``catch_warnings(record=True)``,
+    pytest) still gets them, where replacing ``showwarning`` would print them instead.
     """
     if debug_enabled():
         yield
         return
-    previous = warnings.showwarning
-    warnings.showwarning = _show_one_line
+    previous = warnings.formatwarning
+    warnings.formatwarning = _one_line
     try:
         yield
     finally:
-        warnings.showwarning = previous
+        warnings.formatwarning = previous
 
 
-def _show_one_line(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
+def _one_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: Any = None
+) -> str:
     # A library's message may span lines; joined, it stays one line per warning.
     text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
-    stream = file or sys.stderr
-    if stream is None:  # no console at all (pythonw): nowhere to print, as in Python's form
-        return
-    with contextlib.suppress(OSError):  # a closed pipe: dropped, as in Python's form
-        print(f"warning: {text}", file=stream)
+    return f"warning: {text}\n"
 
 
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
