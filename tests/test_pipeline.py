@@ -89,6 +89,28 @@ def test_repro_runs_once_then_only_what_changed(repo):
     assert _stages_run(strategy.stdout) == ["rebalance", "train", "evaluate"]
 
 
+def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        keys += _flat_keys(value, f"{name}.") if isinstance(value, dict) else [name]
+    return keys
+
+
+def test_exp_show_lists_the_test_results_first(repo):
+    # The committed results of the real run: DVC reads the files, no repro needed.
+    for name in ("metrics.json", "data.json", "rebalance.json"):
+        (repo / "reports").mkdir(exist_ok=True)
+        shutil.copy2(ROOT / "reports" / name, repo / "reports" / name)
+    shown = _run([BIN / "dvc", "exp", "show", "--csv", "--no-pager"], repo).stdout
+    header = shown.splitlines()[0].split(",")
+    columns = header[header.index("parent") + 1 :]  # after Experiment, rev, typ, Created
+    results = _flat_keys(json.loads((repo / "reports" / "metrics.json").read_text()))
+    assert columns[: len(results)] == results
+    assert {"test.f1", "test.precision", "test.recall", "test.pr_auc"} <= set(columns[:16])
+    assert {"raw.rows", "train.rows", "before.rows", "after.rows"} <= set(columns[len(results) :])
+
+
 def test_queued_experiments_land_in_the_project_store(repo):
     queued = _run(
         [

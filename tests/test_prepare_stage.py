@@ -418,8 +418,9 @@ def test_an_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypa
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def run_module(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run_module(module: str, argv: list[str], cwd: Path, **extra_env) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("LOGREG_DEBUG", "HYDRA_FULL_ERROR")}
+    env.update(extra_env)
     command = [sys.executable, "-m", module, *argv]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
@@ -434,3 +435,40 @@ def test_real_entry_points_exit_2_with_one_line(tmp_path):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert "rebalance.strategy: got 'magic'; allowed: one of" in done.stderr
+
+
+def test_a_warning_is_one_line_and_debug_shows_where(tmp_path):
+    data = "a,flat,y\n" + "".join(f"{i},3,{int(i % 4 == 0)}\n" for i in range(80))
+    (tmp_path / "flat.csv").write_text(data)
+    write_params(tmp_path, data=csv_data(tmp_path / "flat.csv"))
+    done = run_module("logreg.stages.prepare", prepare_argv(tmp_path), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: dropping 1 column(s) constant in the train split: ['flat']"
+    ]
+
+    debug = run_module("logreg.stages.prepare", prepare_argv(tmp_path), tmp_path, LOGREG_DEBUG="1")
+    assert debug.returncode == 0, debug.stderr
+    assert re.search(r"\.py:\d+: UserWarning: dropping 1 column\(s\) constant", debug.stderr)
+    assert not debug.stderr.startswith("warning: ")
+
+
+def test_a_library_warning_is_one_line_too(tmp_path):
+    script = (
+        "import warnings; import numpy as np; from logreg.errors import cli\n"
+        "@cli\n"
+        "def main():\n"
+        "    np.log(np.zeros(1))  # numpy's own RuntimeWarning, raised in numpy\n"
+        "    warnings.warn('first line\\n  second line', FutureWarning)\n"
+        "main()\n"
+        "warnings.warn('after the entry point', UserWarning)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("LOGREG_DEBUG", "HYDRA_FULL_ERROR")}
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    lines = done.stderr.splitlines()
+    assert lines[:2] == [
+        "warning: divide by zero encountered in log",
+        "warning: first line second line",
+    ]
+    assert "UserWarning: after the entry point" in lines[2]  # Python's form is back

@@ -3,8 +3,9 @@
 Stage entry points wrap their ``main`` with :func:`cli`. Anything raised as
 :class:`UserError` (or a ``ValueError`` from input validation, or a diverged fit's
 ``FloatingPointError``) is printed as one line
-naming the file, column or key at fault. Set ``LOGREG_DEBUG=1`` or
-``HYDRA_FULL_ERROR=1`` to see the traceback instead.
+naming the file, column or key at fault. A warning is one line too,
+``warning: <message>``, ours or a library's. Set ``LOGREG_DEBUG=1`` or
+``HYDRA_FULL_ERROR=1`` to see the traceback, and Python's full form of each warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -58,8 +60,39 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print each warning as ``warning: <message>`` on stderr, as errors are printed.
+
+    Python's own form adds the category, the file and line that called ``warn``, and
+    that source line: noise for a user, whose message already names the column, key or
+    file. ``LOGREG_DEBUG=1`` keeps Python's form, for the developer who wants the place.
+    Only the format changes: whoever records warnings (``catch_warnings(record=True)``,
+    pytest) still gets them, where replacing ``showwarning`` would print them instead.
+    """
+    if debug_enabled():
+        yield
+        return
+    previous = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
+def _one_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: Any = None
+) -> str:
+    # A library's message may span lines; joined, it stays one line per warning.
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return f"warning: {text}\n"
+
+
 def cli(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap an entry point so user errors end in one line on stderr and exit code 2.
+
+    Warnings are one line each for the duration of the call (:func:`one_line_warnings`).
 
     An interruption (Ctrl-C or SIGTERM) ends in one line and exit code 130, after every
     ``finally`` has run, so no output is left half-written.
@@ -68,7 +101,7 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), one_line_warnings():
                 return main(*args, **kwargs)
         except KeyboardInterrupt as exc:
             if debug_enabled():

@@ -51,7 +51,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from logreg import pipeline, ranking, schema
-from logreg.errors import UserError, cli
+from logreg.errors import UserError, cli, one_line_warnings
 from logreg.io import write_text
 from logreg.tracking.provenance import git_info, project_root
 from logreg.tracking.runs import open_tracker
@@ -102,7 +102,9 @@ def task(cfg: DictConfig) -> float | None:
     params = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(params, dict)
     run_job = cli(run_pipeline) if hydra_cfg.mode == RunMode.RUN else run_pipeline
-    return validation_f1(run_job(params, hydra_cfg.runtime.output_dir))
+    # A sweep's job may run in a joblib worker process, outside main's cli wrapper.
+    with one_line_warnings():
+        return validation_f1(run_job(params, hydra_cfg.runtime.output_dir))
 
 
 # ----------------------------------------------------------------------------- checks
