@@ -36,6 +36,7 @@ def job(cfg):
     log = Path(os.environ["JOB_LOG"])
     with log.open("a") as out:
         out.write(f"{cfg.x}\\n")
+    (log.parent / f"pid-{os.getpid()}").touch()
     if len(log.read_text().splitlines()) == int(os.environ.get("HANG_AT", 0)):
         Path(os.environ["JOB_LOG"] + ".hanging").write_text(str(cfg.x))
         time.sleep(600)  # until the test kills the sweep
@@ -155,3 +156,15 @@ def test_a_killed_search_resumes_with_the_remaining_trials_only(tmp_path):
     xs_logged = [float(x) for x in (tmp_path / "jobs.log").read_text().split()]
     assert len(xs_logged) == 3 + 4, "the second run ran the four trials still missing"
     assert xs_logged[3] == interrupted_x, "the interrupted proposal ran again first"
+
+
+@pytest.mark.slow
+def test_trials_run_in_parallel_on_dask_workers(tmp_path):
+    command = [*_command(tmp_path), "hydra/launcher=dask", "hydra.launcher.n_workers=2"]
+    command += ["hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(_study(tmp_path).get_trials()) == 4
+    assert len(list(tmp_path.glob("pid-*"))) == 2, "two worker processes ran the trials"

@@ -17,6 +17,7 @@ sweep's MLflow parent run reads (:class:`logreg.run.SweepParentRun`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import uuid
@@ -55,30 +56,30 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     sweep_dir.mkdir(parents=True, exist_ok=True)
     retries = _count(settings, "retries", minimum=0)
     singleton_state = Singleton.get_state()
-    with _client(settings, retries) as client:
-        log.info(f"Dask ({client.scheduler.address}) is launching {len(job_overrides)} jobs")
-        sweep_key = uuid.uuid4().hex[:8]  # two sweeps on one cluster must not share task keys
-        futures = [
-            client.submit(
-                execute_job,
-                first + i,
-                list(overrides),
-                launcher.hydra_context,
-                config,
-                launcher.task_function,
-                singleton_state,
-                key=f"logreg-job-{sweep_key}-{first + i}",
-                retries=retries,
-                pure=False,
-            )
-            for i, overrides in enumerate(job_overrides)
-        ]
-        for i, overrides in enumerate(job_overrides):
-            log.info(f"\t#{first + i} : {' '.join(filter_overrides(overrides))}")
-        returns = [
-            _result(future, list(overrides))
-            for future, overrides in zip(futures, job_overrides, strict=True)
-        ]
+    client = _client(launcher, retries)
+    log.info(f"Dask ({client.scheduler.address}) is launching {len(job_overrides)} jobs")
+    sweep_key = uuid.uuid4().hex[:8]  # two sweeps on one cluster must not share task keys
+    futures = [
+        client.submit(
+            execute_job,
+            first + i,
+            list(overrides),
+            launcher.hydra_context,
+            config,
+            launcher.task_function,
+            singleton_state,
+            key=f"logreg-job-{sweep_key}-{first + i}",
+            retries=retries,
+            pure=False,
+        )
+        for i, overrides in enumerate(job_overrides)
+    ]
+    for i, overrides in enumerate(job_overrides):
+        log.info(f"\t#{first + i} : {' '.join(filter_overrides(overrides))}")
+    returns = [
+        _result(future, list(overrides))
+        for future, overrides in zip(futures, job_overrides, strict=True)
+    ]
     record = [_job_record(first + i, ret, retries) for i, ret in enumerate(returns)]
     sweep_jobs.record_batch(sweep_dir, record)
     return returns
@@ -134,8 +135,21 @@ def _job_record(num: int, ret: JobReturn, retries: int) -> dict[str, Any]:
     }
 
 
+def _client(launcher: Any, retries: int) -> Any:
+    """The sweep's client, connected on the first batch and kept for the next ones.
+
+    A search sweeper launches batch after batch: they share one LocalCluster (or one
+    connection), which closes when the sweep's process exits.
+    """
+    if launcher.client is None:
+        resources = contextlib.ExitStack()
+        launcher.client = resources.enter_context(_connect(launcher.settings, retries))
+        atexit.register(resources.close)
+    return launcher.client
+
+
 @contextlib.contextmanager
-def _client(settings: dict[str, Any], retries: int) -> Iterator[Any]:
+def _connect(settings: dict[str, Any], retries: int) -> Iterator[Any]:
     """A client of the scheduler at ``address``, or of a LocalCluster made for this sweep."""
     import dask
     from distributed import Client, LocalCluster
