@@ -1,0 +1,6 @@
+"""Engines: where the rows live when they are not one in-memory array.
+
+Each engine is a :class:`logreg.model.rows.RowBlocks`, so the solvers run on it as they
+are; an engine adds no solver of its own. :mod:`.dask_rows` keeps blocks on the workers
+of a Dask cluster.
+"""
