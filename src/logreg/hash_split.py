@@ -10,28 +10,25 @@ Exactness. Every class gets exactly its rounded share in each split, up to dupli
 rows with equal content share a hash, and if they straddle a cut they all go below it.
 (A 64-bit hash makes two different rows collide with probability ~n²/2⁶⁵: 3e-5 at 10⁹.)
 
-Over partitions the ranks are found in two passes that return only small counts:
-
-1. :func:`hash_histogram`: per class, how many hashes fall in each of 2¹⁶ bins of their
-   top 16 bits; summed over partitions, it gives the class sizes and the bin that holds
-   each cut's k-th smallest hash (:func:`cut_bins`);
-2. :func:`hashes_in_bins`: the hashes in just those bins (about n_c/65,536 per cut);
-   their k-th smallest is the cut (:func:`cut_values`).
-
-Then :func:`assign` labels each row of a partition on its own. One block in memory goes
-through the same functions, so both engines split identically. Hash the rows after
-their columns have their final dtypes: 3 and 3.0 hash differently.
+Over partitions, the class sizes are one pass of counts, and each cut (the k-th smallest
+hash of a class) is found by :func:`logreg.order_stats.select` in a few more passes of
+small counts; then :func:`assign` labels each partition's rows on its own. One block in
+memory goes through the same functions (:func:`split_in_memory`), so both engines split
+identically. Hash the rows after their columns have their final dtypes: 3 and 3.0 hash
+differently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-BITS = 16  # histogram bins: the top bits of a hash
+from logreg.order_stats import Gather, select
+
 SPLITS = ("test", "val", "train")  # in hash order within each class
 
 
@@ -53,13 +50,6 @@ def class_index(labels: Sequence, classes: Sequence) -> np.ndarray:
     return pd.Index(classes).get_indexer(pd.Index(labels))
 
 
-def hash_histogram(hashes: np.ndarray, klass: np.ndarray, n_classes: int) -> np.ndarray:
-    """Pass 1, per partition: (classes, 2¹⁶) counts of hashes per top-16-bit bin."""
-    top = (hashes >> np.uint64(64 - BITS)).astype(np.int64)
-    flat = klass.astype(np.int64) * 2**BITS + top
-    return np.bincount(flat, minlength=n_classes * 2**BITS).reshape(n_classes, 2**BITS)
-
-
 def split_sizes(class_sizes: np.ndarray, val_size: float, test_size: float) -> np.ndarray:
     """(classes, 2): rows below each cut: k_test = round(test·n_c), then + round(val·n_c).
 
@@ -69,32 +59,15 @@ def split_sizes(class_sizes: np.ndarray, val_size: float, test_size: float) -> n
     return np.stack([n_test, n_test + n_val], axis=1)
 
 
-def cut_bins(histogram: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each class and cut: the bin holding the k-th smallest hash, and its rank in it."""
-    cumulative = histogram.cumsum(axis=1)
-    bins = np.stack([np.searchsorted(cumulative[c], np.maximum(ks[c], 1)) for c in range(len(ks))])
-    below = np.where(bins > 0, np.take_along_axis(cumulative, np.maximum(bins - 1, 0), 1), 0)
-    return bins, ks - below  # the rank is 1-based; ≤ 0 where k = 0
+def find_cuts(gather: Gather, n_classes: int, val_size: float, test_size: float) -> Cuts:
+    """The cuts of every class, over the partitions that ``gather`` visits (hashes, class)."""
+    sizes = sum(gather(partial(_class_sizes, n_classes=n_classes)))
+    ranks = split_sizes(sizes, val_size, test_size)
+    return Cuts(select(gather, ranks), ranks <= 0)
 
 
-def hashes_in_bins(hashes: np.ndarray, klass: np.ndarray, bins: np.ndarray) -> list[np.ndarray]:
-    """Pass 2, per partition: for each (class, cut), the hashes of that class in that bin."""
-    top = (hashes >> np.uint64(64 - BITS)).astype(np.int64)
-    return [
-        hashes[(klass == c) & (top == bins[c, j])]
-        for c in range(bins.shape[0])
-        for j in range(bins.shape[1])
-    ]
-
-
-def cut_values(found: list[list[np.ndarray]], bins: np.ndarray, ranks: np.ndarray) -> Cuts:
-    """The k-th smallest hash per (class, cut), from every partition's :func:`hashes_in_bins`."""
-    value = np.zeros(bins.shape, dtype=np.uint64)
-    for i, (c, j) in enumerate(np.ndindex(bins.shape)):
-        if ranks[c, j] > 0:
-            candidates = np.sort(np.concatenate([part[i] for part in found]))
-            value[c, j] = candidates[ranks[c, j] - 1]
-    return Cuts(value, ranks <= 0)
+def _class_sizes(hashes: np.ndarray, klass: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(klass, minlength=n_classes)
 
 
 def assign(hashes: np.ndarray, klass: np.ndarray, cuts: Cuts) -> np.ndarray:
@@ -107,7 +80,5 @@ def split_in_memory(
     hashes: np.ndarray, klass: np.ndarray, n_classes: int, val_size: float, test_size: float
 ) -> np.ndarray:
     """The whole procedure on one block: what a single machine runs."""
-    histogram = hash_histogram(hashes, klass, n_classes)
-    bins, ranks = cut_bins(histogram, split_sizes(histogram.sum(axis=1), val_size, test_size))
-    cuts = cut_values([hashes_in_bins(hashes, klass, bins)], bins, ranks)
+    cuts = find_cuts(lambda per_part: [per_part(hashes, klass)], n_classes, val_size, test_size)
     return assign(hashes, klass, cuts)
