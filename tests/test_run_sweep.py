@@ -73,6 +73,9 @@ def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
     assert len(children) == 4 == len(runs) - 1
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+    # Each job's untracked run file names its own child run: evaluate resumed that run.
+    named = {json.loads((job / ".logreg/run.json").read_text())["run_id"] for job in jobs}
+    assert named == {c.info.run_id for c in children}
 
     assert "train.batch_size=16,256" in parent.data.tags["sweep.overrides"]
     assert parent.data.params["sweep.model.penalty"] == "l1,l2"
