@@ -8,10 +8,10 @@ Checks every job's config first (one line on the first bad one, before any job s
 then runs the Hydra multirun of :mod:`logreg.run` (joblib launcher, ``--n-jobs`` processes) in
 a subprocess: every job runs the four stages in ``<sweep dir>/<job>/`` and is an MLflow
 child run of the sweep's parent run. Then it reads each job's ``params.yaml``,
-``reports/metrics.json`` and run file (``.logreg/run.json``: run id, fit seconds),
-prints the jobs ranked by validation F1 and the best configuration of each strategy,
-and writes the table to ``reports/sweep.csv`` and the figure to ``reports/sweep.png``
-(test F1 by strategy, one panel per penalty, one line per batch size).
+``reports/metrics.json`` and ``.logreg/run.json``, prints the jobs ranked by validation
+F1 and the best configuration of each strategy, and writes the table to
+``reports/sweep.csv`` and the figure to ``reports/sweep.png`` (test F1 by strategy, one
+panel per penalty, one line per batch size).
 
 The study skips evaluate's scikit-learn baseline (``evaluate.baseline=false``): its saga
 fits for l1 would take most of the sweep's time and the table does not use them.
@@ -95,7 +95,7 @@ def job_row(job: Path) -> dict[str, Any]:
     metrics = read_json(pipeline.metrics_file(job))
     val, test = metrics["val"], metrics["test"]
     # Seconds and run ids are not in the job's DVC-style outputs: train's run file has them.
-    run = read_run_file(pipeline.layout(job)["train"].run_file)
+    train_run = read_run_file(pipeline.layout(job)["train"].run_file)
     return {
         "job": job.name,
         "data.name": section(cfg, "data")["name"],
@@ -111,9 +111,9 @@ def job_row(job: Path) -> dict[str, Any]:
         "test_pr_auc": _score(test, "pr_auc"),
         "test_f1_tuned": (test.get("threshold_tuned") or {}).get("f1", math.nan),
         "epochs": metrics["model"]["epochs"],
-        "train_time_s": float(run.get("train_time_s", math.nan)),
+        "train_time_s": float(train_run.get("train_time_s", math.nan)),
         "nonzero_coef": metrics["model"]["n_nonzero_coef"],
-        "run_id": run.get("run_id"),
+        "run_id": train_run.get("run_id"),
     }
 
 

@@ -2,12 +2,14 @@
 
 The train stage starts the run and tags it with its model's digest (:data:`MODEL_TAG`);
 the evaluate stage finds that run again (:func:`trained_run`) and resumes it. The run
-id and the fit's seconds also go to an untracked run file (:func:`write_run_file`),
-never to a DVC output, whose hash must not change from run to run. :meth:`MlflowTracker.run` ends
-the run FINISHED on success, FAILED on an exception and KILLED on Ctrl-C or SIGTERM, so
-no run is left RUNNING; a run whose process was killed outright is ended by the next
-one (:mod:`logreg.tracking.orphans`). With ``mlflow.enabled: false`` every call is a
-no-op (:class:`NullTracker`). mlflow is imported on first use, never at import.
+id and the fit's seconds go to an untracked run file (:func:`write_run_file`), never to
+a DVC output, whose hash must not change from run to run.
+
+:meth:`MlflowTracker.run` ends the run FINISHED on success, FAILED on an exception and
+KILLED on Ctrl-C or SIGTERM, so no run is left RUNNING; a run whose process was killed
+outright is ended by the next one (:mod:`logreg.tracking.orphans`). With
+``mlflow.enabled: false`` every call is a no-op (:class:`NullTracker`). mlflow is
+imported on first use, never at import.
 """
 
 from __future__ import annotations
