@@ -32,10 +32,10 @@ def _expected_smoothness(c, n, B, l2, s=(1.0, 1.0, 1.0)):
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3])
 def test_auto_step_for_the_sigmoid_by_hand(batch_size):
-    # c = 1/4. L = 16/(4·3) = 4/3 and L̄ = 25/12; B = 1: 12/25, B = 3: 3/4, and B = 2:
-    # 𝓛̄ = 3·1·(4/3)/(2·2) + 1·(25/12)/(2·2) = 73/48, so γ = 48/73.
-    expected = {1: 12 / 25, 2: 48 / 73, 3: 3 / 4}[batch_size]
-    assert 1 / _expected_smoothness(0.25, 3, batch_size, 0.0) == pytest.approx(expected)
+    # c = 1/4, no penalty (μ = 0): γ = 2/𝓛̄(B). L = 16/(4·3) = 4/3 and L̄ = 25/12; B = 1:
+    # 24/25, B = 3: 3/2, and B = 2: 𝓛̄ = 3·1·(4/3)/(2·2) + 1·(25/12)/(2·2) = 73/48.
+    expected = {1: 24 / 25, 2: 96 / 73, 3: 3 / 2}[batch_size]
+    assert 2 / _expected_smoothness(0.25, 3, batch_size, 0.0) == pytest.approx(expected)
     model = LogisticRegression(
         penalty="none", fit_intercept=False, batch_size=batch_size, epochs=1, tol=0.0
     )
@@ -47,11 +47,11 @@ def test_auto_step_for_the_sigmoid_by_hand(batch_size):
 
 def test_auto_step_for_the_softmax_with_weights_and_l2_by_hand():
     # c = 1/2 (Böhning), sample weights s scale each row's curvature, and the L2 part
-    # α(1−ρ) = 0.3 adds to L and L̄. With s = (1, 0.5, 2): X̃ᵀSX̃ = diag(9, 8), L = 0.5·9/3
-    # + 0.3 = 1.8, L̄ = 0.5·17/3 + 0.3 = 3.1333; B = 2: 𝓛̄ = (3/4)·1.8 + (1/4)·3.1333.
+    # α(1−ρ) = 0.3 adds to L and L̄, and is μ. With s = (1, 0.5, 2): X̃ᵀSX̃ = diag(9, 8),
+    # L = 0.5·9/3 + 0.3 = 1.8, L̄ = 0.5·17/3 + 0.3; B = 2: 𝓛̄ = (3/4)·1.8 + (1/4)·L̄.
     s = np.array([1.0, 0.5, 2.0])
-    expected = 1 / (0.75 * 1.8 + 0.25 * (0.5 * 17 / 3 + 0.3))
-    assert 1 / _expected_smoothness(0.5, 3, 2, 0.3, s) == pytest.approx(expected)
+    expected = 2 / (0.75 * 1.8 + 0.25 * (0.5 * 17 / 3 + 0.3) + 0.3)
+    assert 2 / (_expected_smoothness(0.5, 3, 2, 0.3, s) + 0.3) == pytest.approx(expected)
     model = LogisticRegression(alpha=0.3, fit_intercept=False, batch_size=2, epochs=1)
     model.fit(ROWS, ["a", "b", "c"], sample_weight=s)
     assert model.learning_rate_ == pytest.approx(expected, rel=1e-12)
@@ -59,13 +59,13 @@ def test_auto_step_for_the_softmax_with_weights_and_l2_by_hand():
 
 def test_auto_step_counts_the_intercept_as_a_feature_of_ones():
     # With the intercept x̃ = [x, 1]: rows (3, 0, 1), (0, 4, 1), (0, 0, 1) have squared
-    # norms 10, 17, 1, so L̄ = (28/3)/4 + α; full batch: γ = 1/L, L = λ_max(X̃ᵀX̃)/(4n) + α.
+    # norms 10, 17, 1, so L̄ = (28/3)/4 + α; full batch: γ = 2/(L + α), L = λ_max(X̃ᵀX̃)/(4n) + α.
     X_tilde = np.column_stack([ROWS, np.ones(3)])
     top = np.linalg.eigvalsh(X_tilde.T @ X_tilde)[-1]  # NumPy's, not the estimator's
     model = LogisticRegression(batch_size="full", epochs=1).fit(ROWS, [0, 1, 0])
-    assert model.learning_rate_ == pytest.approx(1 / (top / 12 + 1e-4), rel=1e-12)
+    assert model.learning_rate_ == pytest.approx(2 / (top / 12 + 2e-4), rel=1e-12)
     one_row = LogisticRegression(batch_size=1, epochs=1).fit(ROWS, [0, 1, 0])
-    assert one_row.learning_rate_ == pytest.approx(1 / ((28 / 3) / 4 + 1e-4), rel=1e-12)
+    assert one_row.learning_rate_ == pytest.approx(2 / ((28 / 3) / 4 + 2e-4), rel=1e-12)
 
 
 def _raw_caravan():

@@ -35,7 +35,7 @@ PARAMETERS: dict[str, Rule] = {
         "an integer >= 1 or 'full'", lambda v: v == "full" or (is_int(v) and v >= 1), (int, str)
     ),
     "learning_rate": Rule(
-        "a number > 0 or 'auto' (the step from the data's smoothness)",
+        "a number > 0 or 'auto'",
         lambda v: v == "auto" or number(0, closed="()").accepts(v),
         (int, float, str),
     ),

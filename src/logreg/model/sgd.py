@@ -207,7 +207,7 @@ def sgd_solve(
 
 
 def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) -> float:
-    """learning_rate="auto": γ = 1/𝓛̄(B) (:func:`~logreg.model.equations.auto_step_size`).
+    """learning_rate="auto": γ = 2/(𝓛̄(B) + α(1−ρ)) (:func:`~logreg.model.equations.auto_step_size`).
 
     L̄ is exact: the copy pass took every row's ‖x̃‖². L needs λ_max(X̃ᵀSX̃)/n, a pass over
     X and a D×D eigenproblem; it comes instead from the first rows of each block's
@@ -227,7 +227,7 @@ def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) ->
         X_sample = np.concatenate(rows, dtype=np.float64)
         X_sample /= scale  # X̃ without the sigmoid's ½
         L, _ = smoothness(X_sample, np.concatenate(weights, dtype=np.float64), K, l2)
-    return auto_step_size(min(L, L_mean), L_mean, n, B)
+    return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
 
 
 def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> float:
