@@ -165,3 +165,16 @@ def test_nan_found_by_the_copy_is_named_like_the_check():
         ValueError, match=r"X contains NaN or inf \(1 values; first at row 12345, column x3\)"
     ):
         LogisticRegression().fit(pd.DataFrame(X, columns=[f"x{j}" for j in range(5)]), y)
+
+
+def test_the_chosen_step_is_saved_with_the_model(tmp_path):
+    import json
+
+    X, y = _problem(n=500, d=3)
+    model = LogisticRegression(epochs=2).fit(X, y)
+    model.save(tmp_path / "model.npz")
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert saved["params"]["learning_rate"] == "auto"
+    assert saved["learning_rate_resolved"] == model.learning_rate_ > 0
+    assert LogisticRegression.load(tmp_path / "model.npz").learning_rate_ == model.learning_rate_
+    assert LogisticRegression(learning_rate=0.3, epochs=1).fit(X, y).learning_rate_ == 0.3

@@ -268,7 +268,7 @@ class LogisticRegression:
         n = X.shape[0]
         return sgd_solve(
             # X is copied once, shuffled, checked and in `dtype`, inside sgd_solve.
-            InMemoryRows.of(X, Y.astype(dtype), s.astype(dtype)),
+            InMemoryRows.of(X, Y.astype(dtype, copy=False), s.astype(dtype, copy=False)),
             alpha=alpha,
             l1_ratio=l1_ratio,
             fit_intercept=self.fit_intercept,
