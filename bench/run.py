@@ -506,10 +506,15 @@ def measure_memory(data: Data) -> dict[str, dict[str, Any]]:
         finally:
             tracemalloc.stop()
 
+    X_fortran = np.asfortranarray(data.X)  # made before tracing: what pandas hands over
     cases = {
         "sgd_float64": (
             data.X,
             lambda: ours(batch_size=256, epochs=2, tol=0.0).fit(data.X, data.y),
+        ),
+        "sgd_float64_fortran": (
+            X_fortran,
+            lambda: ours(batch_size=256, epochs=2, tol=0.0).fit(X_fortran, data.y),
         ),
         "sgd_float32_from_float64": (
             data.X,
