@@ -36,8 +36,9 @@ from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
 PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before lr /= 5
 INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
 HALVING_SAMPLES = 50_000  # 'step': samples seen between halvings of the step (at least an epoch)
-SMOOTHNESS_SAMPLE_ROWS = 4096  # 'auto': rows of each block behind the estimate of L
-SMOOTHNESS_MAX_COLUMNS = 2048  # 'auto': wider X̃ takes L from the trace bound, not λ_max
+SMOOTHNESS_SAMPLE_ROWS = 4096  # 'auto': rows behind the estimate of L, at most ...
+SMOOTHNESS_GRAM_SIZE = 2**26  # ... and rows·columns² at most this: a Gram of ~0.1 GFLOP
+SMOOTHNESS_MAX_COLUMNS = 1024  # 'auto': wider X̃ takes L from the trace bound, not λ_max
 
 
 class DivergenceError(FloatingPointError):
@@ -207,26 +208,28 @@ def sgd_solve(
 
 
 def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) -> float:
-    """learning_rate="auto": γ = 2/(𝓛̄(B) + α(1−ρ)) (:func:`~logreg.model.equations.auto_step_size`).
+    """learning_rate="auto": γ = 2/(𝓛̄(B) + α(1−ρ)) (equations.auto_step_size).
 
     L̄ is exact: the copy pass took every row's ‖x̃‖². L needs λ_max(X̃ᵀSX̃)/n, a pass over
-    X and a D×D eigenproblem; it comes instead from the first rows of each block's
-    shuffled copy, a uniform sample without replacement (every row when a block has at
-    most SMOOTHNESS_SAMPLE_ROWS). A sample's top eigenvalue errs upwards for spread-out
-    spectra (isotropic X̃ at D = 100: ×1.3), which only shortens the step. Past
-    SMOOTHNESS_MAX_COLUMNS columns the eigenproblem would cost more than an epoch: L
-    then takes L̄, its upper bound.
+    X and a D×D eigenproblem; it comes instead from m of the rows, the first of each
+    block's shuffled copy in proportion to its size: a uniform sample without
+    replacement (every row when n ≤ m). m is SMOOTHNESS_SAMPLE_ROWS, fewer for wide X̃, so
+    that the Gram matrix costs a fraction of an epoch. A sample's top eigenvalue errs
+    upwards for spread-out spectra (isotropic X̃ at D = 100: ×1.3), which only shortens
+    the step. Past SMOOTHNESS_MAX_COLUMNS columns L takes L̄, its upper bound.
     """
-    K, scale = designs[0].n_outputs, designs[0].scale
+    K, scale, columns = designs[0].n_outputs, designs[0].scale, designs[0].X_tilde.shape[1]
     c = hessian_bound_per_squared_norm(K)
     L_mean = c * sum(design.sum_weighted_squared_norm for design in designs) / n + l2
-    L = L_mean
-    if designs[0].X_tilde.shape[1] <= SMOOTHNESS_MAX_COLUMNS:
-        rows = [design.X_tilde[:SMOOTHNESS_SAMPLE_ROWS] for design in designs]
-        weights = [design.s[:SMOOTHNESS_SAMPLE_ROWS] for design in designs]
-        X_sample = np.concatenate(rows, dtype=np.float64)
-        X_sample /= scale  # X̃ without the sigmoid's ½
-        L, _ = smoothness(X_sample, np.concatenate(weights, dtype=np.float64), K, l2)
+    if columns > SMOOTHNESS_MAX_COLUMNS:
+        return auto_step_size(L_mean, L_mean, n, B, l2)
+    m = min(SMOOTHNESS_SAMPLE_ROWS, max(columns, SMOOTHNESS_GRAM_SIZE // columns**2))
+    counts = [math.ceil(m * len(design.s) / n) for design in designs]
+    rows = [design.X_tilde[:count] for design, count in zip(designs, counts, strict=True)]
+    weights = [design.s[:count] for design, count in zip(designs, counts, strict=True)]
+    X_sample = np.concatenate(rows, dtype=np.float64)
+    X_sample /= scale  # X̃ without the sigmoid's ½
+    L, _ = smoothness(X_sample, np.concatenate(weights, dtype=np.float64), K, l2)
     return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
 
 
