@@ -37,8 +37,7 @@ PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before l
 INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
 HALVING_SAMPLES = 50_000  # 'step': samples seen between halvings of the step (at least an epoch)
 SMOOTHNESS_SAMPLE_ROWS = 4096  # 'auto': rows behind the estimate of L, at most ...
-SMOOTHNESS_GRAM_SIZE = 2**26  # ... and rows·columns² at most this: a Gram of ~0.1 GFLOP
-SMOOTHNESS_MAX_COLUMNS = 1024  # 'auto': wider X̃ takes L from the trace bound, not λ_max
+SMOOTHNESS_GRAM_COST = 2**26  # ... and a Gram matrix of at most this many multiply-adds
 
 
 class DivergenceError(FloatingPointError):
@@ -214,16 +213,17 @@ def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) ->
     X and a D×D eigenproblem; it comes instead from m of the rows, the first of each
     block's shuffled copy in proportion to its size: a uniform sample without
     replacement (every row when n ≤ m). m is SMOOTHNESS_SAMPLE_ROWS, fewer for wide X̃, so
-    that the Gram matrix costs a fraction of an epoch. A sample's top eigenvalue errs
-    upwards for spread-out spectra (isotropic X̃ at D = 100: ×1.3), which only shortens
-    the step. Past SMOOTHNESS_MAX_COLUMNS columns L takes L̄, its upper bound.
+    that the Gram matrix (D×D, or m×m when m < D) costs a fraction of an epoch. A
+    sample's top eigenvalue errs upwards for spread-out spectra (isotropic X̃ at D = 100:
+    ×1.3; far more when m < D), which only shortens the step.
     """
     K, scale, columns = designs[0].n_outputs, designs[0].scale, designs[0].X_tilde.shape[1]
     c = hessian_bound_per_squared_norm(K)
     L_mean = c * sum(design.sum_weighted_squared_norm for design in designs) / n + l2
-    if columns > SMOOTHNESS_MAX_COLUMNS:
-        return auto_step_size(L_mean, L_mean, n, B, l2)
-    m = min(SMOOTHNESS_SAMPLE_ROWS, max(columns, SMOOTHNESS_GRAM_SIZE // columns**2))
+    m = min(
+        SMOOTHNESS_SAMPLE_ROWS,
+        max(SMOOTHNESS_GRAM_COST // columns**2, math.isqrt(SMOOTHNESS_GRAM_COST // columns)),
+    )
     counts = [math.ceil(m * len(design.s) / n) for design in designs]
     rows = [design.X_tilde[:count] for design, count in zip(designs, counts, strict=True)]
     weights = [design.s[:count] for design, count in zip(designs, counts, strict=True)]
