@@ -178,3 +178,48 @@ def test_the_chosen_step_is_saved_with_the_model(tmp_path):
     assert saved["learning_rate_resolved"] == model.learning_rate_ > 0
     assert LogisticRegression.load(tmp_path / "model.npz").learning_rate_ == model.learning_rate_
     assert LogisticRegression(learning_rate=0.3, epochs=1).fit(X, y).learning_rate_ == 0.3
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_smoothness_bounds_the_hessian_everywhere(n_classes):
+    # ∇²J = 1/n Σ s_i (diag(p_i) − p_i p_iᵀ) ⊗ x̃_i x̃_iᵀ (sigmoid: p(1−p) x̃x̃ᵀ), built here
+    # from its definition; its top eigenvalue must stay below L at any θ, and reach
+    # near L where the probabilities are even (θ = 0, the sigmoid: exactly).
+    from logreg.model.equations import predict_probabilities, smoothness
+
+    rng = np.random.default_rng(1)
+    X_tilde = np.column_stack([rng.standard_normal((40, 3)) * [1.0, 5.0, 0.1], np.ones(40)])
+    s = rng.uniform(0.2, 3.0, size=40)
+    outputs = 1 if n_classes == 2 else n_classes
+    L, L_mean = smoothness(X_tilde, s, outputs, 0.0)
+    assert L <= L_mean
+    for scale in (0.0, 0.3, 3.0):
+        theta = rng.standard_normal((4, outputs)) * scale
+        P = predict_probabilities(X_tilde @ theta)
+        H = sum(
+            s_i
+            * np.kron(np.diag(p) - np.outer(p, p) if outputs > 1 else p * (1 - p), np.outer(x, x))
+            for s_i, p, x in zip(s, P, X_tilde, strict=True)
+        ) / len(s)
+        top = np.linalg.eigvalsh(np.atleast_2d(H))[-1]
+        assert top <= L * (1 + 1e-12)
+        if scale == 0.0 and outputs == 1:
+            assert top == pytest.approx(L, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_fit_takes_the_reference_auto_step(n_classes):
+    # Up to 4,096 rows the fast path's sample is every row: its step must be the one the
+    # plain equations give, with class weights and L2.
+    from logreg.model.equations import auto_step_size, smoothness
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((700, 4)) * [1.0, 10.0, 0.5, 2.0]
+    y = rng.integers(0, n_classes, size=700)
+    model = LogisticRegression(alpha=0.01, batch_size=64, class_weight="balanced", epochs=1)
+    model.fit(X, y)
+    s = len(y) / (n_classes * np.bincount(y))[y]
+    L, L_mean = smoothness(
+        np.column_stack([X, np.ones(700)]), s, 1 if n_classes == 2 else n_classes, 0.01
+    )
+    assert model.learning_rate_ == pytest.approx(auto_step_size(L, L_mean, 700, 64, 0.01), rel=1e-9)

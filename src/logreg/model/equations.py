@@ -178,11 +178,14 @@ def hessian_bound_per_squared_norm(n_outputs: int) -> float:
 
 def smoothness(X_tilde: Array, s: Array, n_outputs: int, l2: float) -> tuple[float, float]:
     """(L, L̄) of J over the rows X̃ (the 1 of the intercept included), l2 = α(1−ρ)."""
-    c = hessian_bound_per_squared_norm(n_outputs)
-    R = np.sqrt(s)[:, None] * X_tilde  # X̃ᵀSX̃ = RᵀR, whose nonzero eigenvalues are RRᵀ's
-    top = np.linalg.eigvalsh(R @ R.T if R.shape[0] < R.shape[1] else R.T @ R)[-1]
-    mean_row = float(np.einsum("i,ij,ij->", s, X_tilde, X_tilde)) / X_tilde.shape[0]
-    return c * top / X_tilde.shape[0] + l2, c * mean_row + l2
+    c, n = hessian_bound_per_squared_norm(n_outputs), X_tilde.shape[0]
+    R = np.sqrt(s)[:, None] * X_tilde  # X̃ᵀSX̃ = RᵀR
+    return c * squared_spectral_norm(R) / n + l2, c * float(np.einsum("ij,ij->", R, R)) / n + l2
+
+
+def squared_spectral_norm(R: Array) -> float:
+    """λ_max(RᵀR), from the smaller of RᵀR and RRᵀ: their nonzero eigenvalues are the same."""
+    return float(np.linalg.eigvalsh(R @ R.T if R.shape[0] < R.shape[1] else R.T @ R)[-1])
 
 
 def auto_step_size(L: float, L_mean: float, n: int, B: int, mu: float) -> float:

@@ -27,7 +27,7 @@ from logreg.model.equations import (
     auto_step_size,
     hessian_bound_per_squared_norm,
     penalty_value,
-    smoothness,
+    squared_spectral_norm,
     weighted_cross_entropy_sum,
 )
 from logreg.model.rows import RowBlocks
@@ -227,9 +227,10 @@ def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) ->
     counts = [math.ceil(m * len(design.s) / n) for design in designs]
     rows = [design.X_tilde[:count] for design, count in zip(designs, counts, strict=True)]
     weights = [design.s[:count] for design, count in zip(designs, counts, strict=True)]
-    X_sample = np.concatenate(rows, dtype=np.float64)
-    X_sample /= scale  # X̃ without the sigmoid's ½
-    L, _ = smoothness(X_sample, np.concatenate(weights, dtype=np.float64), K, l2)
+    # R = √S·X̃ on the sample, in the copy's dtype; X̃ without the sigmoid's ½
+    R = np.concatenate(rows)
+    R *= (np.sqrt(np.concatenate(weights)) / scale)[:, None]
+    L = c * squared_spectral_norm(R) / len(R) + l2
     return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
 
 
