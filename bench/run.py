@@ -366,10 +366,13 @@ def measure_time_to_objective(
     if counts["tto_lbfgs"]:
         lbfgs_time = wall(lambda: fits["tto_lbfgs"](counts["tto_lbfgs"]))
         budget = min(budget, max(MIN_SGD_SECONDS, SGD_SEARCH_FACTOR * lbfgs_time))
-    for key, schedule in (("tto_sgd_default", None), ("tto_sgd_invscaling", "invscaling")):
-        params: dict[str, Any] = {"batch_size": 256, "tol": 0.0, "patience": None}
-        if schedule:
-            params["lr_schedule"] = schedule
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("tto_sgd_default", {}),
+        ("tto_sgd_lr05", {"learning_rate": 0.5}),  # the default before learning_rate="auto"
+        ("tto_sgd_invscaling", {"lr_schedule": "invscaling"}),
+    )
+    for key, variant in variants:
+        params: dict[str, Any] = {"batch_size": 256, "tol": 0.0, "patience": None, **variant}
         fits[key] = lambda k, p=params: ours(epochs=k, **p).fit(data.X, data.y)
         probe = ours(epochs=MAX_SGD_EPOCHS, max_time=budget, **params).fit(data.X, data.y)
         losses = [record["train_loss"] for record in probe.history_]
@@ -639,6 +642,7 @@ LABELS = {
     "tto_sgd_default": "to 1e-4: our SGD B=256, default 'step'",
     "tto_sgd_progressive": "to 1e-4: our SGD B=256, 'step', progressive loss",
     "tto_sgd_invscaling": "to 1e-4: our SGD B=256, 'invscaling'",
+    "tto_sgd_lr05": "to 1e-4: our SGD B=256, 'step' from learning_rate=0.5",
     "tto_newton": "to 1e-4: our Newton",
     "tto_lbfgs": "to 1e-4: sklearn lbfgs",
     "tto_newton_cholesky": "to 1e-4: sklearn newton-cholesky",
