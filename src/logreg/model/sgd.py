@@ -220,6 +220,8 @@ def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) ->
     K, scale, columns = designs[0].n_outputs, designs[0].scale, designs[0].X_tilde.shape[1]
     c = hessian_bound_per_squared_norm(K)
     L_mean = c * sum(design.sum_weighted_squared_norm for design in designs) / n + l2
+    if not math.isfinite(L_mean):  # finite values whose squares overflow: |x| > 1e154
+        raise ValueError("X is too large for learning_rate='auto'; rescale it or set a step")
     m = min(
         SMOOTHNESS_SAMPLE_ROWS,
         max(SMOOTHNESS_GRAM_COST // columns**2, math.isqrt(SMOOTHNESS_GRAM_COST // columns)),
