@@ -642,7 +642,7 @@ LABELS = {
     "tto_sgd_default": "to 1e-4: our SGD B=256, default 'step'",
     "tto_sgd_progressive": "to 1e-4: our SGD B=256, 'step', progressive loss",
     "tto_sgd_invscaling": "to 1e-4: our SGD B=256, 'invscaling'",
-    "tto_sgd_lr05": "to 1e-4: our SGD B=256, 'step' from learning_rate=0.5",
+    "tto_sgd_lr05": "to 1e-4: our SGD B=256, 'step' from lr 0.5",
     "tto_newton": "to 1e-4: our Newton",
     "tto_lbfgs": "to 1e-4: sklearn lbfgs",
     "tto_newton_cholesky": "to 1e-4: sklearn newton-cholesky",
