@@ -28,6 +28,10 @@ measurement of the block once, so load from other processes hits all of them ali
   at that number is timed (validation, copies and, for Newton, the Hessian kept for
   ``summary()`` included). Our SGD is timed with each of the two epoch losses.
 - Newton + ``summary()`` against ``statsmodels`` ``Logit(y, add_constant(X)).fit().bse``.
+- Fixed cost (issue 16): the wall time of a whole ``fit(epochs=1)`` (validation, target
+  encoding, weights, the shuffled copy, the auto step and one epoch with its loss)
+  minus the SGD epoch B=256 measured in the same rounds; and ``fit(epochs=1)`` on the
+  same data given as C- and Fortran-ordered float64, C-ordered float32 and a DataFrame.
 - Memory: the tracemalloc peak of NumPy allocations during a fit, as a multiple of X.
 - Where the time goes: the BLAS products of every batch, the loss pass, the shuffled
   copy and Newton's Hessians, each timed alone in the same rounds as the epochs; an
@@ -126,6 +130,25 @@ GOALS = (
         0.5,
     ),
     ("tto_newton_vs_lbfgs", "time to 1e-4: Newton / lbfgs", "tto_newton", "tto_lbfgs", "<=", 1.5),
+    (
+        "fixed_cost_vs_epoch",
+        "fixed cost of a fit / SGD epoch B=256",
+        "fixed_cost",
+        "fixed_epoch_b256",
+        "<=",
+        1.0,
+    ),
+    *(
+        (
+            f"fit1_{form}_vs_c",
+            f"fit(epochs=1) on {text} / on C float64",
+            f"fit1_{form}",
+            "fit1_c",
+            "<=",
+            1.1,
+        )
+        for form, text in (("fortran", "Fortran"), ("float32", "float32"), ("frame", "a DataFrame"))
+    ),
     (
         "se_vs_statsmodels",
         "Newton + summary() / statsmodels Logit + bse",
@@ -271,6 +294,37 @@ def measure_epochs(
     return interleaved(timers | (parts or {}), repeats)
 
 
+def measure_fixed_cost(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
+    """fit(epochs=1) on each form of X, and a 2-epoch fit's second epoch, in the same rounds."""
+    import pandas as pd
+
+    forms = {
+        "c": data.X,
+        "fortran": np.asfortranarray(data.X),
+        "float32": data.X32,
+        "frame": pd.DataFrame(data.X, copy=False),
+    }
+
+    def epoch() -> float:
+        history = ours(epochs=2, tol=0.0, patience=None).fit(data.X, data.y).history_
+        return history[1]["elapsed"] - history[0]["elapsed"]
+
+    timers = {
+        f"fit1_{form}": lambda X=X: wall(lambda: ours(epochs=1).fit(X, data.y))
+        for form, X in forms.items()
+    }
+    results = interleaved(timers | {"fixed_epoch_b256": epoch}, repeats)
+    fixed = [
+        fit - one
+        for fit, one in zip(
+            results["fit1_c"]["samples_s"], results["fixed_epoch_b256"]["samples_s"], strict=True
+        )
+    ]
+    results["fixed_cost"] = {"median_s": statistics.median(fixed), "samples_s": fixed}
+    del forms
+    return results
+
+
 def first_reaching(losses: list[float], target: float) -> int | None:
     """1-based index of the first loss at or below target, or None."""
     return next((i + 1 for i, loss in enumerate(losses) if loss <= target), None)
@@ -312,10 +366,13 @@ def measure_time_to_objective(
     if counts["tto_lbfgs"]:
         lbfgs_time = wall(lambda: fits["tto_lbfgs"](counts["tto_lbfgs"]))
         budget = min(budget, max(MIN_SGD_SECONDS, SGD_SEARCH_FACTOR * lbfgs_time))
-    for key, schedule in (("tto_sgd_default", None), ("tto_sgd_invscaling", "invscaling")):
-        params: dict[str, Any] = {"batch_size": 256, "tol": 0.0, "patience": None}
-        if schedule:
-            params["lr_schedule"] = schedule
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("tto_sgd_default", {}),
+        ("tto_sgd_lr05", {"learning_rate": 0.5}),  # the default before learning_rate="auto"
+        ("tto_sgd_invscaling", {"lr_schedule": "invscaling"}),
+    )
+    for key, variant in variants:
+        params: dict[str, Any] = {"batch_size": 256, "tol": 0.0, "patience": None, **variant}
         fits[key] = lambda k, p=params: ours(epochs=k, **p).fit(data.X, data.y)
         probe = ours(epochs=MAX_SGD_EPOCHS, max_time=budget, **params).fit(data.X, data.y)
         losses = [record["train_loss"] for record in probe.history_]
@@ -407,7 +464,7 @@ def part_timers(data: Data) -> dict[str, Callable[[], float]]:
     """
     rng = np.random.default_rng(SEED)
     n = len(data.y)
-    X_tilde = shuffled_design(data.X, rng.permutation(n), np.dtype(np.float64), True)
+    X_tilde, _ = shuffled_design(data.X, rng.permutation(n), np.dtype(np.float64), True)
     theta = rng.standard_normal((X_tilde.shape[1], 1)) * 0.01
     P = predict_probabilities(data.X @ theta[:-1] + theta[-1])
 
@@ -452,10 +509,15 @@ def measure_memory(data: Data) -> dict[str, dict[str, Any]]:
         finally:
             tracemalloc.stop()
 
+    X_fortran = np.asfortranarray(data.X)  # made before tracing: what pandas hands over
     cases = {
         "sgd_float64": (
             data.X,
             lambda: ours(batch_size=256, epochs=2, tol=0.0).fit(data.X, data.y),
+        ),
+        "sgd_float64_fortran": (
+            X_fortran,
+            lambda: ours(batch_size=256, epochs=2, tol=0.0).fit(X_fortran, data.y),
         ),
         "sgd_float32_from_float64": (
             data.X,
@@ -580,11 +642,18 @@ LABELS = {
     "tto_sgd_default": "to 1e-4: our SGD B=256, default 'step'",
     "tto_sgd_progressive": "to 1e-4: our SGD B=256, 'step', progressive loss",
     "tto_sgd_invscaling": "to 1e-4: our SGD B=256, 'invscaling'",
+    "tto_sgd_lr05": "to 1e-4: our SGD B=256, 'step' from lr 0.5",
     "tto_newton": "to 1e-4: our Newton",
     "tto_lbfgs": "to 1e-4: sklearn lbfgs",
     "tto_newton_cholesky": "to 1e-4: sklearn newton-cholesky",
     "newton_summary": "our Newton + summary()",
     "statsmodels_bse": "statsmodels Logit fit + bse",
+    "fit1_c": "fit(epochs=1), X C-ordered float64",
+    "fit1_fortran": "fit(epochs=1), X Fortran-ordered float64",
+    "fit1_float32": "fit(epochs=1), X float32 (fit in float64)",
+    "fit1_frame": "fit(epochs=1), X a DataFrame of float64",
+    "fixed_epoch_b256": "SGD epoch B=256 (same rounds as fit1)",
+    "fixed_cost": "fixed cost: fit(epochs=1) C − that epoch",
 }
 
 
@@ -661,6 +730,7 @@ def binary_section(n: int, d: int, repeats: int) -> dict[str, Any]:
     parts = {key: results.pop(key) for key in list(results) if key.startswith("part_")}
     results |= measure_time_to_objective(data, repeats, newton=True, newton_cholesky=True)
     results |= measure_inference(data, repeats)
+    results |= measure_fixed_cost(data, repeats)
     memory = measure_memory(data)
     print_section(title, results)
     print_parts(results, parts)

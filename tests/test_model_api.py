@@ -269,7 +269,9 @@ def test_default_step_schedule_halves_every_50000_samples(n_rows, batch_size, ex
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n_rows, 3))
     y = (X[:, 0] + rng.logistic(size=n_rows) > 0).astype(int)
-    model = LogisticRegression(batch_size=batch_size, epochs=12, tol=0.0, patience=None)
+    model = LogisticRegression(
+        batch_size=batch_size, learning_rate=0.5, epochs=12, tol=0.0, patience=None
+    )
     rates = [record["learning_rate"] for record in model.fit(X, y).history_]
     assert rates == pytest.approx(expected, rel=1e-12)
 

@@ -175,6 +175,7 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert len(client.get_metric_history(run_id, "train/loss")) == EPOCHS
     assert run.data.metrics["test/f1"] == pytest.approx(metrics["test"]["f1"])
     assert run.data.metrics["n_nonzero_coef"] == 3
+    assert run.data.metrics["train/learning_rate_resolved"] == 0.1  # the step SGD took
     assert {"test/precision", "test/recall", "val/f1", "baseline/f1"} <= set(run.data.metrics)
     reports = {a.path for a in client.list_artifacts(run_id, "reports")}
     assert "reports/coefficients.csv" in reports

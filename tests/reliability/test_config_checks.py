@@ -66,11 +66,11 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
     "epochs 0": ({"train.epochs": 0}, "train.epochs: got 0; allowed: an integer >= 1"),
     "learning_rate 0": (
         {"train.learning_rate": 0},
-        "train.learning_rate: got 0; allowed: a number > 0",
+        "train.learning_rate: got 0; allowed: a number > 0 or 'auto'",
     ),
     "learning_rate < 0": (
         {"train.learning_rate": -0.1},
-        "train.learning_rate: got -0.1; allowed: a number > 0",
+        "train.learning_rate: got -0.1; allowed: a number > 0 or 'auto'",
     ),
     "alpha < 0": (
         {"model.alpha": -0.001},

@@ -57,9 +57,11 @@ def assert_sensible(model: LogisticRegression, X: np.ndarray, y: np.ndarray) -> 
 
 
 def test_raw_features_on_a_1e9_scale_sgd_stops_with_the_divergence_message():
+    # A hand-set step; the default, learning_rate="auto", scales with the features.
     X, y = linear_data()
+    assert_sensible(LogisticRegression().fit(X * 1e9, y), X * 1e9, y)
     with pytest.raises(DivergenceError) as error:
-        LogisticRegression().fit(X * 1e9, y)
+        LogisticRegression(learning_rate=0.5).fit(X * 1e9, y)
     message = str(error.value)
     assert message.startswith("SGD diverged at epoch 1: the training loss became ")
     assert message.endswith(

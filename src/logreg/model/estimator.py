@@ -14,7 +14,8 @@ from logreg.model.equations import balanced_class_weights, objective_value, soft
 from logreg.model.newton import newton_solve
 from logreg.model.parameters import PARAMETERS, check_parameters, effective_penalty
 from logreg.model.rows import InMemoryRows
-from logreg.model.sgd import sgd_solve
+from logreg.model.sgd import FitRecord, sgd_solve
+from logreg.model.sgd_kernels import NonFiniteRows
 
 
 class LogisticRegression:
@@ -31,9 +32,12 @@ class LogisticRegression:
         Minibatch SGD (any penalty) or full-batch Newton (l2/none, with ``summary()``).
     batch_size : int or "full", default 256
         Rows per SGD step; ``"full"`` or any value ≥ n_samples is full-batch descent.
-    learning_rate : float, default 0.5
-        Initial step size, for standardised features (one step moves by lr times the
-        mean gradient of a batch).
+    learning_rate : "auto" or float, default "auto"
+        Initial step size: one step moves by lr times the mean gradient of a batch.
+        "auto" takes it from the data, 1/(2𝓛(B)) with 𝓛(B) a bound on the curvature of
+        a batch's loss (see :mod:`logreg.model.equations`), so features of any scale
+        train without tuning; ``learning_rate_`` is the step it chose. A number overrides
+        it (0.5 suits standardised features) and stops with ``DivergenceError`` if too big.
     lr_schedule : {"step", "invscaling", "constant", "adaptive"}, default "step"
         Halved after every 50,000 samples seen (at most once per epoch, never for
         full-batch descent, which has no gradient noise), lr/√(1+epoch/20), fixed, or
@@ -74,7 +78,7 @@ class LogisticRegression:
         l1_ratio: float = 0.5,
         solver: str = "sgd",
         batch_size: int | str = 256,
-        learning_rate: float = 0.5,
+        learning_rate: float | str = "auto",
         lr_schedule: str = "step",
         momentum: float = 0.0,
         epochs: int = 1000,
@@ -110,7 +114,12 @@ class LogisticRegression:
 
     # -- data preparation -----------------------------------------------------
 
-    def _check_X(self, X: Any, *, fitting: bool) -> np.ndarray:
+    def _check_X(self, X: Any, *, fitting: bool, finite: bool = True) -> np.ndarray:
+        """X as a float64 or float32 array, in the order it came (C or Fortran).
+
+        ``finite=False`` leaves the check for NaN and inf to the caller: SGD's shuffled
+        copy makes it on the way, in cache, instead of another pass over X.
+        """
         names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
         array = np.asarray(X)
         if array.dtype != np.float32:  # float32 stays float32: a float32 fit needs no float64 copy
@@ -119,12 +128,8 @@ class LogisticRegression:
             raise ValueError(
                 f"X must be 2-dimensional (n_samples, n_features); got shape {array.shape}"
             )
-        if not np.isfinite(array).all():
-            rows, cols = np.nonzero(~np.isfinite(array))
-            raise ValueError(
-                f"X contains NaN or inf ({rows.size} values; first at row {rows[0]}, column "
-                f"{names[cols[0]] if names else cols[0]})"
-            )
+        if finite:
+            self._check_finite(array, names)
         if fitting:
             self.n_features_in_ = array.shape[1]
             self.feature_names_in_ = names
@@ -134,6 +139,15 @@ class LogisticRegression:
                 f"{self.n_features_in_}"
             )
         return array
+
+    @staticmethod
+    def _check_finite(array: np.ndarray, names: list[str] | None) -> None:
+        if not np.isfinite(array).all():
+            rows, cols = np.nonzero(~np.isfinite(array))
+            raise ValueError(
+                f"X contains NaN or inf ({rows.size} values; first at row {rows[0]}, column "
+                f"{names[cols[0]] if names else cols[0]})"
+            )
 
     def _encode_targets(self, y: Any) -> np.ndarray:
         """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more."""
@@ -183,7 +197,8 @@ class LogisticRegression:
         (a progress bar, say); it must not change the record.
         """
         check_parameters(self.get_params())
-        X_array = self._check_X(X, fitting=True)
+        # SGD's copy of X checks it for NaN and inf; Newton reads X as it is.
+        X_array = self._check_X(X, fitting=True, finite=self.solver == "newton")
         labels = np.asarray(y)
         if labels.ndim != 1 or len(labels) != X_array.shape[0]:
             raise ValueError(
@@ -223,27 +238,14 @@ class LogisticRegression:
                     self._encode_targets(y_val_labels).astype(dtype),
                     np.ones(len(y_val_labels), dtype=dtype),
                 )
-            W, b, record = sgd_solve(
-                # X is copied once, shuffled and in `dtype`, inside sgd_solve.
-                InMemoryRows.of(X_array, Y.astype(dtype), s.astype(dtype)),
-                alpha=alpha,
-                l1_ratio=l1_ratio,
-                fit_intercept=self.fit_intercept,
-                batch_size=n if self.batch_size == "full" else int(self.batch_size),
-                learning_rate0=float(self.learning_rate),
-                lr_schedule=self.lr_schedule,
-                momentum=float(self.momentum),
-                epochs=int(self.epochs),
-                epoch_loss=self.epoch_loss,
-                tol=float(self.tol),
-                patience=self.patience if validation is not None else None,
-                max_time=self.max_time,
-                rng=np.random.default_rng(self.seed),
-                validation=validation,
-                callback=callback,
-            )
+            try:
+                W, b, record = self._fit_sgd(X_array, Y, s, validation, alpha, l1_ratio, callback)
+            except NonFiniteRows:
+                self._check_finite(X_array, self.feature_names_in_)
+                raise
         self.coef_ = np.ascontiguousarray(W.T)
         self.intercept_ = np.asarray(b)
+        self.learning_rate_ = record.learning_rate
         self.history_ = record.history
         self.n_iter_ = record.n_iter
         self.stop_reason_ = record.stop_reason
@@ -251,6 +253,38 @@ class LogisticRegression:
         self._hessian = record.hessian
         self.separable_ = None if alpha > 0 else self._warn_if_separable(X_array, labels)
         return self
+
+    def _fit_sgd(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        s: np.ndarray,
+        validation: InMemoryRows | None,
+        alpha: float,
+        l1_ratio: float,
+        callback: Callable[[dict[str, Any]], None] | None,
+    ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
+        dtype = np.dtype(self.dtype)
+        n = X.shape[0]
+        return sgd_solve(
+            # X is copied once, shuffled, checked and in `dtype`, inside sgd_solve.
+            InMemoryRows.of(X, Y.astype(dtype, copy=False), s.astype(dtype, copy=False)),
+            alpha=alpha,
+            l1_ratio=l1_ratio,
+            fit_intercept=self.fit_intercept,
+            batch_size=n if self.batch_size == "full" else int(self.batch_size),
+            learning_rate0=self.learning_rate,
+            lr_schedule=self.lr_schedule,
+            momentum=float(self.momentum),
+            epochs=int(self.epochs),
+            epoch_loss=self.epoch_loss,
+            tol=float(self.tol),
+            patience=self.patience if validation is not None else None,
+            max_time=self.max_time,
+            rng=np.random.default_rng(self.seed),
+            validation=validation,
+            callback=callback,
+        )
 
     def _warn_if_separable(self, X: np.ndarray, labels: np.ndarray) -> bool:
         """Without a penalty, perfectly separated training data have no finite optimum."""

@@ -34,7 +34,11 @@ PARAMETERS: dict[str, Rule] = {
     "batch_size": Rule(
         "an integer >= 1 or 'full'", lambda v: v == "full" or (is_int(v) and v >= 1), (int, str)
     ),
-    "learning_rate": number(0, closed="()"),
+    "learning_rate": Rule(
+        "a number > 0 or 'auto'",
+        lambda v: v == "auto" or number(0, closed="()").accepts(v),
+        (int, float, str),
+    ),
     "lr_schedule": choice(LR_SCHEDULES),
     "momentum": number(0, 1, closed="[)"),
     "epochs": integer(1),

@@ -40,6 +40,7 @@ def save(model: Any, path: str | Path, metadata: dict[str, Any] | None = None) -
             "n_samples_fit": model.n_samples_fit_,
             "n_iter": model.n_iter_,
             "stop_reason": model.stop_reason_,
+            "learning_rate_resolved": model.learning_rate_,  # SGD's base step; null for Newton
             "history": [
                 {key: value for key, value in record.items() if key not in CLOCK_FIELDS}
                 for record in model.history_
@@ -70,6 +71,7 @@ def load(cls: type, path: str | Path) -> Any:
     model.n_samples_fit_ = info["n_samples_fit"]
     model.n_iter_ = info["n_iter"]
     model.stop_reason_ = info["stop_reason"]
+    model.learning_rate_ = info.get("learning_rate_resolved")  # absent in older files
     model.history_ = info["history"]
     model.metadata_ = info["metadata"]
     return model

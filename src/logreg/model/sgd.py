@@ -23,13 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from logreg.model.equations import penalty_value, weighted_cross_entropy_sum
+from logreg.model.equations import (
+    auto_step_size,
+    hessian_bound_per_squared_norm,
+    penalty_value,
+    squared_spectral_norm,
+    weighted_cross_entropy_sum,
+)
 from logreg.model.rows import RowBlocks
 from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
 
 PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before lr /= 5
 INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
 HALVING_SAMPLES = 50_000  # 'step': samples seen between halvings of the step (at least an epoch)
+SMOOTHNESS_SAMPLE_ROWS = 4096  # 'auto': rows behind the estimate of L, at most ...
+SMOOTHNESS_GRAM_COST = 2**26  # ... and a Gram matrix of at most this many multiply-adds
 
 
 class DivergenceError(FloatingPointError):
@@ -43,6 +51,7 @@ class FitRecord:
     history: list[dict[str, Any]]
     n_iter: int
     stop_reason: str
+    learning_rate: float | None = None  # SGD: the base step lr0, before the schedule
     hessian: np.ndarray | None = None  # Newton only: ∇²J at the optimum, for inference
 
 
@@ -74,7 +83,7 @@ def sgd_solve(
     l1_ratio: float,
     fit_intercept: bool,
     batch_size: int,
-    learning_rate0: float,
+    learning_rate0: float | str,
     lr_schedule: str,
     momentum: float,
     epochs: int,
@@ -114,6 +123,9 @@ def sgd_solve(
     b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
     l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
     state = LoopState(theta, D, B, {1.0, *(design.last_share for design in designs)})
+    auto = learning_rate0 == "auto"
+    learning_rate0 = auto_learning_rate(designs, n, B, l2) if auto else float(learning_rate0)
+    step_named = f"learning_rate={learning_rate0:g}" + (" (auto)" if auto else "")
     batches = [batch for design in designs for batch in design.batches(state)]
 
     def loss_after_epoch() -> float:
@@ -130,7 +142,7 @@ def sgd_solve(
     best_train, epochs_on_plateau, epochs_without_improvement = initial_loss, 0, 0
     best_weights = (W.copy(), b.copy())
     stop_reason = "max_epochs"
-    with _overflow_is_divergence(learning_rate0):
+    with _overflow_is_divergence(step_named, learning_rate0):
         for epoch in range(epochs):
             lr = learning_rate(lr_schedule, learning_rate0, epoch, lr, n, B)
             # Without momentum the step is −lr·g; with it, g is needed alone (scale 1).
@@ -153,7 +165,7 @@ def sgd_solve(
             if not math.isfinite(train_loss) or train_loss > 100.0 * max(initial_loss, 1e-3):
                 raise DivergenceError(
                     f"SGD diverged at epoch {epoch + 1}: the training loss became "
-                    f"{train_loss:.3g} with learning_rate={learning_rate0:g}; try a smaller "
+                    f"{train_loss:.3g} with {step_named}; try a smaller "
                     f"learning_rate (e.g. {learning_rate0 / 10:g}) or standardised features"
                 )
             if validation is not None:
@@ -190,8 +202,38 @@ def sgd_solve(
                 stop_reason = "max_time"
                 break
     # Copies, so the returned weights do not keep θ and its buffers alive.
-    fit = FitRecord(history=history, n_iter=len(history), stop_reason=stop_reason)
+    fit = FitRecord(history, len(history), stop_reason, learning_rate=learning_rate0)
     return W.copy(), b.copy(), fit
+
+
+def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) -> float:
+    """learning_rate="auto": γ = 2/(𝓛̄(B) + α(1−ρ)) (equations.auto_step_size).
+
+    L̄ is exact: the copy pass took every row's ‖x̃‖². L needs λ_max(X̃ᵀSX̃)/n, a pass over
+    X and a D×D eigenproblem; it comes instead from m of the rows, the first of each
+    block's shuffled copy in proportion to its size: a uniform sample without
+    replacement (every row when n ≤ m). m is SMOOTHNESS_SAMPLE_ROWS, fewer for wide X̃, so
+    that the Gram matrix (D×D, or m×m when m < D) costs a fraction of an epoch. A
+    sample's top eigenvalue errs upwards for spread-out spectra (isotropic X̃ at D = 100:
+    ×1.3; far more when m < D), which only shortens the step.
+    """
+    K, scale, columns = designs[0].n_outputs, designs[0].scale, designs[0].X_tilde.shape[1]
+    c = hessian_bound_per_squared_norm(K)
+    L_mean = c * sum(design.sum_weighted_squared_norm for design in designs) / n + l2
+    if not math.isfinite(L_mean):  # finite values whose squares overflow: |x| > 1e154
+        raise ValueError("X is too large for learning_rate='auto'; rescale it or set a step")
+    m = min(
+        SMOOTHNESS_SAMPLE_ROWS,
+        max(SMOOTHNESS_GRAM_COST // columns**2, math.isqrt(SMOOTHNESS_GRAM_COST // columns)),
+    )
+    counts = [math.ceil(m * len(design.s) / n) for design in designs]
+    rows = [design.X_tilde[:count] for design, count in zip(designs, counts, strict=True)]
+    weights = [design.s[:count] for design, count in zip(designs, counts, strict=True)]
+    # R = √S·X̃ on the sample, in the copy's dtype; X̃ without the sigmoid's ½
+    R = np.concatenate(rows)
+    R *= (np.sqrt(np.concatenate(weights)) / scale)[:, None]
+    L = c * squared_spectral_norm(R) / len(R) + l2
+    return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
 
 
 def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> float:
@@ -203,7 +245,7 @@ def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> floa
 
 
 @contextlib.contextmanager
-def _overflow_is_divergence(learning_rate0: float) -> Iterator[None]:
+def _overflow_is_divergence(step_named: str, learning_rate0: float) -> Iterator[None]:
     """A step so large that it overflows inside an epoch is divergence: raise at once."""
     try:
         with np.errstate(over="raise", invalid="raise"):
@@ -212,6 +254,6 @@ def _overflow_is_divergence(learning_rate0: float) -> Iterator[None]:
         raise
     except FloatingPointError as exc:
         raise DivergenceError(
-            f"SGD diverged: a step overflowed ({exc}) with learning_rate={learning_rate0:g}; "
+            f"SGD diverged: a step overflowed ({exc}) with {step_named}; "
             f"try a smaller learning_rate (e.g. {learning_rate0 / 10:g}) or standardised features"
         ) from None

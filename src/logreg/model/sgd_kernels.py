@@ -25,7 +25,7 @@ import numpy as np
 from logreg.model.equations import weighted_cross_entropy_sum
 from logreg.model.rows import Block
 
-ROWS_PER_COPY = 8192  # rows gathered at a time by the shuffled copy of X
+ROWS_PER_COPY = 8192  # rows of X read at a time by the shuffled copy
 
 
 class Batch(NamedTuple):
@@ -72,7 +72,10 @@ class BlockDesign:
         self.dtype = block.Y.dtype
         self.B = B
         self.scale = 0.5 if self.n_outputs == 1 else 1.0
-        self.X_tilde = shuffled_design(block.X, order, self.dtype, fit_intercept, self.scale)
+        # and Σ s_i‖x̃_i‖², for the mean row's smoothness L̄ (learning_rate="auto")
+        self.X_tilde, self.sum_weighted_squared_norm = shuffled_design(
+            block.X, order, self.dtype, fit_intercept, self.scale, block.s
+        )
         self.Y, self.s = block.Y[order], block.s[order]
         # Each row's logits as its batch saw them, which the progressive loss needs.
         self.Z = np.empty((len(order), self.n_outputs), dtype=self.dtype)
@@ -197,29 +200,52 @@ def apply_l1_clip(W: np.ndarray, state: LoopState) -> None:
     received -= state.W_before
 
 
-def shuffled_design(
-    X: np.ndarray, order: np.ndarray, dtype: np.dtype, fit_intercept: bool, scale: float = 1.0
-) -> np.ndarray:
-    """X̃ = scale·[X[order], 1] in ``dtype``, gathered a block of rows at a time.
+class NonFiniteRows(ValueError):
+    """X holds NaN or ±inf, found by the shuffled copy."""
 
-    ``X[order]`` in one go would hold a second full-size copy (in float64 even for a
-    float32 fit) next to X̃; blocks keep the extra memory to one block. Each block is
-    gathered into a contiguous buffer first, where np.take copies whole rows; gathering
-    straight into X̃'s rows, one column wider, is slower (57 against 50 ms at
-    200,000 × 100, most of it the kernel providing X̃'s fresh pages).
+
+def shuffled_design(
+    X: np.ndarray,
+    order: np.ndarray,
+    dtype: np.dtype,
+    fit_intercept: bool,
+    scale: float = 1.0,
+    s: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """X̃ = scale·[X[order], 1] in ``dtype``, and Σ_i s_i‖x̃_i‖² (unscaled, the 1 included).
+
+    One pass over X, a block of rows at a time: each block is read front to back into a
+    row-major buffer (so C- and Fortran-ordered X, and any dtype, cost the same), its
+    squared row norms taken while it is in cache, which also finds NaN and inf (raised
+    as :class:`NonFiniteRows`), and its rows scattered to their shuffled places in X̃,
+    row i to X̃'s row position[i] where position is the inverse of ``order``. Scattering
+    whole rows is a memcpy each; gathering rows from Fortran-ordered memory instead
+    touches a cache line per value (a 1.2M × 50 first epoch took 23.7 s, against 1.1 s
+    from C order). ``X[order]`` in one go would hold a second full-size copy; the blocks
+    keep the extra to one block.
     """
     n, D = X.shape
     X_tilde = np.empty((n, D + 1 if fit_intercept else D), dtype=dtype)
+    position = np.empty(n, dtype=np.intp)
+    position[order] = np.arange(n)
+    s = np.ones(n) if s is None else s
     buffer = np.empty((min(ROWS_PER_COPY, n), D), dtype=X.dtype)
+    squared_norms = np.empty(len(buffer), dtype=np.float64)
+    weighted_sum = float(s.sum()) if fit_intercept else 0.0  # the 1s: Σ s_i·1²
     for start in range(0, n, ROWS_PER_COPY):
-        rows = order[start : start + ROWS_PER_COPY]
-        block = buffer[: len(rows)]
-        # The indices are a permutation, always in range; mode="raise" would buffer `out`.
-        np.take(X, rows, axis=0, out=block, mode="clip")
-        np.multiply(block, scale, out=X_tilde[start : start + len(rows), :D])
+        block = buffer[: min(ROWS_PER_COPY, n - start)]
+        rows = slice(start, start + len(block))
+        np.multiply(X[rows], scale, out=block)  # by a power of two: exact
+        norms = squared_norms[: len(block)]
+        np.einsum("ij,ij->i", block, block, out=norms, dtype=np.float64)
+        if not np.isfinite(norms).all() and not np.isfinite(block).all():
+            row, column = np.argwhere(~np.isfinite(block))[0]
+            raise NonFiniteRows(f"X contains NaN or inf (row {start + row}, column {column})")
+        weighted_sum += float(np.dot(s[rows], norms)) / scale**2
+        X_tilde[position[rows], :D] = block
     if fit_intercept:
         X_tilde[:, D] = scale
-    return X_tilde
+    return X_tilde, weighted_sum
 
 
 def residual_coefficients(Y: np.ndarray, s: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:

