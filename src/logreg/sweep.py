@@ -11,7 +11,11 @@ child run of the sweep's parent run. Then it reads each job's ``params.yaml``,
 ``reports/metrics.json`` and ``reports/history.csv``, prints the jobs ranked by validation
 F1 and the best configuration of each strategy, and writes the table to
 ``reports/sweep.csv`` and the figure to ``reports/sweep.png`` (test F1 by strategy, one
-panel per penalty, one line per batch size).
+panel per penalty, one line per batch size). What mattered, each knob's share of the
+variance in validation F1 (:mod:`logreg.importance`: an ANOVA for a grid, Optuna's
+importances for ``--from-dir`` on a ``search=optuna`` sweep), goes to
+``reports/importance.csv``, to the printout and to the sweep's MLflow parent run (the
+table as an artifact, a line in its description).
 
 The study skips evaluate's scikit-learn baseline (``evaluate.baseline=false``): its saga
 fits for l1 would take most of the sweep's time and the table does not use them.
@@ -30,12 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import pipeline, ranking
+from logreg import importance, pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
 from logreg.run import check_jobs, conf_dir
 from logreg.stages.train import RUN_FILE
+from logreg.tracking.finished import add_to_parent_run
 
 STUDY = (
     "train.batch_size=16,64,256,full",
@@ -59,6 +64,10 @@ SHOWN = {  # printed column -> header
     "train_time_s": "time s",
     "nonzero_coef": "nonzero",
 }
+# The knobs whose share of the variance in validation F1 a grid's ANOVA measures; a knob
+# with one value in the sweep is left out.
+KNOBS = (STRATEGY, PENALTY, BATCH, "model.alpha", "data.name")
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's record of a sweep's config, in the sweep folder
 
 
 def hydra_command(sweep_dir: str | Path, n_jobs: int, overrides: list[str]) -> list[str]:
@@ -186,6 +195,53 @@ def comparison_figure(results: pd.DataFrame, path: str | Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
+def search_space(sweep_dir: str | Path) -> dict[str, str] | None:
+    """A search sweeper's space (key -> sweep, as written) from Hydra's record of the sweep.
+
+    None for a grid (Hydra's basic sweeper) or when the record is missing. The space is
+    the sweeper's ``params`` and the sweeps of the command line, as Optuna's sweeper
+    reads them.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    record = Path(sweep_dir) / MULTIRUN_FILE
+    if not record.is_file():
+        return None
+    hydra_cfg = OmegaConf.load(record).hydra
+    if "optuna" not in str(hydra_cfg.sweeper.get("_target_", "")).lower():
+        return None
+    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
+    swept = {
+        o.get_key_element(): o.get_value_element_as_str() for o in parsed if o.is_sweep_override()
+    }
+    return {**{str(k): str(v) for k, v in (hydra_cfg.sweeper.get("params") or {}).items()}, **swept}
+
+
+def what_mattered(results: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
+    """:func:`logreg.importance.optuna_shares` for a search, else the grid's ANOVA shares."""
+    space = search_space(sweep_dir)
+    if space is not None:
+        return importance.optuna_shares(results, space, "val_f1")
+    return importance.anova_shares(results, [k for k in KNOBS if k in results], "val_f1")
+
+
+def importance_line(shares: pd.DataFrame) -> str:
+    """The parent run's description line: each term's share, largest first."""
+    terms = ", ".join(f"`{row.term}` {row.share:.0%}" for row in shares.itertuples())
+    return f"- what mattered (share of the variance in val F1): {terms or 'nothing varied'}"
+
+
+def record_importance(sweep_dir: Path, results: pd.DataFrame, table: Path, line: str) -> None:
+    """Add the importance table and its line to the sweep's MLflow parent run, if tracked."""
+    for job in results["job"]:
+        run_file = pipeline.layout(sweep_dir / job)["train"].model_dir / RUN_FILE
+        parent = add_to_parent_run(run_file, table, line)
+        if parent is not None:
+            print(f"mlflow: added {table.name} to the sweep run {parent}", file=sys.stderr)
+        return  # every job has the same parent: the first one tells
+
+
 def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
     """Check every job's config (one line on the first bad one), then run the multirun."""
     check_jobs([*STUDY, *overrides], multirun=True, config_dir=conf_dir())
@@ -225,6 +281,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="reports/sweep.csv", help="ranked table (CSV)")
     parser.add_argument("--figure", default="reports/sweep.png", help="comparison figure (PNG)")
+    parser.add_argument(
+        "--importance", default="reports/importance.csv", help="what mattered (CSV)"
+    )
     return parser
 
 
@@ -245,12 +304,16 @@ def main(argv: list[str] | None = None) -> None:
     ranked = rank(results)
     write_csv(ranked, args.out)
     comparison_figure(results, args.figure)
+    shares = what_mattered(results, sweep_dir)
+    write_csv(shares, args.importance)
+    record_importance(sweep_dir, results, Path(args.importance), importance_line(shares))
     print(format_table(ranked))
     print()
     print(summary(ranked))
+    print(importance.format_shares(shares))
     print(
         f"sweep: {len(ranked)} jobs in {sweep_dir}, {time.perf_counter() - started:.0f} s; "
-        f"wrote {args.out} and {args.figure}"
+        f"wrote {args.out}, {args.figure} and {args.importance}"
     )
 
 
