@@ -8,6 +8,11 @@ scores whose dependence on each knob is known.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,3 +115,75 @@ def test_optuna_importances_rank_the_parameter_that_drives_the_score_first():
     assert shares["term"].iloc[0] == "model.alpha"
     assert shares["share"].iloc[0] > 0.8
     assert shares["share"].sum() == pytest.approx(1.0)
+
+
+def _sweep(folder: Path, *overrides: str) -> Path:
+    """A tiny multirun of logreg.run in ``folder`` (its own store); returns the sweep folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_RUN_ID")}
+    env |= {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    tiny = ["data=synthetic", "data.n_samples=400", "train.epochs=5", "evaluate.baseline=false"]
+    command = [sys.executable, "-m", "logreg.run", "--multirun", *tiny, *overrides]
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    (sweep_dir,) = folder.glob("multirun/*/*")
+    return sweep_dir
+
+
+def _rank(folder: Path, sweep_dir: Path) -> pd.DataFrame:
+    """``python -m logreg.sweep --from-dir``: the table, the importance, the parent run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_RUN_ID")}
+    command = [sys.executable, "-m", "logreg.sweep", "--from-dir", str(sweep_dir)]
+    command += ["--out", "sweep.csv", "--figure", "sweep.png", "--importance", "importance.csv"]
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "what mattered" in done.stdout
+    return pd.read_csv(folder / "importance.csv")
+
+
+def _parent(folder: Path) -> tuple[Any, list[str]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("logreg").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
+    return parent, artifacts
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_writes_anova_shares_and_puts_them_on_its_parent_run(tmp_path):
+    sweep_dir = _sweep(tmp_path, "train.batch_size=16,256", "model.penalty=l1,l2")
+    shares = _rank(tmp_path, sweep_dir)
+    # 2 × 2 jobs, one each: no residual degree of freedom for the interaction, so the
+    # main effects only; data.name, model.alpha and rebalance.strategy did not vary.
+    assert set(shares["term"]) == {"train.batch_size", "model.penalty", RESIDUAL}
+    assert shares["share"].sum() == pytest.approx(1.0)
+    assert shares["method"].str.startswith("anova").all()
+
+    _rank(tmp_path, sweep_dir)  # ranked again: the parent says it once
+    parent, artifacts = _parent(tmp_path)
+    note = parent.data.tags["mlflow.note.content"]
+    lines = [line for line in note.splitlines() if line.startswith("- what mattered")]
+    assert len(lines) == 1 and "`model.penalty`" in lines[0]
+    assert note.startswith("Sweep over") and "- best:" in note  # the sweep's own lines stay
+    assert "importance.csv" in artifacts
+
+
+@pytest.mark.slow
+def test_an_optuna_search_gets_optunas_importances(tmp_path):
+    sweep_dir = _sweep(tmp_path, "search=optuna", "hydra.sweeper.n_trials=4")
+    shares = _rank(tmp_path, sweep_dir)
+    space = {"model.alpha", "model.penalty", "rebalance.strategy", "train.batch_size"}
+    assert set(shares["term"]) == space
+    assert shares["method"].str.startswith("optuna").all()
+    assert shares["share"].sum() == pytest.approx(1.0)
+
+
+def test_fewer_jobs_than_main_effects_give_an_empty_table():
+    jobs = pd.DataFrame(
+        {"a": ["x", "y", "z", "w"], "b": ["u", "v", "u", "v"], "f1": [0.1, 0.2, 0.3, 0.4]}
+    )
+    assert anova_shares(jobs, ["a", "b"], "f1").empty

@@ -35,7 +35,7 @@ def anova_shares(results: pd.DataFrame, knobs: Sequence[str], response: str) -> 
     ``knobs`` with a single level in ``results`` are dropped (they explain nothing), as
     are rows without a ``response``. Interactions are left out when the jobs are too few
     to estimate them with a residual degree of freedom to spare. Empty when no knob
-    varies or fewer than three jobs scored.
+    varies, or the jobs are too few even for the main effects.
     """
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
@@ -50,10 +50,12 @@ def anova_shares(results: pd.DataFrame, knobs: Sequence[str], response: str) -> 
     data["y"] = scored[response].to_numpy(dtype=float)
     mains = [f"C({alias[k]})" for k in varying]
     pairs = [f"{a}:{b}" for a, b in itertools.combinations(mains, 2)]
-    for terms in ([*mains, *pairs], mains):
-        fit = smf.ols("y ~ " + " + ".join(terms), data=data).fit()
-        if fit.df_resid >= 1:
-            break
+    fits = (
+        smf.ols("y ~ " + " + ".join(terms), data=data).fit() for terms in ([*mains, *pairs], mains)
+    )
+    fit = next((fit for fit in fits if fit.df_resid >= 1), None)
+    if fit is None:  # fewer jobs than the main effects' parameters
+        return pd.DataFrame(columns=list(COLUMNS))
     with warnings.catch_warnings():  # a constant response: 0/0 in F, a NaN is the answer
         warnings.simplefilter("ignore", RuntimeWarning)
         table = anova_lm(fit, typ=2)

@@ -198,15 +198,18 @@ def comparison_figure(results: pd.DataFrame, path: str | Path) -> None:
 def search_space(sweep_dir: str | Path) -> dict[str, str] | None:
     """A search sweeper's space (key -> sweep, as written) from Hydra's record of the sweep.
 
-    None for a grid (Hydra's basic sweeper) or when the record is missing. The space is
-    the sweeper's ``params`` and the sweeps of the command line, as Optuna's sweeper
-    reads them.
+    The record is the sweep's ``multirun.yaml``, else a job's ``.hydra/hydra.yaml`` (Hydra
+    writes the first only through some launchers). None for a grid (Hydra's basic
+    sweeper) or without a record. The space is the sweeper's ``params`` and the sweeps
+    of the command line, as Optuna's sweeper reads them.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    record = Path(sweep_dir) / MULTIRUN_FILE
-    if not record.is_file():
+    sweep_dir = Path(sweep_dir)
+    records = [sweep_dir / MULTIRUN_FILE, *sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))]
+    record = next((path for path in records if path.is_file()), None)
+    if record is None:
         return None
     hydra_cfg = OmegaConf.load(record).hydra
     if "optuna" not in str(hydra_cfg.sweeper.get("_target_", "")).lower():
