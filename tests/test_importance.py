@@ -187,3 +187,20 @@ def test_fewer_jobs_than_main_effects_give_an_empty_table():
         {"a": ["x", "y", "z", "w"], "b": ["u", "v", "u", "v"], "f1": [0.1, 0.2, 0.3, 0.4]}
     )
     assert anova_shares(jobs, ["a", "b"], "f1").empty
+
+
+def test_the_study_shows_each_terms_share():
+    from logreg.study.document import importance_section
+
+    shares = pd.DataFrame(
+        {
+            "term": ["rebalance.strategy", RESIDUAL],
+            "share": [0.75, 0.25],
+            "p_value": [0.001, np.nan],
+            "method": "anova (type 2)",
+        }
+    )
+    text = "\n".join(importance_section(shares))
+    assert "| rebalance.strategy | 75.0% | 0.001 |" in text
+    assert "| residual | 25.0% |  |" in text
+    assert "anova (type 2)" in text
