@@ -7,6 +7,10 @@ params, which the report must list and nothing else.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +105,48 @@ def test_intervals_are_shown_when_present_and_a_dash_when_absent():
     assert row == ["0.250 [0.200, 0.300]", "0.500 [—]", "0.500 [0.400, 0.600]"]
     assert metrics_table(runs).loc["test recall"].tolist() == ["— [—]"] * 3
     assert isinstance(pr_figure(runs), Figure)  # no curve at all still draws
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_a_dvc_experiment_is_read_from_its_commit(tmp_path, monkeypatch):
+    """A commit (HEAD) and a saved DVC experiment in a scratch repository, compared."""
+    if shutil.which("git") is None:
+        pytest.skip("needs git (apt-get install git)")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.chdir(tmp_path)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    _git("init", "-q", cwd=tmp_path)
+    _git("config", "user.email", "test@example.com", cwd=tmp_path)
+    _git("config", "user.name", "test", cwd=tmp_path)
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True, timeout=120)
+    (tmp_path / "reports" / "plots").mkdir(parents=True)
+    params = tmp_path / "params.yaml"
+    metrics = tmp_path / "reports" / "metrics.json"
+    params.write_text("model:\n  penalty: l1\n  alpha: 0.01\ntrain:\n  max_time: null\n")
+    ci = {"f1": {"low": 0.2, "high": 0.3}}
+    metrics.write_text(json.dumps({"test": {"f1": 0.25, "ci95": ci}}))
+    (tmp_path / "reports" / "plots" / "pr.csv").write_text(
+        "recall,precision,threshold\n1.0,0.1,0.0\n0.5,0.5,0.5\n"
+    )
+    _git("add", "-A", cwd=tmp_path)
+    _git("commit", "-qm", "baseline", cwd=tmp_path)
+    params.write_text(params.read_text().replace("0.01", "0.1"))
+    metrics.write_text(json.dumps({"test": {"f1": 0.15}}))
+    subprocess.run([dvc, "exp", "save", "-n", "sparse"], cwd=tmp_path, check=True, timeout=120)
+
+    compare.main(["HEAD", "sparse", "--out", "reports/compare.md", "--params", "none.yaml"])
+
+    head, sparse = compare.resolve("HEAD", None), compare.resolve("sparse", None)
+    assert differing_params([head, sparse]).to_dict("index") == {
+        "model.alpha": {"HEAD": "0.01", "sparse": "0.1"}
+    }
+    assert head.params["train.max_time"] == "null"  # as MLflow logs None
+    table = metrics_table([head, sparse])
+    assert table.loc["test F1"].tolist() == ["0.250 [0.200, 0.300]", "0.150 [—]"]
+    assert head.pr is not None and len(head.pr) == 2
+    assert len(pr_figure([head, sparse]).axes[0].get_lines()) == 2
+    assert "`model.alpha`" in (tmp_path / "reports" / "compare.md").read_text()

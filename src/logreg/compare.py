@@ -32,16 +32,16 @@ from logreg.io import atomic_path, write_text
 from logreg.tracking.runs import flatten
 
 MISSING = "—"
-# (row label, flat metric key, the name of its bootstrap interval or None)
+# (row label, flat metric key, the name of its bootstrap interval or None, format)
 METRICS = (
-    ("test F1", "test/f1", "f1"),
-    ("test precision", "test/precision", "precision"),
-    ("test recall", "test/recall", "recall"),
-    ("test PR-AUC", "test/pr_auc", "pr_auc"),
-    ("test F1, tuned threshold", "test/threshold_tuned/f1", None),
-    ("tuned threshold", "test/threshold_tuned/threshold", None),
-    ("val F1", "val/f1", None),
-    ("nonzero coefficients", "model/n_nonzero_coef", None),
+    ("test F1", "test/f1", "f1", ".3f"),
+    ("test precision", "test/precision", "precision", ".3f"),
+    ("test recall", "test/recall", "recall", ".3f"),
+    ("test PR-AUC", "test/pr_auc", "pr_auc", ".3f"),
+    ("test F1, tuned threshold", "test/threshold_tuned/f1", None, ".3f"),
+    ("tuned threshold", "test/threshold_tuned/threshold", None, ".3f"),
+    ("val F1", "val/f1", None, ".3f"),
+    ("nonzero coefficients", "model/n_nonzero_coef", None, ".0f"),
 )
 # Where an interval may be, for metric m: metrics.json's test.ci95.m.{low,high} (flattened
 # with "/", as MLflow logs nested metrics too), or MLflow's flat test_m_ci95_{low,high}.
@@ -54,7 +54,7 @@ class Run:
 
     name: str  # as given on the command line
     label: str  # run name or experiment name, for legends and headers
-    source: str  # "MLflow run" or "DVC experiment"
+    source: str  # "MLflow run" or "DVC" (an experiment or a Git revision)
     params: dict[str, str]  # flat: "model.penalty" -> "l1"
     metrics: dict[str, float]  # flat, "/"-joined: "test/f1"
     history: pd.DataFrame  # train_loss, val_loss per epoch (index)
@@ -86,29 +86,29 @@ def interval(metrics: Mapping[str, float], name: str) -> tuple[float, float] | N
 def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
     """A row per metric of :data:`METRICS`, a column per run: "value [low, high]"."""
     rows = {}
-    for label, key, ci_name in METRICS:
+    for label, key, ci_name, spec in METRICS:
         cells = []
         for run in runs:
             value = run.metrics.get(key)
-            cell = MISSING if value is None or math.isnan(value) else _number(value)
+            cell = MISSING if value is None or math.isnan(value) else format(value, spec)
             if ci_name is not None:
                 bounds = interval(run.metrics, ci_name)
-                cell += (
-                    f" [{_number(bounds[0])}, {_number(bounds[1])}]" if bounds else f" [{MISSING}]"
-                )
+                low, high = (format(bound, spec) for bound in bounds) if bounds else (None, None)
+                cell += f" [{low}, {high}]" if bounds else f" [{MISSING}]"
             cells.append(cell)
         rows[label] = cells
     return pd.DataFrame.from_dict(rows, orient="index", columns=[run.label for run in runs])
 
 
-def markdown_table(table: pd.DataFrame, first: str) -> list[str]:
-    """``table`` as markdown lines, its index as the first column headed ``first``."""
+def markdown_table(table: pd.DataFrame, first: str, code: bool = True) -> list[str]:
+    """``table`` as markdown lines, its index (as code) the first column, headed ``first``."""
     lines = [
         "| " + " | ".join([first, *map(str, table.columns)]) + " |",
         "|---" * (len(table.columns) + 1) + "|",
     ]
     for key, row in table.iterrows():
-        lines.append("| " + " | ".join([f"`{key}`", *map(str, row)]) + " |")
+        name = f"`{key}`" if code else str(key)
+        lines.append("| " + " | ".join([name, *map(str, row)]) + " |")
     return lines
 
 
@@ -138,7 +138,7 @@ def render(runs: Sequence[Run], figure_dir: str) -> str:
         "At threshold 0.5 unless the row says tuned; in brackets the 95 % bootstrap interval "
         f"of the test split, {MISSING} when the run has none.",
         "",
-        *markdown_table(metrics_table(runs), "metric"),
+        *markdown_table(metrics_table(runs), "metric", code=False),
         "",
         "## Curves",
         "",
@@ -188,10 +188,6 @@ def loss_figure(runs: Sequence[Run]) -> Any:
     return fig
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.3f}"
-
-
 # ----------------------------------------------------------------------------- reading runs
 
 
@@ -220,8 +216,8 @@ def read_experiment(name: str, reports: str = "reports") -> Run | None:
     return Run(
         name,
         name,
-        "DVC experiment",
-        {key: str(value) for key, value in flatten(params).items()},
+        "DVC",
+        {key: _param_text(value) for key, value in flatten(params).items()},
         {k: float(v) for k, v in flatten(metrics, sep="/").items() if _is_number(v)},
         _csv_at(f"{reports}/history.csv", name, index="epoch"),
         _csv_at(f"{reports}/plots/pr.csv", name),
@@ -238,6 +234,11 @@ def _csv_at(path: str, rev: str, index: str | None = None) -> pd.DataFrame | Non
         return None if index is None else pd.DataFrame()
     frame = pd.read_csv(io.StringIO(text))
     return frame.set_index(index) if index else frame
+
+
+def _param_text(value: Any) -> str:
+    """A params.yaml value as MLflow logs it (None as ``null``), so the two sources agree."""
+    return "null" if value is None else str(value)
 
 
 def _is_number(value: Any) -> bool:
