@@ -231,7 +231,7 @@ def what_mattered(results: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
 
 def importance_line(shares: pd.DataFrame) -> str:
     """The parent run's description line: each term's share, largest first."""
-    terms = ", ".join(f"`{row.term}` {row.share:.0%}" for row in shares.itertuples())
+    terms = ", ".join(f"`{row.term}` {row.share:.1%}" for row in shares.itertuples())
     return f"- what mattered (share of the variance in val F1): {terms or 'nothing varied'}"
 
 

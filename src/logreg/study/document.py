@@ -238,13 +238,18 @@ def penalty_findings(l1: pd.DataFrame, l2: pd.DataFrame, n_features: int) -> lis
 def importance_section(importance: pd.DataFrame) -> list[str]:
     """The sweep's reports/importance.csv: each knob's share of the variance in val F1."""
     method = importance["method"].iloc[0]
+    reading = (
+        "The shares are the sums of squares of a two-way ANOVA (knobs as categorical "
+        "factors, main effects and pairs) over their total; in a complete grid they add up "
+        "to 1 with the residual, the part no main effect or pair explains."
+        if method.startswith("anova")
+        else "The shares are Optuna's parameter importances of the trials; they add up to 1."
+    )
     lines = [
         "### What mattered in the sweep",
         "",
         f"Each knob's share of the variance in validation F1 across the sweep's jobs "
-        f"({method}; `reports/importance.csv`). For a grid the shares are sums of squares "
-        "of a two-way ANOVA over the total, so they add up to 1 with the residual, the "
-        "part no main effect or pair explains:",
+        f"({method}; `reports/importance.csv`). {reading}",
         "",
         "| term | share | p-value |",
         "|---|---:|---:|",
