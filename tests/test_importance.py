@@ -104,12 +104,13 @@ def test_optuna_importances_rank_the_parameter_that_drives_the_score_first():
         }
     )
     jobs["val_f1"] = -0.05 * np.log10(jobs["model.alpha"]) + rng.normal(0, 0.001, n)
-    space = {
-        "model.alpha": "tag(log, interval(1e-6, 1e-1))",
-        "model.penalty": "choice(l1, l2)",
-        "train.batch_size": "choice(16, 64, 256, full)",
-    }
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+    space = {  # as the sweeper reads conf/search/optuna.yaml; batch sizes as written there
+        "model.alpha": FloatDistribution(1e-6, 1e-1, log=True),
+        "model.penalty": CategoricalDistribution(["l1", "l2"]),
+        "train.batch_size": CategoricalDistribution([16, 64, 256, "full"]),
+    }
     shares = optuna_shares(jobs, space, "val_f1")
 
     assert shares["term"].iloc[0] == "model.alpha"

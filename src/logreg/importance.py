@@ -9,8 +9,8 @@
   the total sum of squares, so the shares add up to 1 and the residual's share is what
   the terms leave unexplained (the three-way interaction and noise). Type 2 sums of
   squares keep their meaning when failed jobs leave the grid unbalanced.
-- An Optuna search (:func:`optuna_shares`): Optuna's own parameter importances of the
-  finished trials, rebuilt as a study from the jobs' configs and scores.
+- An Optuna search (:func:`optuna_shares`): Optuna's own parameter importances (fANOVA)
+  of the finished trials, rebuilt as a study from the jobs' configs and scores.
 
 Both return the same table: one row per term, largest share first.
 """
@@ -80,67 +80,45 @@ def anova_shares(results: pd.DataFrame, knobs: Sequence[str], response: str) -> 
 
 
 def optuna_shares(
-    results: pd.DataFrame, space: Mapping[str, str], response: str, seed: int = 0
+    results: pd.DataFrame, distributions: Mapping[str, Any], response: str, seed: int = 0
 ) -> pd.DataFrame:
-    """Optuna's importances of the searched ``space`` (key -> Hydra sweep, as in conf/).
+    """Optuna's importances of the searched keys, each with the distribution it was drawn from.
 
     The finished jobs become the trials of a fresh study (their params from ``results``,
-    their value the ``response``), so the importances need nothing of the sweeper's
-    in-memory study. The evaluator is the random forest's mean decrease in impurity:
-    Optuna 2.10's default, fANOVA, fails on scikit-learn ≥ 1.3 trees.
+    their value the ``response``), so the importances need neither the sweeper's storage
+    nor a study still in memory. The evaluator is Optuna's default, fANOVA, seeded.
     """
     import optuna
-    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator, get_param_importances
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     scored = results.dropna(subset=[response])
-    distributions = {key: _distribution(key, sweep) for key, sweep in space.items()}
-    distributions = {k: d for k, d in distributions.items() if k in scored}
-    if len(scored) < 2 or not distributions:
+    searched = {key: d for key, d in distributions.items() if key in scored}
+    if len(scored) < 2 or not searched:
         return pd.DataFrame(columns=list(COLUMNS))
-    with warnings.catch_warnings():  # add_trial and create_trial are "experimental" in 2.10
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize")
-        for row in scored.to_dict("records"):
-            params = {k: _param_value(d, row[k]) for k, d in distributions.items()}
-            trial = optuna.trial.create_trial(
-                params=params, distributions=distributions, value=float(row[response])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for row in scored.to_dict("records"):
+        params = {key: _trial_value(d, row[key]) for key, d in searched.items()}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=searched, value=float(row[response])
             )
-            study.add_trial(trial)
-        evaluator = MeanDecreaseImpurityImportanceEvaluator(seed=seed)
-        importances = get_param_importances(study, evaluator=evaluator)
+        )
+    importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed))
     shares = pd.DataFrame(
-        {"term": list(importances), "share": list(importances.values())},
+        {"term": list(importances), "share": [float(v) for v in importances.values()]}
     )
-    shares["method"] = "optuna (mean decrease in impurity)"
+    shares["method"] = "optuna (fANOVA)"
     return _largest_first(shares.reindex(columns=list(COLUMNS)))
 
 
-def _distribution(key: str, sweep: str) -> Any:
-    """Optuna's distribution for a Hydra sweep (``choice(...)``, ``tag(log, interval(...))``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-    from optuna.distributions import (
-        CategoricalDistribution,
-        LogUniformDistribution,
-        UniformDistribution,
-    )
+def _trial_value(distribution: Any, value: Any) -> Any:
+    """A job's value as the distribution holds it: the choice it is written as, or a number."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    value = OverridesParser.create().parse_override(f"{key}={sweep}").value()
-    if isinstance(value, IntervalSweep):
-        log = "log" in value.tags
-        uniform = LogUniformDistribution if log else UniformDistribution
-        return uniform(float(value.start), float(value.end))
-    if isinstance(value, ChoiceSweep | RangeSweep):
-        values = value.list if isinstance(value, ChoiceSweep) else list(value.range())
-        return CategoricalDistribution([str(v) for v in values])
-    return CategoricalDistribution([str(value)])  # a fixed value: importance 0
-
-
-def _param_value(distribution: Any, value: Any) -> Any:
-    from optuna.distributions import CategoricalDistribution
-
-    return str(value) if isinstance(distribution, CategoricalDistribution) else float(value)
+    if isinstance(distribution, CategoricalDistribution):
+        return next(c for c in distribution.choices if str(c) == str(value))
+    return int(value) if isinstance(distribution, IntDistribution) else float(value)
 
 
 def _largest_first(shares: pd.DataFrame) -> pd.DataFrame:

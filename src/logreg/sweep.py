@@ -195,15 +195,13 @@ def comparison_figure(results: pd.DataFrame, path: str | Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
-def search_space(sweep_dir: str | Path) -> dict[str, str] | None:
-    """A search sweeper's space (key -> sweep, as written) from Hydra's record of the sweep.
+def searched_distributions(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The distributions an Optuna search drew its trials from; None for a grid.
 
-    The record is the sweep's ``multirun.yaml``, else a job's ``.hydra/hydra.yaml`` (Hydra
-    writes the first only through some launchers). None for a grid (Hydra's basic
-    sweeper) or without a record. The space is the sweeper's ``params`` and the sweeps
-    of the command line, as Optuna's sweeper reads them.
+    Read from Hydra's record of the sweep, ``multirun.yaml``, else a job's
+    ``.hydra/hydra.yaml``: the sweeper's ``params`` and the command line's sweeps, turned
+    into distributions by the sweeper's own :func:`search_space`. None without a record.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     sweep_dir = Path(sweep_dir)
@@ -214,18 +212,18 @@ def search_space(sweep_dir: str | Path) -> dict[str, str] | None:
     hydra_cfg = OmegaConf.load(record).hydra
     if "optuna" not in str(hydra_cfg.sweeper.get("_target_", "")).lower():
         return None
-    parsed = OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task))
-    swept = {
-        o.get_key_element(): o.get_value_element_as_str() for o in parsed if o.is_sweep_override()
-    }
-    return {**{str(k): str(v) for k, v in (hydra_cfg.sweeper.get("params") or {}).items()}, **swept}
+    from hydra_plugins.logreg_optuna_sweeper._core import search_space
+
+    params = OmegaConf.to_container(hydra_cfg.sweeper.get("params") or {})
+    _, space = search_space(params, list(hydra_cfg.overrides.task))
+    return space
 
 
 def what_mattered(results: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
     """:func:`logreg.importance.optuna_shares` for a search, else the grid's ANOVA shares."""
-    space = search_space(sweep_dir)
-    if space is not None:
-        return importance.optuna_shares(results, space, "val_f1")
+    distributions = searched_distributions(sweep_dir)
+    if distributions is not None:
+        return importance.optuna_shares(results, distributions, "val_f1")
     return importance.anova_shares(results, [k for k in KNOBS if k in results], "val_f1")
 
 
