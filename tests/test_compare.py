@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from logreg import compare
+from logreg import compare, pipeline
 from logreg.compare import Run, differing_params, interval, loss_figure, metrics_table, pr_figure
 from logreg.params import compose
 from logreg.run import run_pipeline
-from logreg.tracking.runs import read_run_id
+from logreg.tracking.runs import read_run_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["data=synthetic", "data.n_samples=400", "train.epochs=5", "evaluate.baseline=false"]
@@ -38,7 +38,7 @@ def two_runs(isolated_tracking: Path) -> list[str]:
         params = compose(ROOT / "conf", [*TINY, *overrides])
         job = isolated_tracking / name
         run_pipeline(params, job)
-        ids.append(read_run_id(job / "models" / "run.json"))
+        ids.append(read_run_file(pipeline.layout(job)["train"].run_file)["run_id"])
     return ids
 
 

@@ -173,3 +173,24 @@ def test_a_worker_killed_mid_fit_changes_nothing(tmp_path):
     np.testing.assert_allclose(b, undisturbed[1], rtol=1e-8)
     scale = np.abs(undisturbed[2].hessian).max()
     np.testing.assert_allclose(record.hessian, undisturbed[2].hessian, rtol=0, atol=1e-8 * scale)
+
+
+def test_l1_by_proximal_newton_on_dask_partitions_reaches_the_in_memory_optimum(client):
+    from logreg.model.prox_newton import prox_newton_solve
+
+    X, Y, s = _problem(load_breast_cancer)
+    settings = {
+        "alpha": 0.01, "l1_ratio": 1.0, "fit_intercept": True, "max_iter": 100, "tol": 1e-12,
+        "max_time": None,
+    }  # fmt: skip
+    W, b, _ = prox_newton_solve(
+        DaskRows.scatter(client, _blocks(X, Y, s, [200, 201])),
+        rng=np.random.default_rng(0),
+        **settings,
+    )
+    W_mem, b_mem, _ = prox_newton_solve(
+        InMemoryRows.of(X, Y, s), rng=np.random.default_rng(0), **settings
+    )
+    np.testing.assert_array_equal(W == 0, W_mem == 0)
+    np.testing.assert_allclose(W, W_mem, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(b, b_mem, rtol=1e-8)

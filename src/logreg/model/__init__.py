@@ -7,6 +7,8 @@ Read it in this order; each module uses only the ones above it:
     sgd.py          minibatch SGD: the plain reference step, the schedule, the stopping rules
     sgd_kernels.py  ... the fused, allocation-free loop that takes the reference's steps
     newton.py       Newton/IRLS with the Hessian, over the same equations
+    fista.py        full-batch proximal gradient for L1/elastic net (the textbook method)
+    prox_newton.py  proximal Newton for L1/elastic net: Newton's model, solved with the L1 term
     parameters.py   the rule of every parameter, shared with the config schema
     inference.py    summary(): Wald standard errors, intervals, odds ratios
     persistence.py  save/load: .npz weights and .json metadata, no pickle

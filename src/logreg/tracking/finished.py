@@ -4,7 +4,7 @@
   logged (``plots/pr.csv``), as plain Python and pandas, for the comparison report;
 - :func:`add_to_parent_run`: after ``python -m logreg.sweep`` has ranked the jobs, the
   sweep's parent run gets the importance table as an artifact and a line in its
-  description. The parent is found from a job's ``models/run.json``.
+  description. The parent is found from a job's run file (``.logreg/run.json``).
 
 mlflow is imported on first use, never at import.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from logreg.errors import UserError
-from logreg.io import read_json
+from logreg.tracking.runs import read_run_file
 from logreg.tracking.store import import_mlflow, resolve_tracking_uri, retry
 
 PR_ARTIFACT = "plots/pr.csv"  # the evaluate stage logs reports/plots/pr.csv in plots/
@@ -121,7 +121,7 @@ def add_to_parent_run(
     job was not tracked in a sweep.
     """
     run_file = Path(run_file)
-    record = read_json(run_file) if run_file.is_file() else {}
+    record = read_run_file(run_file)
     run_id = record.get("run_id")
     if not run_id:
         return None
