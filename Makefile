@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: install run params test lint study sweep bench clean
+.PHONY: install run params test lint study sweep compare bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ study: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python -m logreg.sweep
+
+# `make compare` compares the last two finished MLflow runs; name others with
+# `make compare RUNS="<run id or DVC experiment> <run id or DVC experiment> ..."`.
+compare: $(STAMP)
+	$(BIN)/python -m logreg.compare $(or $(RUNS),--last 2)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -11,7 +11,11 @@ child run of the sweep's parent run. Then it reads each job's ``params.yaml``,
 ``reports/metrics.json`` and ``.logreg/run.json``, prints the jobs ranked by validation
 F1 and the best configuration of each strategy, and writes the table to
 ``reports/sweep.csv`` and the figure to ``reports/sweep.png`` (test F1 by strategy, one
-panel per penalty, one line per batch size).
+panel per penalty, one line per batch size). What mattered, each knob's share of the
+variance in validation F1 (:mod:`logreg.importance`: an ANOVA for a grid, Optuna's
+importances for ``--from-dir`` on a ``search=optuna`` sweep), goes to
+``reports/importance.csv``, to the printout and to the sweep's MLflow parent run (the
+table as an artifact, a line in its description).
 
 The study skips evaluate's scikit-learn baseline (``evaluate.baseline=false``): its saga
 fits for l1 would take most of the sweep's time and the table does not use them.
@@ -30,11 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import pipeline, ranking
+from logreg import importance, pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
 from logreg.run import check_jobs, conf_dir
+from logreg.tracking.finished import add_to_parent_run
 from logreg.tracking.runs import read_run_file
 
 STUDY = (
@@ -59,6 +64,10 @@ SHOWN = {  # printed column -> header
     "train_time_s": "time s",
     "nonzero_coef": "nonzero",
 }
+# The knobs whose share of the variance in validation F1 a grid's ANOVA measures; a knob
+# with one value in the sweep is left out.
+KNOBS = (STRATEGY, PENALTY, BATCH, "model.alpha", "data.name")
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's record of a sweep's config, in the sweep folder
 
 
 def hydra_command(sweep_dir: str | Path, n_jobs: int, overrides: list[str]) -> list[str]:
@@ -184,6 +193,53 @@ def comparison_figure(results: pd.DataFrame, path: str | Path) -> None:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
 
 
+def searched_distributions(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The distributions an Optuna search drew its trials from; None for a grid.
+
+    Read from Hydra's record of the sweep, ``multirun.yaml``, else a job's
+    ``.hydra/hydra.yaml``: the sweeper's ``params`` and the command line's sweeps, turned
+    into distributions by the sweeper's own :func:`search_space`. None without a record.
+    """
+    from omegaconf import OmegaConf
+
+    sweep_dir = Path(sweep_dir)
+    records = [sweep_dir / MULTIRUN_FILE, *sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))]
+    record = next((path for path in records if path.is_file()), None)
+    if record is None:
+        return None
+    hydra_cfg = OmegaConf.load(record).hydra
+    if "optuna" not in str(hydra_cfg.sweeper.get("_target_", "")).lower():
+        return None
+    from hydra_plugins.logreg_optuna_sweeper._core import search_space
+
+    params = OmegaConf.to_container(hydra_cfg.sweeper.get("params") or {})
+    _, space = search_space(params, list(hydra_cfg.overrides.task))
+    return space
+
+
+def what_mattered(results: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
+    """:func:`logreg.importance.optuna_shares` for a search, else the grid's ANOVA shares."""
+    distributions = searched_distributions(sweep_dir)
+    if distributions is not None:
+        return importance.optuna_shares(results, distributions, "val_f1")
+    return importance.anova_shares(results, [k for k in KNOBS if k in results], "val_f1")
+
+
+def importance_line(shares: pd.DataFrame) -> str:
+    """The parent run's description line: each term's share, largest first."""
+    terms = ", ".join(f"`{row.term}` {row.share:.1%}" for row in shares.itertuples())
+    return f"- what mattered (share of the variance in val F1): {terms or 'nothing varied'}"
+
+
+def record_importance(sweep_dir: Path, results: pd.DataFrame, table: Path, line: str) -> None:
+    """Add the importance table and its line to the sweep's MLflow parent run, if tracked."""
+    for job in results["job"]:
+        parent = add_to_parent_run(pipeline.layout(sweep_dir / job)["train"].run_file, table, line)
+        if parent is not None:
+            print(f"mlflow: added {table.name} to the sweep run {parent}", file=sys.stderr)
+        return  # every job has the same parent: the first one tells
+
+
 def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
     """Check every job's config (one line on the first bad one), then run the multirun."""
     check_jobs([*STUDY, *overrides], multirun=True, config_dir=conf_dir())
@@ -223,6 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="reports/sweep.csv", help="ranked table (CSV)")
     parser.add_argument("--figure", default="reports/sweep.png", help="comparison figure (PNG)")
+    parser.add_argument(
+        "--importance", default="reports/importance.csv", help="what mattered (CSV)"
+    )
     return parser
 
 
@@ -243,12 +302,16 @@ def main(argv: list[str] | None = None) -> None:
     ranked = rank(results)
     write_csv(ranked, args.out)
     comparison_figure(results, args.figure)
+    shares = what_mattered(results, sweep_dir)
+    write_csv(shares, args.importance)
+    record_importance(sweep_dir, results, Path(args.importance), importance_line(shares))
     print(format_table(ranked))
     print()
     print(summary(ranked))
+    print(importance.format_shares(shares))
     print(
         f"sweep: {len(ranked)} jobs in {sweep_dir}, {time.perf_counter() - started:.0f} s; "
-        f"wrote {args.out} and {args.figure}"
+        f"wrote {args.out}, {args.figure} and {args.importance}"
     )
 
 

@@ -3,7 +3,7 @@
     make study    # python -m logreg.study, after `make run`; `make sweep` adds the strategies
 
 Reads the pipeline's outputs (prepared and rebalanced splits, ``reports/metrics.json``,
-and ``reports/sweep.csv`` when the default sweep has run) and writes
+and ``reports/sweep.csv`` and ``reports/importance.csv`` when the default sweep has run) and writes
 ``reports/study.md`` with its figures in ``reports/study/``. Every number in the
 document is computed when the command runs, on the default data.
 """
@@ -26,15 +26,17 @@ from logreg.study.analysis import (
     batch_size_study,
     batch_size_summary,
     category_effects,
+    l1_kept_features,
     likelihood_check,
     loss_curves,
     odds_reading,
+    regularisation_path,
     strongest_evidence,
     sweep_summary,
     wald_table,
 )
 from logreg.study.document import render
-from logreg.study.figures import batch_size_figure
+from logreg.study.figures import batch_size_figure, regularisation_path_figure
 
 
 @cli
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = read_json(metrics_path)
     sweep_path = Path(args.reports) / "sweep.csv"
     sweep = pd.read_csv(sweep_path) if sweep_path.is_file() else None
+    importance_path = Path(args.reports) / "importance.csv"
+    importance = pd.read_csv(importance_path) if importance_path.is_file() else None
 
     figure_dir = Path(args.out).parent / "study"
     histories, finals = batch_size_study(
@@ -78,6 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         train_params["learning_rate"],
     )
     batch_size_figure(loss_curves(histories), figure_dir / "batch_size_loss.png")
+    # The path needs exact zeros for L1: SGD's cumulative L1 step (Newton has no L1).
+    estimator = {k: model_params[k] for k in ("l1_ratio", "fit_intercept")} | train_params
+    penalty_path, path_coefficients = regularisation_path(
+        rebalanced, val, positive, {**estimator, "solver": "sgd"}
+    )
+    regularisation_path_figure(penalty_path, figure_dir / "regularisation_path.png")
     # The evaluate stage's PR figure is a DVC output (not in git); the study keeps a copy.
     shutil.copyfile(Path(args.reports) / "figures" / "pr_curve.png", figure_dir / "pr_curve.png")
     prep = read_preprocessing(prepared / "preprocess.json")
@@ -93,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         metrics=metrics,
         likelihood=likelihood_check(train, positive),
         batch_sizes=batch_size_summary(finals),
+        penalty_path=penalty_path,
+        l1_kept=l1_kept_features(penalty_path, path_coefficients),
         sweep=None if sweep is None or not len(sweep) else sweep_summary(sweep, n_positive_test),
         figure_dir=figure_dir.name,
+        importance=importance,
     )
     write_text(args.out, document)
     print(f"study: wrote {args.out} and {figure_dir}/")

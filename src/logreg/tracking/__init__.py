@@ -1,4 +1,4 @@
-"""MLflow tracking, one module per concern; only ``store``, ``runs`` and ``served`` use mlflow.
+"""MLflow tracking, one module per concern; store, runs, served and finished use mlflow.
 
 - :mod:`~logreg.tracking.provenance`: project root, git commit, file hashes (no mlflow);
 - :mod:`~logreg.tracking.store`: which store, whether it answers, the experiment and its
@@ -7,7 +7,9 @@
   what a run logs, and how evaluate finds train's run (the model digest tag, the
   untracked run file);
 - :mod:`~logreg.tracking.orphans`: owner tags, and ending runs whose process died;
-- :mod:`~logreg.tracking.served`: the logged pyfunc model and its loader.
+- :mod:`~logreg.tracking.served`: the logged pyfunc model and its loader;
+- :mod:`~logreg.tracking.finished`: finished runs read back (``python -m logreg.compare``),
+  and a sweep's importance added to its parent run.
 
 Import from the module that owns a name. Nothing happens at import: mlflow is imported
 on first use, after telemetry has been switched off.
