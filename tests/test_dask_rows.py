@@ -194,3 +194,25 @@ def test_l1_by_proximal_newton_on_dask_partitions_reaches_the_in_memory_optimum(
     np.testing.assert_array_equal(W == 0, W_mem == 0)
     np.testing.assert_allclose(W, W_mem, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(b, b_mem, rtol=1e-8)
+
+
+def test_sgd_streams_dask_partitions_as_it_streams_memory(client):
+    from logreg.model.sgd import sgd_solve
+
+    X, Y, s = _problem(load_breast_cancer)
+    blocks = _blocks(X, Y, s, [100, 101, 400])
+
+    def sgd(rows, validation):
+        return sgd_solve(
+            rows, alpha=1e-3, l1_ratio=0.5, fit_intercept=True, batch_size=16,
+            learning_rate0="auto", lr_schedule="step", momentum=0.9, epochs=5,
+            epoch_loss="full", tol=0.0, patience=None, max_time=None,
+            rng=np.random.default_rng(0), validation=validation, streamed=True,
+        )  # fmt: skip
+
+    on_dask = sgd(DaskRows.scatter(client, blocks), DaskRows.scatter(client, blocks[:2]))
+    in_memory = sgd(InMemoryRows(tuple(blocks)), InMemoryRows(tuple(blocks[:2])))
+    np.testing.assert_array_equal(on_dask[0], in_memory[0])  # the same steps, bit for bit
+    np.testing.assert_array_equal(on_dask[1], in_memory[1])
+    losses = [[r["val_loss"] for r in fit[2].history] for fit in (on_dask, in_memory)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)  # map-reduced on the workers

@@ -38,37 +38,44 @@ def reference_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_intercept,
     n, B = rows.n_rows, min(batch_size, rows.n_rows)
     batches = []
     for block in rows.blocks():  # the fast loop's shuffle: each block's rows once, in order
-        order = rng.permutation(block.X.shape[0])
-        X, Y, s = block.X[order], block.Y[order], block.s[order]
-        batches += [(X[i : i + B], Y[i : i + B], s[i : i + B]) for i in range(0, len(order), B)]
-    D, K = batches[0][0].shape[1], batches[0][1].shape[1]
-    W, b = np.zeros((D, K)), np.zeros(K)
-    velocity, received, offered, lr = (
-        (np.zeros_like(W), np.zeros_like(b)),
-        np.zeros_like(W),
-        0.0,
-        LR0,
+        batches += _shuffled_batches(block, rng, B)
+    W, b, velocity, received, offered = _zero_weights(
+        batches[0][0].shape[1], batches[0][1].shape[1]
     )
+    lr = LR0
     for epoch in range(EPOCHS):
         lr = learning_rate(SCHEDULE, LR0, epoch, lr, n, B)
         for index in rng.permutation(len(batches)):
-            batch = batches[index]
-            offered += lr * alpha * l1_ratio * len(batch[0]) / B
-            W, b, velocity, received = sgd_step(
-                W,
-                b,
-                velocity,
-                received,
-                batch,
-                full_batch=B,
-                lr=lr,
-                l1_offered=offered,
-                alpha=alpha,
-                l1_ratio=l1_ratio,
-                momentum=momentum,
-                fit_intercept=fit_intercept,
-            )
+            W, b, velocity, received, offered = _reference_step(
+                (W, b, velocity, received, offered), batches[index], B, lr,
+                alpha=alpha, l1_ratio=l1_ratio, momentum=momentum, fit_intercept=fit_intercept,
+            )  # fmt: skip
     return W, b
+
+
+def _shuffled_batches(block, rng, B):
+    order = rng.permutation(block.X.shape[0])
+    X, Y, s = block.X[order], block.Y[order], block.s[order]
+    return [(X[i : i + B], Y[i : i + B], s[i : i + B]) for i in range(0, len(order), B)]
+
+
+def _zero_weights(D, K):
+    """W, b, the momentum's velocity, the L1 shrinkage received and offered: all zero."""
+    W, b = np.zeros((D, K)), np.zeros(K)
+    return W, b, (np.zeros_like(W), np.zeros_like(b)), np.zeros_like(W), 0.0
+
+
+def _reference_step(weights, batch, B, lr, **penalty_and_momentum):
+    """One step of equations.sgd_step, with the L1 shrinkage offered so far brought up to date."""
+    W, b, velocity, received, offered = weights
+    offered += (
+        lr * penalty_and_momentum["alpha"] * penalty_and_momentum["l1_ratio"] * len(batch[0]) / B
+    )
+    W, b, velocity, received = sgd_step(
+        W, b, velocity, received, batch, full_batch=B, lr=lr, l1_offered=offered,
+        **penalty_and_momentum,
+    )  # fmt: skip
+    return W, b, velocity, received, offered
 
 
 def fast_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_intercept, seed):
@@ -156,3 +163,47 @@ def test_newton_on_several_blocks_reaches_the_one_block_optimum(n_classes):
     np.testing.assert_allclose(many[0], one[0], rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(many[1], one[1], rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(many[2].hessian, one[2].hessian, rtol=1e-7, atol=1e-12)
+
+
+def streamed_reference_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_intercept, seed):
+    """Streaming SGD as written: each epoch, the blocks in random order; each block's rows
+    shuffled afresh, cut into batches, the batches visited in random order."""
+    rng = np.random.default_rng(seed)
+    n, B = rows.n_rows, min(batch_size, rows.n_rows)
+    blocks = list(rows.blocks())
+    W, b, velocity, received, offered = _zero_weights(blocks[0].X.shape[1], blocks[0].Y.shape[1])
+    lr = LR0
+    for epoch in range(EPOCHS):
+        lr = learning_rate(SCHEDULE, LR0, epoch, lr, n, B)
+        for block_index in rng.permutation(len(blocks)):
+            batches = _shuffled_batches(blocks[block_index], rng, B)
+            for index in rng.permutation(len(batches)):
+                W, b, velocity, received, offered = _reference_step(
+                    (W, b, velocity, received, offered), batches[index], B, lr,
+                    alpha=alpha, l1_ratio=l1_ratio, momentum=momentum, fit_intercept=fit_intercept,
+                )  # fmt: skip
+    return W, b
+
+
+@pytest.mark.parametrize(
+    "batch_size, n_classes, penalty, momentum",
+    list(itertools.product([1, 7, 64], [2, 3], ["l2", "l1", "elasticnet"], [0.0, 0.9])),
+)
+def test_streamed_epochs_take_the_reference_steps(batch_size, n_classes, penalty, momentum):
+    X, Y, s = _problem(n_classes, weighted=True)
+    alpha, l1_ratio = PENALTIES[penalty]
+    options = dict(
+        batch_size=batch_size, alpha=alpha, l1_ratio=l1_ratio, momentum=momentum,
+        fit_intercept=True, seed=5,
+    )  # fmt: skip
+    rows = InMemoryRows.of(X, Y, s, block_rows=40)  # 4 blocks: 40, 40, 40, 30 rows
+    W, b, record = sgd_solve(
+        rows, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=True, batch_size=batch_size,
+        learning_rate0=LR0, lr_schedule=SCHEDULE, momentum=momentum, epochs=EPOCHS,
+        epoch_loss="progressive", tol=0.0, patience=None, max_time=None,
+        rng=np.random.default_rng(5), streamed=True,
+    )  # fmt: skip
+    W_ref, b_ref = streamed_reference_fit(rows, **options)
+    assert record.n_iter == EPOCHS and np.abs(W_ref).max() > 0.05
+    np.testing.assert_allclose(W, W_ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, b_ref, rtol=1e-9, atol=1e-12)

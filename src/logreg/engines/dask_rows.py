@@ -25,6 +25,7 @@ class DaskRows:
     client: Any
     parts: tuple[Any, ...]  # one future of a Block per partition
     sizes: tuple[int, ...]  # rows per block, known without fetching a block
+    in_memory = False  # SGD streams the blocks through the client, one at a time
 
     @classmethod
     def load(cls, client: Any, read: Callable[[Any], Block], sources: Sequence[Any]) -> DaskRows:
@@ -47,6 +48,9 @@ class DaskRows:
         """Each block, fetched to the client one at a time."""
         for part in self.parts:
             yield part.result()
+
+    def block(self, index: int) -> Block:
+        return self.parts[index].result()
 
     def map(self, of: Callable[..., Any], *per_block: list[Any]) -> list[Any]:
         return [

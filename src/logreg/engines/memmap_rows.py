@@ -55,6 +55,7 @@ class MemmapRows:
 
     folder: Path
     sizes: tuple[int, ...]
+    in_memory = False  # the point of the cache: SGD streams it, one block's copy at a time
 
     @classmethod
     def open(cls, folder: str | Path) -> MemmapRows:

@@ -6,6 +6,7 @@ Read it in this order; each module uses only the ones above it:
     rows.py         RowBlocks: how a solver sees its data (below)
     sgd.py          minibatch SGD: the plain reference step, the schedule, the stopping rules
     sgd_kernels.py  ... the fused, allocation-free loop that takes the reference's steps
+    sgd_epochs.py   ... how an epoch visits the rows: every block's copy kept, or one at a time
     newton.py       Newton/IRLS with the Hessian, over the same equations
     fista.py        full-batch proximal gradient for L1/elastic net (the textbook method)
     prox_newton.py  proximal Newton for L1/elastic net: Newton's model, solved with the L1 term
@@ -18,6 +19,8 @@ The row-block interface (:class:`~logreg.model.rows.RowBlocks`). A solver never 
 "the data"; it holds an object with
 
     n_rows              the number of rows n, the denominator of J
+    sizes, block(i)     rows per block; one block by position (streaming SGD's random order)
+    in_memory           whether SGD may keep a copy of every block, or must stream them
     blocks()            each Block(X, Y, s) once, in a fixed order; SGD shuffles each
                         block's rows and takes contiguous batches from it
     map(of, *extra)     of(block, *its extras) per block, kept with the block: Newton's

@@ -31,6 +31,12 @@ class RowBlocks(Protocol):
     """The rows a solver fits, as blocks; every block has the same columns."""
 
     n_rows: int
+    sizes: tuple[int, ...]  # rows per block, in order
+    in_memory: bool  # SGD may keep a copy of every block (else it streams them)
+
+    def block(self, index: int) -> Block:
+        """One block, by its position."""
+        ...
 
     def blocks(self) -> Iterator[Block]:
         """Each block once, always in the same order."""
@@ -54,6 +60,7 @@ class InMemoryRows:
     """Rows held in memory: one block of arrays, or several (as tests and engines split them)."""
 
     parts: tuple[Block, ...]
+    in_memory = True
 
     @classmethod
     def of(
@@ -67,6 +74,13 @@ class InMemoryRows:
     @property
     def n_rows(self) -> int:
         return sum(block.X.shape[0] for block in self.parts)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(block.X.shape[0] for block in self.parts)
+
+    def block(self, index: int) -> Block:
+        return self.parts[index]
 
     def blocks(self) -> Iterator[Block]:
         yield from self.parts

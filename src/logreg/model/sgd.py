@@ -31,7 +31,8 @@ from logreg.model.equations import (
     weighted_cross_entropy_sum,
 )
 from logreg.model.rows import RowBlocks
-from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
+from logreg.model.sgd_epochs import ResidentEpochs, StreamedEpochs
+from logreg.model.sgd_kernels import BlockDesign, LoopState
 
 PLATEAU_EPOCHS = 5  # 'adaptive': epochs without a better training loss before lr /= 5
 INVSCALING_EPOCHS = 20.0  # 'invscaling': the epoch scale of the decay
@@ -94,12 +95,15 @@ def sgd_solve(
     rng: np.random.Generator,
     validation: RowBlocks | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    streamed: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     """Minibatch SGD with momentum, a step-size schedule, the L1 cumulative penalty and stops.
 
-    Works in the precision of the blocks' Y and s (float64 or float32). Each block's rows
-    are put in random order once, into a copy (:class:`~logreg.model.sgd_kernels.BlockDesign`);
-    then every epoch visits all the batches in a fresh random order. Each sample still
+    Works in the precision of the blocks' Y and s (float64 or float32). Rows in memory
+    (``streamed`` False; by default when ``rows.in_memory``): each block's rows are put
+    in random order once, into a copy (:class:`~logreg.model.sgd_kernels.BlockDesign`);
+    then every epoch visits all the batches in a fresh random order. Otherwise one
+    block's copy at a time (:mod:`logreg.model.sgd_epochs`). Each sample still
     appears once per epoch and each step is an unbiased estimate of the gradient; what
     is lost against reshuffling every epoch is only that batch composition is fixed,
     which correlates the gradient noise of successive epochs but moves neither the
@@ -116,22 +120,28 @@ def sgd_solve(
     started = time.perf_counter()
     n = rows.n_rows
     B = min(batch_size, n)
-    designs = [BlockDesign.shuffled(block, rng, fit_intercept, B) for block in rows.blocks()]
-    D, K, dtype = designs[0].n_features, designs[0].n_outputs, designs[0].dtype
+    streamed = not rows.in_memory if streamed is None else streamed
+    epochs_over = (StreamedEpochs if streamed else ResidentEpochs)(rows, rng, fit_intercept, B)
+    first = next(iter(rows.blocks()))
+    D, K, dtype = first.X.shape[1], first.Y.shape[1], first.Y.dtype
     theta = np.zeros((D + 1 if fit_intercept else D, K), dtype=dtype)
     W = theta[:D]  # views into θ: a step on θ moves them
     b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
     l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
-    state = LoopState(theta, D, B, {1.0, *(design.last_share for design in designs)})
+    shares = {1.0, *((size % B or B) / B for size in rows.sizes)}  # each block's last batch
+    state = LoopState(theta, D, B, shares)
     auto = learning_rate0 == "auto"
-    learning_rate0 = auto_learning_rate(designs, n, B, l2) if auto else float(learning_rate0)
+    if auto:
+        designs = epochs_over.first_designs()
+        smoothness = [BlockSmoothness.of(design, n, keep=streamed) for design in designs]
+        learning_rate0 = auto_learning_rate(smoothness, K, 0.5 if K == 1 else 1.0, n, B, l2)
+    else:
+        learning_rate0 = float(learning_rate0)
     step_named = f"learning_rate={learning_rate0:g}" + (" (auto)" if auto else "")
-    batches = [batch for design in designs for batch in design.batches(state)]
+    epochs_over.bind(state)
 
     def loss_after_epoch() -> float:
-        data_sum = sum(
-            design.epoch_loss_sum(theta, full=epoch_loss == "full") for design in designs
-        )
+        data_sum = epochs_over.loss_sum(theta, full=epoch_loss == "full")
         return data_sum / n + penalty_value(W, alpha, l1_ratio)
 
     history: list[dict[str, Any]] = []
@@ -145,12 +155,8 @@ def sgd_solve(
     with _overflow_is_divergence(step_named, learning_rate0):
         for epoch in range(epochs):
             lr = learning_rate(lr_schedule, learning_rate0, epoch, lr, n, B)
-            # Without momentum the step is −lr·g; with it, g is needed alone (scale 1).
-            for design in designs:
-                design.scale_residual_coefficients(1.0 if momentum else lr)
             state.set_decays(lr * l2)
-            visit = rng.permutation(len(batches)).tolist()
-            epoch_steps(theta, batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
+            epochs_over.run(theta, state, rng, lr=lr, l2=l2, l1=l1, momentum=momentum)
 
             train_loss = loss_after_epoch()
             record: dict[str, Any] = {
@@ -206,7 +212,38 @@ def sgd_solve(
     return W.copy(), b.copy(), fit
 
 
-def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) -> float:
+def smoothness_sample_rows(columns: int) -> int:
+    """m, the rows behind the estimate of L for X̃ of this many columns (see below)."""
+    return min(
+        SMOOTHNESS_SAMPLE_ROWS,
+        max(SMOOTHNESS_GRAM_COST // columns**2, math.isqrt(SMOOTHNESS_GRAM_COST // columns)),
+    )
+
+
+@dataclass(frozen=True)
+class BlockSmoothness:
+    """What learning_rate="auto" needs of one block's shuffled copy: its size, Σ s‖x̃‖²,
+    and its first rows, the block's share of the sample behind L."""
+
+    n_rows: int
+    weighted_squared_norm: float
+    head: np.ndarray
+    head_weights: np.ndarray
+
+    @classmethod
+    def of(cls, design: BlockDesign, n: int, keep: bool = False) -> BlockSmoothness:
+        """``keep`` copies the head, so that the design itself can be freed."""
+        rows = design.X_tilde.shape[0]
+        count = math.ceil(smoothness_sample_rows(design.X_tilde.shape[1]) * rows / n)
+        head, weights = design.X_tilde[:count], design.s[:count]
+        if keep:
+            head, weights = head.copy(), weights.copy()
+        return cls(rows, design.sum_weighted_squared_norm, head, weights)
+
+
+def auto_learning_rate(
+    blocks: list[BlockSmoothness], K: int, scale: float, n: int, B: int, l2: float
+) -> float:
     """learning_rate="auto": γ = 2/(𝓛̄(B) + α(1−ρ)) (equations.auto_step_size).
 
     L̄ is exact: the copy pass took every row's ‖x̃‖². L needs λ_max(X̃ᵀSX̃)/n, a pass over
@@ -217,21 +254,13 @@ def auto_learning_rate(designs: list[BlockDesign], n: int, B: int, l2: float) ->
     sample's top eigenvalue errs upwards for spread-out spectra (isotropic X̃ at D = 100:
     ×1.3; far more when m < D), which only shortens the step.
     """
-    K, scale, columns = designs[0].n_outputs, designs[0].scale, designs[0].X_tilde.shape[1]
     c = hessian_bound_per_squared_norm(K)
-    L_mean = c * sum(design.sum_weighted_squared_norm for design in designs) / n + l2
+    L_mean = c * sum(block.weighted_squared_norm for block in blocks) / n + l2
     if not math.isfinite(L_mean):  # finite values whose squares overflow: |x| > 1e154
         raise ValueError("X is too large for learning_rate='auto'; rescale it or set a step")
-    m = min(
-        SMOOTHNESS_SAMPLE_ROWS,
-        max(SMOOTHNESS_GRAM_COST // columns**2, math.isqrt(SMOOTHNESS_GRAM_COST // columns)),
-    )
-    counts = [math.ceil(m * len(design.s) / n) for design in designs]
-    rows = [design.X_tilde[:count] for design, count in zip(designs, counts, strict=True)]
-    weights = [design.s[:count] for design, count in zip(designs, counts, strict=True)]
     # R = √S·X̃ on the sample, in the copy's dtype; X̃ without the sigmoid's ½
-    R = np.concatenate(rows)
-    R *= (np.sqrt(np.concatenate(weights)) / scale)[:, None]
+    R = np.concatenate([block.head for block in blocks])
+    R *= (np.sqrt(np.concatenate([block.head_weights for block in blocks])) / scale)[:, None]
     L = c * squared_spectral_norm(R) / len(R) + l2
     return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
 

@@ -1,0 +1,95 @@
+"""How an SGD epoch visits the rows: every block's copy kept, or one block at a time.
+
+:class:`ResidentEpochs` is the fast path for rows that fit in memory: each block's rows
+are shuffled into a copy once (:class:`~logreg.model.sgd_kernels.BlockDesign`), and
+every epoch visits all the batches of all the blocks in one fresh random order.
+
+:class:`StreamedEpochs` is for rows that do not fit: a row cache on disk, or partitions
+on a cluster. Each epoch visits the blocks in a seeded random order; each block is
+read, shuffled into its copy, its batches visited in random order, and the copy freed
+before the next block, so only one block's copy is in memory. The weights pass from
+one block to the next: this is streaming SGD. Against the resident path, the batches
+of different blocks never mix within an epoch, and a block's rows are reshuffled every
+epoch. Each row is still seen once per epoch and each step is still an unbiased
+gradient estimate; the blocks should not be sorted by class (a partition of only one
+class pulls the weights its way for a while), which the hash split never does.
+
+Both take exactly the steps of :func:`logreg.model.equations.sgd_step`
+(tests/test_sgd_reference.py follows each one's seeded order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logreg.model.equations import weighted_cross_entropy_sum
+from logreg.model.rows import Block, RowBlocks
+from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
+
+
+class ResidentEpochs:
+    def __init__(self, rows: RowBlocks, rng: np.random.Generator, fit_intercept: bool, B: int):
+        self.designs = [
+            BlockDesign.shuffled(block, rng, fit_intercept, B) for block in rows.blocks()
+        ]
+        self.batches: list = []
+
+    def first_designs(self) -> list[BlockDesign]:
+        """The designs whose shapes, shares and smoothness set up the loop."""
+        return self.designs
+
+    def bind(self, state: LoopState) -> None:
+        self.batches = [batch for design in self.designs for batch in design.batches(state)]
+
+    def run(
+        self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
+        l2: float, l1: float, momentum: float,
+    ) -> None:  # fmt: skip
+        # Without momentum the step is −lr·g; with it, g is needed alone (scale 1).
+        for design in self.designs:
+            design.scale_residual_coefficients(1.0 if momentum else lr)
+        visit = rng.permutation(len(self.batches)).tolist()
+        epoch_steps(theta, self.batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
+
+    def loss_sum(self, theta: np.ndarray, full: bool) -> float:
+        return sum(design.epoch_loss_sum(theta, full=full) for design in self.designs)
+
+
+class StreamedEpochs:
+    def __init__(self, rows: RowBlocks, rng: np.random.Generator, fit_intercept: bool, B: int):
+        self.rows, self.rng, self.fit_intercept, self.B = rows, rng, fit_intercept, B
+        self.progressive_sum = 0.0
+        self.state: LoopState | None = None
+
+    def first_designs(self) -> list[BlockDesign]:
+        """Each block's copy in turn (a generator: one copy alive at a time)."""
+        return (BlockDesign.shuffled(block, self.rng, self.fit_intercept, self.B)
+                for block in self.rows.blocks())  # fmt: skip
+
+    def bind(self, state: LoopState) -> None:
+        self.state = state
+
+    def run(
+        self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
+        l2: float, l1: float, momentum: float,
+    ) -> None:  # fmt: skip
+        self.progressive_sum = 0.0
+        for index in rng.permutation(len(self.rows.sizes)).tolist():
+            design = BlockDesign.shuffled(self.rows.block(index), rng, self.fit_intercept, self.B)
+            design.scale_residual_coefficients(1.0 if momentum else lr)
+            batches = design.batches(state)
+            visit = rng.permutation(len(batches)).tolist()
+            epoch_steps(theta, batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
+            # The logits each batch saw are in this copy only: take the progressive loss now.
+            self.progressive_sum += design.epoch_loss_sum(theta, full=False)
+
+    def loss_sum(self, theta: np.ndarray, full: bool) -> float:
+        if not full:
+            return self.progressive_sum
+        D = theta.shape[0] - (1 if self.fit_intercept else 0)
+        W, b = theta[:D], (theta[D] if self.fit_intercept else np.zeros(theta.shape[1]))
+        return self.rows.sum(lambda block: _loss_sum(block, W, b))
+
+
+def _loss_sum(block: Block, W: np.ndarray, b: np.ndarray) -> float:
+    return weighted_cross_entropy_sum(block.X @ W + b, block.Y, block.s)
