@@ -15,7 +15,7 @@ from logreg.bootstrap import (
     row_counts,
     score_intervals,
 )
-from logreg.metrics import tune_threshold
+from logreg.metrics import THRESHOLD_METHODS, tune_threshold
 
 
 def imbalanced(n: int = 80, n_pos: int = 14, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +79,17 @@ def test_resampled_thresholds_equal_tuning_each_resample():
     assert np.array_equal(resampled_thresholds(y, s, indices), expected)
     # All rows, once each: the plain tuned threshold.
     assert resampled_thresholds(y, s, np.arange(len(y))[None, :])[0] == tune_threshold(y, s)[0]
+
+
+def test_stable_threshold_is_the_median_of_the_resamples_optima():
+    y, s = imbalanced(n=120, n_pos=20)
+    optima = [tune_threshold(y[idx], s[idx])[0] for idx in all_indices(y, 301, seed=9, chunk=301)]
+    threshold, spread = THRESHOLD_METHODS["bootstrap_median"](y, s, 301, 9)
+    assert threshold == np.median(optima)
+    low, high = np.percentile(optima, [2.5, 97.5])
+    assert spread == pytest.approx({"low": low, "high": high}, abs=1e-12)
+    plain, same_spread = THRESHOLD_METHODS["val_max"](y, s, 301, 9)
+    assert plain == tune_threshold(y, s)[0] and same_spread == spread
 
 
 def test_score_intervals_are_percentiles_of_the_resampled_scores():

@@ -129,7 +129,14 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
         assert 0.0 <= metrics["test"][key] <= (1.0 if key != "log_loss" else 10.0)
     tuned = metrics["test"]["threshold_tuned"]
     assert 0.0 < tuned["threshold"] < 1.0 and "f1" in tuned
-    assert metrics["val"]["threshold_tuned"]["f1"] >= metrics["val"]["f1"]  # tuned on val
+    spread = metrics["val"]["threshold_tuned"]["spread"]  # the median of val's resamples' optima
+    assert spread["low"] <= tuned["threshold"] <= spread["high"]
+    assert metrics["val"]["threshold_tuned"]["threshold"] == tuned["threshold"]
+    ci95 = metrics["test"]["ci95"]
+    assert (ci95["n_bootstrap"], ci95["seed"]) == (1000, 0)  # the schema's defaults
+    for key in ("f1", "precision", "recall", "pr_auc"):
+        assert 0.0 <= ci95[key]["low"] <= ci95[key]["high"] <= 1.0
+    assert set(tuned["ci95"]) == {"f1", "precision", "recall"}
     assert {"f1", "objective", "objective_ours", "majority_accuracy"} <= set(metrics["baseline"])
 
     coefficients = pd.read_csv(project / "reports/coefficients.csv")
@@ -170,6 +177,9 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert run.data.metrics["test/f1"] == pytest.approx(metrics["test"]["f1"])
     assert run.data.metrics["n_nonzero_coef"] == 3
     assert {"test/precision", "test/recall", "val/f1", "baseline/f1"} <= set(run.data.metrics)
+    assert run.data.metrics["test/ci95/f1/low"] == pytest.approx(ci95["f1"]["low"])
+    assert run.data.metrics["test/ci95/pr_auc/high"] == pytest.approx(ci95["pr_auc"]["high"])
+    assert run.data.metrics["val/threshold_tuned/spread/high"] == pytest.approx(spread["high"])
     reports = {a.path for a in client.list_artifacts(run_id, "reports")}
     assert "reports/coefficients.csv" in reports
     assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {"tiny/train", "tiny/test"}

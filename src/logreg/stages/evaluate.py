@@ -9,9 +9,12 @@ Binary problems score the minority class of the prepared training split as posit
 Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``, ``model``),
 ``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
 ``figures/``, and logs all of it to the MLflow run that train started (``run.json``),
-with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalanced``
-(with its sample weights) when given, else on ``--train``; ``evaluate.baseline: false``
-skips it (saga, for l1, takes far longer than our fit: sweeps turn it off). Reads only
+with the model as a pyfunc. Binary test scores carry seeded bootstrap 95 % intervals
+(``evaluate.n_bootstrap`` resamples, ``evaluate.seed``), and the tuned threshold comes
+from validation by ``evaluate.threshold_method``. The scikit-learn baseline is fitted on
+``--rebalanced`` (with its sample weights) when given, else on ``--train``;
+``evaluate.baseline: false`` skips it (saga, for l1, takes far longer than our fit: sweeps
+turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
 
@@ -33,17 +36,18 @@ import numpy as np
 import pandas as pd
 
 from logreg import LogisticRegression, plots, preprocess
+from logreg.bootstrap import score_intervals
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
+    THRESHOLD_METHODS,
     baseline_sklearn,
     confusion,
     evaluate_scores,
     majority_accuracy,
     positive_scores,
     thresholded_metrics,
-    tune_threshold,
 )
 from logreg.preprocess import Preprocessing
 from logreg.stages import entry
@@ -60,13 +64,20 @@ def evaluate_model(
     positive: Any = None,
     baseline_train: Split | None = None,
     baseline: bool = True,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    threshold_method: str = "bootstrap_median",
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
 
-    Binary: test and val at threshold 0.5, plus ``threshold_tuned`` (the F1-maximising
-    threshold on val, applied to both). ``baseline`` compares scikit-learn (fitted on
-    ``baseline_train``, default ``splits["train"]``; skipped unless ``baseline``) and the
-    majority-class rule.
+    Binary: test and val at threshold 0.5, with ``test.ci95`` (seeded bootstrap 95 %
+    intervals of F1, precision, recall and PR-AUC, :mod:`logreg.bootstrap`), plus
+    ``threshold_tuned``: the threshold tuned on val by ``threshold_method``
+    (:data:`logreg.metrics.THRESHOLD_METHODS`), applied to both; ``val.threshold_tuned.spread``
+    is where the F1-maximising threshold of val's resamples lies (2.5 to 97.5 %).
+    ``baseline`` compares scikit-learn (fitted on ``baseline_train``, default
+    ``splits["train"]``; skipped unless ``baseline``) and the majority-class rule.
     """
     classes = model.classes_
     binary = len(classes) == 2
@@ -80,8 +91,14 @@ def evaluate_model(
     }
     del out["val"]["per_class"]  # the per-class report belongs to the final, test judgement
     if binary:
-        threshold, _ = tune_threshold(
-            val.y == positive, positive_scores(proba_val, classes, positive)
+        y_test, scores_test = test.y == positive, positive_scores(proba_test, classes, positive)
+        out["test"]["ci95"] = {
+            **score_intervals(y_test, scores_test, 0.5, n_bootstrap, seed),
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+        }
+        threshold, spread = THRESHOLD_METHODS[threshold_method](
+            val.y == positive, positive_scores(proba_val, classes, positive), n_bootstrap, seed
         )
         for name, split, proba in (("val", val, proba_val), ("test", test, proba_test)):
             predicted = positive_scores(proba, classes, positive) >= threshold
@@ -89,6 +106,11 @@ def evaluate_model(
                 "threshold": threshold,
                 **thresholded_metrics(split.y == positive, predicted),
             }
+        out["val"]["threshold_tuned"]["spread"] = spread
+        tuned_ci = score_intervals(y_test, scores_test, threshold, n_bootstrap, seed)
+        out["test"]["threshold_tuned"]["ci95"] = {
+            name: tuned_ci[name] for name in ("f1", "precision", "recall")
+        }
     out["baseline"] = {"majority_accuracy": majority_accuracy(splits["train"].y, test.y)}
     if baseline:
         fit_on = baseline_train or splits["train"]
@@ -262,13 +284,26 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id if resume else None, run_name="evaluate"):
-        metrics = evaluate_model(model, splits, positive, rebalanced, options["baseline"])
+        metrics = evaluate_model(
+            model,
+            splits,
+            positive,
+            rebalanced,
+            options["baseline"],
+            n_bootstrap=options["n_bootstrap"],
+            seed=options["seed"],
+            threshold_method=options["threshold_method"],
+        )
         written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
         sklearn_f1 = metrics["baseline"].get("f1")
+        f1_ci = metrics["test"].get("ci95", {}).get("f1")
+        spread = metrics["val"].get("threshold_tuned", {}).get("spread")
         print(
             f"evaluate: test f1={metrics['test'].get('f1', metrics['test'].get('f1_macro')):.4f}"
-            + (f" (tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f})" if tuned else "")
+            + (f" (95 % {f1_ci['low']:.4f}-{f1_ci['high']:.4f})" if f1_ci else "")
+            + (f", tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f}" if tuned else "")
+            + (f" (val optimum {spread['low']:.3f}-{spread['high']:.3f})" if spread else "")
             + (f", baseline f1={sklearn_f1:.4f}" if sklearn_f1 is not None else ""),
             file=sys.stderr,
         )
