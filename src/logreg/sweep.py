@@ -13,6 +13,15 @@ F1 and the best configuration of each strategy, and writes the table to
 ``reports/sweep.csv`` and the figure to ``reports/sweep.png`` (test F1 by strategy, one
 panel per penalty, one line per batch size).
 
+Noise: each row carries its test scores' bootstrap 95 % intervals (``test_f1_low``,
+``test_f1_high``, ...), and :func:`noise_against_best` says whether its test F1 differs
+from the best-ranked job's by more than the noise. The jobs score the same test rows, so
+it reloads each job's model and test split and bootstraps the *paired* difference (the
+same resamples for both jobs, :func:`logreg.bootstrap.paired_difference`): outside the
+noise when the 95 % interval of the difference excludes 0. Jobs whose test splits
+differ (a sweep over ``prepare`` or ``data`` keys) fall back to whether their own
+intervals overlap the best's, a far weaker test.
+
 The study skips evaluate's scikit-learn baseline (``evaluate.baseline=false``): its saga
 fits for l1 would take most of the sweep's time and the table does not use them.
 """
@@ -30,12 +39,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import pipeline, ranking
+from logreg import LogisticRegression, bootstrap, pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
+from logreg.frames import read_table, to_split
 from logreg.io import atomic_path, read_json
+from logreg.metrics import positive_scores
 from logreg.run import check_jobs, conf_dir
-from logreg.stages.train import RUN_FILE
+from logreg.schema import check_section
+from logreg.stages.train import MODEL_FILE, RUN_FILE
 
 STUDY = (
     "train.batch_size=16,64,256,full",
@@ -52,6 +64,8 @@ SHOWN = {  # printed column -> header
     BATCH: "batch",
     "val_f1": "val F1",
     "test_f1": "test F1",
+    "test_f1_ci95": "95 % interval",
+    "vs_best": "vs #1",
     "test_precision": "precision",
     "test_recall": "recall",
     "test_pr_auc": "PR-AUC",
@@ -111,6 +125,11 @@ def job_row(job: Path) -> dict[str, Any]:
         "test_precision": _score(test, "precision"),
         "test_recall": _score(test, "recall"),
         "test_pr_auc": _score(test, "pr_auc"),
+        **{
+            f"test_{name}_{end}": (test.get("ci95") or {}).get(name, {}).get(end, math.nan)
+            for name in bootstrap.INTERVAL_METRICS
+            for end in ("low", "high")
+        },
         "test_f1_tuned": (test.get("threshold_tuned") or {}).get("f1", math.nan),
         "epochs": metrics["model"]["epochs"],
         "train_time_s": float(elapsed.iloc[-1]) if len(elapsed) else math.nan,
@@ -125,6 +144,73 @@ def rank(results: pd.DataFrame) -> pd.DataFrame:
     ranked = results.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
+
+
+def noise_against_best(ranked: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
+    """``ranked`` with each job's test F1 against the best's: difference, interval, verdict.
+
+    ``vs_best`` is ``best``, ``within noise``, ``better`` or ``worse``;
+    ``test_f1_vs_best_low``/``_high`` bound the difference (paired bootstrap on the shared
+    test rows, ``noise_test`` = ``paired``), or are blank when the jobs' test splits
+    differ and only their intervals are compared (``noise_test`` = ``overlap``).
+    """
+    out = ranked.copy()
+    for column in ("test_f1_vs_best", "test_f1_vs_best_low", "test_f1_vs_best_high"):
+        out[column] = math.nan
+    out["vs_best"], out["noise_test"] = "", ""
+    if out.empty:
+        return out
+    out.loc[0, "vs_best"] = "best"
+    best_scores = _test_scores(Path(sweep_dir) / str(out.loc[0, "job"]))
+    options = _evaluate_options(Path(sweep_dir) / str(out.loc[0, "job"]))
+    for i in range(1, len(out)):
+        row = out.loc[i]
+        out.loc[i, "test_f1_vs_best"] = row["test_f1"] - out.loc[0, "test_f1"]
+        scores = _test_scores(Path(sweep_dir) / str(row["job"]))
+        if best_scores is not None and scores is not None and scores[0].equals(best_scores[0]):
+            y = best_scores[1]
+            diff = bootstrap.paired_difference(y, scores[2], best_scores[2], **options)
+            out.loc[i, ["test_f1_vs_best_low", "test_f1_vs_best_high"]] = diff["low"], diff["high"]
+            out.loc[i, "noise_test"] = "paired"
+            beyond = diff["low"] > 0 or diff["high"] < 0
+        else:
+            low, high = row["test_f1_low"], row["test_f1_high"]
+            if math.isnan(low) or math.isnan(out.loc[0, "test_f1_low"]):
+                continue
+            out.loc[i, "noise_test"] = "overlap"
+            beyond = high < out.loc[0, "test_f1_low"] or low > out.loc[0, "test_f1_high"]
+        if not beyond:
+            out.loc[i, "vs_best"] = "within noise"
+        else:
+            out.loc[i, "vs_best"] = "worse" if out.loc[i, "test_f1_vs_best"] < 0 else "better"
+    return out
+
+
+def noise_summary(ranked: pd.DataFrame) -> str:
+    """Which jobs' test F1 differs from the best's by more than the noise; '' without verdicts."""
+    judged = ranked[ranked["vs_best"].isin(["within noise", "worse", "better"])]
+    if judged.empty:
+        return ""
+    method = (
+        "a paired bootstrap 95 % interval of the difference on the same test rows excludes 0"
+        if (judged["noise_test"] == "paired").all()
+        else "their 95 % intervals do not overlap (or, for jobs on the same test rows, a "
+        "paired bootstrap interval of the difference excludes 0)"
+    )
+    beyond = judged[judged["vs_best"] != "within noise"]
+    text = (
+        f"noise: {len(beyond)} of the {len(judged)} other jobs differ from #1's test F1 "
+        f"({ranked.loc[0, 'test_f1']:.3f}, 95 % {ranked.loc[0, 'test_f1_low']:.3f}-"
+        f"{ranked.loc[0, 'test_f1_high']:.3f}) by more than the noise ({method})"
+    )
+    if len(beyond):
+        text += ": " + ", ".join(
+            f"#{row['rank']} {row['vs_best']} by {abs(row['test_f1_vs_best']):.3f}"
+            for _, row in beyond.iterrows()
+        )
+    if len(beyond) < len(judged):
+        text += "; every other job is within the noise of #1"
+    return text + "."
 
 
 def best_per(ranked: pd.DataFrame, key: str = STRATEGY) -> pd.DataFrame:
@@ -153,6 +239,12 @@ def _setting(row: pd.Series) -> str:
 
 def format_table(ranked: pd.DataFrame) -> str:
     """The ranked table as fixed-width text, three decimals."""
+    ranked = ranked.copy()
+    if "test_f1_low" in ranked:
+        ranked["test_f1_ci95"] = [
+            "-" if math.isnan(low) else f"{low:.3f}-{high:.3f}"
+            for low, high in zip(ranked["test_f1_low"], ranked["test_f1_high"], strict=True)
+        ]
     shown = ranked[[c for c in SHOWN if c in ranked]].rename(columns=SHOWN)
     return shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-")
 
@@ -199,6 +291,28 @@ def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
         )
 
 
+def _test_scores(job: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | None:
+    """A binary job's test frame, labels (positive = True) and P(positive); None otherwise."""
+    paths = pipeline.layout(job)["evaluate"]
+    model_path = paths.model_dir / MODEL_FILE
+    if not model_path.is_file() or not paths.test.is_file():
+        return None
+    model = LogisticRegression.load(model_path)
+    positive = getattr(model, "metadata_", {}).get("positive_class")
+    if len(model.classes_) != 2 or positive is None:
+        return None
+    frame = read_table(paths.test)
+    test = to_split(frame, source=str(paths.test))
+    scores = positive_scores(model.predict_proba(test.X), model.classes_, positive)
+    return frame, test.y == positive, scores
+
+
+def _evaluate_options(job: Path) -> dict[str, int]:
+    """The job's ``evaluate.n_bootstrap`` and ``evaluate.seed`` (the schema's defaults)."""
+    options = check_section("evaluate", load_params(job / pipeline.PARAMS_FILE).get("evaluate", {}))
+    return {"n_resamples": options["n_bootstrap"], "seed": options["seed"]}
+
+
 def _score(split: dict[str, Any], name: str) -> float:
     """Binary ``name`` or its multiclass ``name_macro``; NaN when absent."""
     value = ranking.score(split, name)
@@ -242,12 +356,15 @@ def main(argv: list[str] | None = None) -> None:
         sweep_dir = Path(args.sweep_dir or time.strftime("multirun/study-%Y-%m-%d_%H-%M-%S"))
         run_study(sweep_dir, args.n_jobs, args.overrides)
     results = collect(sweep_dir)
-    ranked = rank(results)
+    ranked = noise_against_best(rank(results), sweep_dir)
     write_csv(ranked, args.out)
     comparison_figure(results, args.figure)
     print(format_table(ranked))
     print()
     print(summary(ranked))
+    noise = noise_summary(ranked)
+    if noise:
+        print(noise)
     print(
         f"sweep: {len(ranked)} jobs in {sweep_dir}, {time.perf_counter() - started:.0f} s; "
         f"wrote {args.out} and {args.figure}"
