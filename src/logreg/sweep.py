@@ -170,19 +170,16 @@ def noise_against_best(ranked: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFr
         if best_scores is not None and scores is not None and scores[0].equals(best_scores[0]):
             y = best_scores[1]
             diff = bootstrap.paired_difference(y, scores[2], best_scores[2], **options)
-            out.loc[i, ["test_f1_vs_best_low", "test_f1_vs_best_high"]] = diff["low"], diff["high"]
+            low, high = diff["low"], diff["high"]
+            out.loc[i, ["test_f1_vs_best_low", "test_f1_vs_best_high"]] = low, high
             out.loc[i, "noise_test"] = "paired"
-            beyond = diff["low"] > 0 or diff["high"] < 0
-        else:
-            low, high = row["test_f1_low"], row["test_f1_high"]
-            if math.isnan(low) or math.isnan(out.loc[0, "test_f1_low"]):
+        else:  # its interval against the best's: below (worse), above (better), overlapping
+            if math.isnan(row["test_f1_low"]) or math.isnan(out.loc[0, "test_f1_low"]):
                 continue
+            low = row["test_f1_low"] - out.loc[0, "test_f1_high"]
+            high = row["test_f1_high"] - out.loc[0, "test_f1_low"]
             out.loc[i, "noise_test"] = "overlap"
-            beyond = high < out.loc[0, "test_f1_low"] or low > out.loc[0, "test_f1_high"]
-        if not beyond:
-            out.loc[i, "vs_best"] = "within noise"
-        else:
-            out.loc[i, "vs_best"] = "worse" if out.loc[i, "test_f1_vs_best"] < 0 else "better"
+        out.loc[i, "vs_best"] = "worse" if high < 0 else "better" if low > 0 else "within noise"
     return out
 
 
