@@ -17,7 +17,8 @@ is a weighted sum over the original rows in one sorted order:
 * average precision, the ``pr_auc`` of :mod:`logreg.metrics` (scikit-learn's
   ``average_precision_score``): AP = Σₖ (Rₖ − Rₖ₋₁)·Pₖ over the cuts between distinct
   scores, with weighted cumulative counts;
-* the F1-maximising threshold of :func:`logreg.metrics.tune_threshold`, per resample.
+* F1 at every threshold, and the F1-maximising threshold of
+  :func:`logreg.metrics.tune_threshold`, per resample.
 
 :func:`paired_difference` reuses one seed for two score vectors on the same rows, so
 both see the same resamples: the interval of the difference then excludes the noise
@@ -94,20 +95,31 @@ def resampled_scores(
     return out
 
 
-def resampled_thresholds(y_true: np.ndarray, scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The F1-maximising threshold of each resample, as :func:`~logreg.metrics.tune_threshold`.
+def resampled_f1_curves(
+    y_true: np.ndarray, scores: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """F1 of each resample at each threshold ``scores >= t``, t over the distinct scores.
 
-    F1 = 2·TPₖ / (Nₖ + P) at the cut after the k-th distinct score (Nₖ rows predicted);
-    the first maximum is the highest threshold. A cut at a score the resample does not
-    hold ties with the cut before it, so the first maximum is always a score it holds.
+    Returns F1 of shape (n_resamples, n_distinct) and the distinct scores, highest first.
+    F1 = 2·TPₖ / (Nₖ + P) at the cut after the k-th distinct score (Nₖ rows predicted).
     """
     y, s = _check(y_true, scores)
     counts = row_counts(indices, len(y)).astype(np.float64)
     tp_cut, predicted_cut, scores_cut = _cumulative_at_cuts(y, s, counts)
     positives = tp_cut[:, -1]
     if np.any(positives == 0):
-        raise ValueError("resampled_thresholds: a resample has no positive sample")
-    f1 = 2.0 * tp_cut / (predicted_cut + positives[:, None])
+        raise ValueError("bootstrap: a resample has no positive sample; F1 is undefined")
+    return 2.0 * tp_cut / (predicted_cut + positives[:, None]), scores_cut
+
+
+def resampled_thresholds(y_true: np.ndarray, scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The F1-maximising threshold of each resample, as :func:`~logreg.metrics.tune_threshold`.
+
+    The first maximum of :func:`resampled_f1_curves` is the highest threshold. A cut at a
+    score the resample does not hold ties with the cut before it, so the first maximum
+    is always a score the resample holds.
+    """
+    f1, scores_cut = resampled_f1_curves(y_true, scores, indices)
     return scores_cut[np.argmax(f1, axis=1)]
 
 

@@ -76,7 +76,10 @@ def max_threshold(
 
 
 # evaluate.threshold_method: how the threshold is tuned on the validation split.
-THRESHOLD_METHODS = {"bootstrap_median": stable_threshold, "val_max": max_threshold}
+THRESHOLD_METHODS = {
+    "bootstrap_median": stable_threshold,
+    "val_max": max_threshold,
+}
 
 
 def binary_metrics(
