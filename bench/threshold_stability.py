@@ -14,6 +14,11 @@ threshold on the validation split by both methods (``evaluate.n_bootstrap`` and
 ``evaluate.seed`` from the folder's params) and scores it on the test split. It prints
 one row per fit and, per method, the spread of the thresholds across fits and the mean
 test F1, beside the test F1 at 0.5. The test split only scores: nothing is tuned on it.
+
+Then, for the model as trained, "another validation sample": ``--outer`` stratified
+bootstrap resamples of the validation split stand in for other draws of it, and each
+method tunes on each of them. The spread of those thresholds is the method's own
+sensitivity to which rows ended up in validation, with the model held fixed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from logreg import LogisticRegression, pipeline
+from logreg.bootstrap import resample_indices
 from logreg.config import load_params
 from logreg.frames import read_table, to_split
 from logreg.metrics import THRESHOLD_METHODS, positive_scores, thresholded_metrics
@@ -38,6 +44,7 @@ def main() -> None:
     parser.add_argument("--folder", default=".", help="a finished pipeline folder")
     parser.add_argument("--seeds", type=int, default=5, help="refits with seeds 1..N")
     parser.add_argument("--drops", type=int, default=5, help="refits without one column each")
+    parser.add_argument("--outer", type=int, default=50, help="other validation samples")
     args = parser.parse_args()
     folder = Path(args.folder)
     paths = pipeline.layout(folder)
@@ -91,6 +98,31 @@ def main() -> None:
             f"mean |change| from 'as trained' {np.mean(np.abs(t[1:] - t[0])):.3f}; "
             f"test F1 mean {table[f'{method} f1'].mean():.3f}"
         )
+    s_val = positive_scores(base.predict_proba(val.X), base.classes_, positive)
+    other = other_validation_samples(val.y == positive, s_val, args.outer, options)
+    print(f"\nthe model as trained, {args.outer} other validation samples (bootstrap):")
+    for method in THRESHOLD_METHODS:
+        q1, q3 = np.percentile(other[method], [25, 75])
+        print(
+            f"{method}: threshold sd {other[method].std():.3f}, "
+            f"interquartile range {q1:.3f}-{q3:.3f}"
+        )
+
+
+def other_validation_samples(
+    y: np.ndarray, scores: np.ndarray, n_outer: int, options: dict, seed: int = 12345
+) -> pd.DataFrame:
+    """Each method's threshold on ``n_outer`` resamples of the validation split."""
+    rows = []
+    for indices in resample_indices(y, n_outer, seed):
+        for idx in indices:
+            rows.append(
+                {
+                    method: tune(y[idx], scores[idx], options["n_bootstrap"], options["seed"])[0]
+                    for method, tune in THRESHOLD_METHODS.items()
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def _f1(y: np.ndarray, flagged: np.ndarray) -> float:
