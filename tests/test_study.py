@@ -69,22 +69,15 @@ def test_sweep_section_shows_the_sweeps_noise_verdicts():
     from logreg.study.analysis import sweep_summary
     from logreg.study.document import sweep_section
 
-    sweep = pd.DataFrame(
-        {
-            "rebalance.strategy": ["smote", "none", "smote"],
-            "model.penalty": ["l1", "l2", "l2"],
-            "train.batch_size": ["16", "64", "full"],
-            "val_f1": [0.30, 0.10, 0.20],
-            "test_f1": [0.15, 0.05, 0.14],
-            "test_f1_low": [0.10, 0.0, 0.09],
-            "test_f1_high": [0.20, 0.08, 0.19],
-            "test_precision": [0.1, 0.3, 0.1],
-            "test_recall": [0.5, 0.03, 0.5],
-            "test_f1_tuned": [0.2, 0.18, 0.2],
-            "vs_best": ["best", "worse", "within noise"],
-            "noise_test": ["", "paired", "paired"],
-        }
-    )
+    columns = ["rebalance.strategy", "model.penalty", "train.batch_size", "val_f1", "test_f1"]
+    columns += ["test_f1_low", "test_f1_high", "test_precision", "test_recall"]
+    columns += ["test_f1_tuned", "vs_best", "noise_test"]
+    rows = [
+        ("smote", "l1", "16", 0.30, 0.15, 0.10, 0.20, 0.1, 0.5, 0.2, "best", ""),
+        ("none", "l2", "64", 0.10, 0.05, 0.0, 0.08, 0.3, 0.03, 0.18, "worse", "paired"),
+        ("smote", "l2", "full", 0.20, 0.14, 0.09, 0.19, 0.1, 0.5, 0.2, "within noise", "paired"),
+    ]
+    sweep = pd.DataFrame(rows, columns=columns)
     text = "\n".join(sweep_section(sweep_summary(sweep, 70)))
     assert "| 0.100 – 0.200 | best |" in text and "| 0.000 – 0.080 | worse |" in text
     assert "1 of the other 2 runs differ in test F1 by more than the noise (a paired" in text
