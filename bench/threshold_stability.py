@@ -10,7 +10,8 @@ It reloads the trained model's hyperparameters and refits it on the same rebalan
 training split under small changes: another ``seed`` (SGD's shuffling; a no-op for
 Newton) and, one at a time, the removal of a feature column (the ``--drops`` columns with
 the smallest |coefficient|, the smallest of feature changes). For each fit it tunes the
-threshold on the validation split by both methods (``evaluate.n_bootstrap`` and
+threshold by every method (on the validation split, or for ``cv`` on out-of-fold
+scores of train + val) (``evaluate.n_bootstrap`` and
 ``evaluate.seed`` from the folder's params) and scores it on the test split. It prints
 one row per fit and, per method, the spread of the thresholds across fits and the mean
 test F1, beside the test F1 at 0.5. The test split only scores: nothing is tuned on it.
@@ -33,8 +34,9 @@ import pandas as pd
 from logreg import LogisticRegression, pipeline
 from logreg.bootstrap import resample_indices
 from logreg.config import load_params
-from logreg.frames import read_table, to_split
-from logreg.metrics import THRESHOLD_METHODS, positive_scores, thresholded_metrics
+from logreg.crossval import out_of_fold_scores
+from logreg.frames import Split, read_table, to_split
+from logreg.metrics import OUT_OF_FOLD, THRESHOLD_METHODS, positive_scores, thresholded_metrics
 from logreg.schema import check_section
 from logreg.stages.train import MODEL_FILE
 
@@ -48,12 +50,13 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.folder)
     paths = pipeline.layout(folder)
-    options = check_section(
-        "evaluate", load_params(folder / pipeline.PARAMS_FILE).get("evaluate", {})
-    )
+    params = load_params(folder / pipeline.PARAMS_FILE)
+    options = check_section("evaluate", params.get("evaluate", {}))
+    rebalancing = check_section("rebalance", params["rebalance"])
     base = LogisticRegression.load(paths["evaluate"].model_dir / MODEL_FILE)
     positive = base.metadata_["positive_class"]
-    train = to_split(read_table(paths["train"].train))
+    rebalanced = to_split(read_table(paths["train"].train))  # what train fitted on
+    train = to_split(read_table(paths["evaluate"].train))  # prepared: cv's refits rebalance it
     val = to_split(read_table(paths["evaluate"].val))
     test = to_split(read_table(paths["evaluate"].test))
     names = list(train.feature_names)
@@ -71,17 +74,21 @@ def main() -> None:
     for label, extra, keep in changes:
         model = LogisticRegression(**(base.get_params() | extra))
         model.fit(
-            train.X[:, keep],
-            train.y,
-            sample_weight=train.sample_weight,
+            rebalanced.X[:, keep],
+            rebalanced.y,
+            sample_weight=rebalanced.sample_weight,
             X_val=val.X[:, keep],
             y_val=val.y,
         )
         s_val = positive_scores(model.predict_proba(val.X[:, keep]), model.classes_, positive)
         s_test = positive_scores(model.predict_proba(test.X[:, keep]), model.classes_, positive)
         row = {"change": label, "f1@0.5": _f1(test.y == positive, s_test >= 0.5)}
+        oof = out_of_fold_scores(
+            model, [_columns(train, keep), _columns(val, keep)], positive, rebalancing, seed=0
+        )
         for method, tune in THRESHOLD_METHODS.items():
-            t, spread = tune(val.y == positive, s_val, options["n_bootstrap"], options["seed"])
+            y_tune, s_tune = oof if method in OUT_OF_FOLD else (val.y == positive, s_val)
+            t, spread = tune(y_tune, s_tune, options["n_bootstrap"], options["seed"])
             row[f"{method} t"] = t
             row[f"{method} f1"] = _f1(test.y == positive, s_test >= t)
         row["val optima 2.5-97.5 %"] = f"{spread['low']:.3f}-{spread['high']:.3f}"
@@ -101,7 +108,7 @@ def main() -> None:
     s_val = positive_scores(base.predict_proba(val.X), base.classes_, positive)
     other = other_validation_samples(val.y == positive, s_val, args.outer, options)
     print(f"\nthe model as trained, {args.outer} other validation samples (bootstrap):")
-    for method in THRESHOLD_METHODS:
+    for method in other:
         q1, q3 = np.percentile(other[method], [25, 75])
         print(
             f"{method}: threshold sd {other[method].std():.3f}, "
@@ -120,9 +127,16 @@ def other_validation_samples(
                 {
                     method: tune(y[idx], scores[idx], options["n_bootstrap"], options["seed"])[0]
                     for method, tune in THRESHOLD_METHODS.items()
+                    if method not in OUT_OF_FOLD
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _columns(split: Split, keep: list[int]) -> Split:
+    return Split(
+        split.X[:, keep], split.y, split.sample_weight, [split.feature_names[k] for k in keep]
+    )
 
 
 def _f1(y: np.ndarray, flagged: np.ndarray) -> float:

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from logreg import LogisticRegression, preprocess
+from logreg.crossval import out_of_fold_scores
 from logreg.frames import TARGET, WEIGHT, read_split, write_table
+from logreg.metrics import tune_threshold
 from logreg.preprocess import Preprocessing, write_preprocessing
 from logreg.stages import evaluate, train
 
@@ -52,7 +54,7 @@ def write_data(root, classes=("No", "Yes")) -> None:
 def write_params(root, mlflow: bool = False, **model) -> None:
     params = {
         "data": {"name": "tiny"},
-        "rebalance": {"strategy": "class_weight"},
+        "rebalance": {"strategy": "class_weight", "ratio": 1.0, "k_neighbors": 5, "seed": 0},
         "model": {
             "penalty": "l2",
             "alpha": 1e-3,
@@ -129,7 +131,12 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
         assert 0.0 <= metrics["test"][key] <= (1.0 if key != "log_loss" else 10.0)
     tuned = metrics["test"]["threshold_tuned"]
     assert 0.0 < tuned["threshold"] < 1.0 and "f1" in tuned
-    spread = metrics["val"]["threshold_tuned"]["spread"]  # the median of val's resamples' optima
+    # The default: the F1 maximum of 5-fold out-of-fold scores on train + val.
+    train_val = [read_split(project / f"data/prepared/{s}.parquet") for s in ("train", "val")]
+    rebalancing = {"strategy": "class_weight", "ratio": 1.0, "k_neighbors": 5, "seed": 0}
+    y_oof, s_oof = out_of_fold_scores(model, train_val, "Yes", rebalancing)
+    assert tuned["threshold"] == tune_threshold(y_oof, s_oof)[0]
+    spread = metrics["val"]["threshold_tuned"]["spread"]  # where those scores' optimum lies
     assert spread["low"] <= tuned["threshold"] <= spread["high"]
     assert metrics["val"]["threshold_tuned"]["threshold"] == tuned["threshold"]
     ci95 = metrics["test"]["ci95"]

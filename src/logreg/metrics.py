@@ -75,11 +75,14 @@ def max_threshold(
     return tune_threshold(y_true, scores)[0], spread
 
 
-# evaluate.threshold_method: how the threshold is tuned on the validation split.
+# evaluate.threshold_method: how the threshold is tuned, on the validation split's scores
+# or, for those in OUT_OF_FOLD, on out-of-fold scores of train + val (logreg.crossval).
 THRESHOLD_METHODS = {
+    "cv": max_threshold,
     "bootstrap_median": stable_threshold,
     "val_max": max_threshold,
 }
+OUT_OF_FOLD = frozenset({"cv"})
 
 
 def binary_metrics(

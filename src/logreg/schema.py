@@ -115,7 +115,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
     },
     "evaluate": {
         "baseline": boolean(default=True),
-        "threshold_method": choice(THRESHOLD_METHODS, default="bootstrap_median"),
+        "threshold_method": choice(THRESHOLD_METHODS, default="cv"),
         "n_bootstrap": integer(100, default=1000),
         "seed": OPTIONAL_SEED,
     },

@@ -10,11 +10,11 @@ Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``,
 ``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
 ``figures/``, and logs all of it to the MLflow run that train started (``run.json``),
 with the model as a pyfunc. Binary test scores carry seeded bootstrap 95 % intervals
-(``evaluate.n_bootstrap`` resamples, ``evaluate.seed``), and the tuned threshold comes
-from validation by ``evaluate.threshold_method``. The scikit-learn baseline is fitted on
-``--rebalanced`` (with its sample weights) when given, else on ``--train``;
-``evaluate.baseline: false`` skips it (saga, for l1, takes far longer than our fit: sweeps
-turn it off). Reads only
+(``evaluate.n_bootstrap`` resamples, ``evaluate.seed``), and the threshold is tuned by
+``evaluate.threshold_method`` (``cv`` also reads the ``rebalance`` section). The
+scikit-learn baseline is fitted on ``--rebalanced`` (with its sample weights) when given,
+else on ``--train``; ``evaluate.baseline: false`` skips it (saga, for l1, takes far longer
+than our fit: sweeps turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
 
@@ -37,10 +37,12 @@ import pandas as pd
 
 from logreg import LogisticRegression, plots, preprocess
 from logreg.bootstrap import score_intervals
+from logreg.crossval import out_of_fold_scores
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
+    OUT_OF_FOLD,
     THRESHOLD_METHODS,
     baseline_sklearn,
     confusion,
@@ -50,6 +52,7 @@ from logreg.metrics import (
     thresholded_metrics,
 )
 from logreg.preprocess import Preprocessing
+from logreg.schema import check_section
 from logreg.stages import entry
 from logreg.stages.train import MODEL_FILE, RUN_FILE
 from logreg.tracking.provenance import file_sha256
@@ -68,14 +71,17 @@ def evaluate_model(
     n_bootstrap: int = 1000,
     seed: int = 0,
     threshold_method: str = "bootstrap_median",
+    rebalance_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
 
     Binary: test and val at threshold 0.5, with ``test.ci95`` (seeded bootstrap 95 %
     intervals of F1, precision, recall and PR-AUC, :mod:`logreg.bootstrap`), plus
-    ``threshold_tuned``: the threshold tuned on val by ``threshold_method``
-    (:data:`logreg.metrics.THRESHOLD_METHODS`), applied to both; ``val.threshold_tuned.spread``
-    is where the F1-maximising threshold of val's resamples lies (2.5 to 97.5 %).
+    ``threshold_tuned``: the threshold tuned by ``threshold_method``
+    (:data:`logreg.metrics.THRESHOLD_METHODS`) on val's scores, or for ``cv`` on
+    out-of-fold scores of train + val (refits rebalanced by ``rebalance_options``,
+    :mod:`logreg.crossval`), applied to both; ``val.threshold_tuned.spread`` is where the
+    F1-maximising threshold of those scores' resamples lies (2.5 to 97.5 %).
     ``baseline`` compares scikit-learn (fitted on ``baseline_train``, default
     ``splits["train"]``; skipped unless ``baseline``) and the majority-class rule.
     """
@@ -97,9 +103,19 @@ def evaluate_model(
             "n_bootstrap": n_bootstrap,
             "seed": seed,
         }
-        threshold, spread = THRESHOLD_METHODS[threshold_method](
-            val.y == positive, positive_scores(proba_val, classes, positive), n_bootstrap, seed
-        )
+        if threshold_method in OUT_OF_FOLD:
+            prep = model_preprocessing(model)
+            y_tune, s_tune = out_of_fold_scores(
+                model,
+                [splits["train"], val],
+                positive,
+                rebalance_options or {"strategy": "none"},
+                prep.one_hot_groups() if prep is not None else None,
+                seed=seed,
+            )
+        else:
+            y_tune, s_tune = val.y == positive, positive_scores(proba_val, classes, positive)
+        threshold, spread = THRESHOLD_METHODS[threshold_method](y_tune, s_tune, n_bootstrap, seed)
         for name, split, proba in (("val", val, proba_val), ("test", test, proba_test)):
             predicted = positive_scores(proba, classes, positive) >= threshold
             out[name]["threshold_tuned"] = {
@@ -273,6 +289,9 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
+    rebalance_options = None
+    if options["threshold_method"] in OUT_OF_FOLD:  # the refits rebalance as the pipeline did
+        rebalance_options = check_section("rebalance", params.get("rebalance") or {})
 
     run_file = paths.model_dir / RUN_FILE
     run_id = read_run_id(run_file)
@@ -293,6 +312,7 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             n_bootstrap=options["n_bootstrap"],
             seed=options["seed"],
             threshold_method=options["threshold_method"],
+            rebalance_options=rebalance_options,
         )
         written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
