@@ -323,7 +323,7 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             f"evaluate: test f1={metrics['test'].get('f1', metrics['test'].get('f1_macro')):.4f}"
             + (f" (95 % {f1_ci['low']:.4f}-{f1_ci['high']:.4f})" if f1_ci else "")
             + (f", tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f}" if tuned else "")
-            + (f" (val optimum {spread['low']:.3f}-{spread['high']:.3f})" if spread else "")
+            + (f" (optimum 95 % {spread['low']:.3f}-{spread['high']:.3f})" if spread else "")
             + (f", baseline f1={sklearn_f1:.4f}" if sklearn_f1 is not None else ""),
             file=sys.stderr,
         )
