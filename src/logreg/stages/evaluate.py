@@ -70,7 +70,7 @@ def evaluate_model(
     *,
     n_bootstrap: int = 1000,
     seed: int = 0,
-    threshold_method: str = "bootstrap_median",
+    threshold_method: str = "cv",
     rebalance_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
