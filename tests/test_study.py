@@ -63,6 +63,27 @@ def test_sweep_section_reports_the_test_figures_of_the_run_that_won_validation()
     assert "+0.100" in text  # 0.15 − 0.05 on test at 0.5
 
 
+def test_sweep_section_shows_the_sweeps_noise_verdicts():
+    import pandas as pd
+
+    from logreg.study.analysis import sweep_summary
+    from logreg.study.document import sweep_section
+
+    columns = ["rebalance.strategy", "model.penalty", "train.batch_size", "val_f1", "test_f1"]
+    columns += ["test_f1_low", "test_f1_high", "test_precision", "test_recall"]
+    columns += ["test_f1_tuned", "vs_best", "noise_test"]
+    rows = [
+        ("smote", "l1", "16", 0.30, 0.15, 0.10, 0.20, 0.1, 0.5, 0.2, "best", ""),
+        ("none", "l2", "64", 0.10, 0.05, 0.0, 0.08, 0.3, 0.03, 0.18, "worse", "paired"),
+        ("smote", "l2", "full", 0.20, 0.14, 0.09, 0.19, 0.1, 0.5, 0.2, "within noise", "paired"),
+    ]
+    sweep = pd.DataFrame(rows, columns=columns)
+    text = "\n".join(sweep_section(sweep_summary(sweep, 70)))
+    assert "| 0.100 – 0.200 | best |" in text and "| 0.000 – 0.080 | worse |" in text
+    assert "1 of the other 2 runs differ in test F1 by more than the noise (a paired" in text
+    assert "The others' places in the ranking are within the noise." in text
+
+
 @pytest.mark.parametrize(
     "winner_tuned, expected",
     [

@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 from logreg import LogisticRegression, preprocess
+from logreg.crossval import out_of_fold_scores
 from logreg.frames import TARGET, WEIGHT, read_split, write_table
+from logreg.metrics import tune_threshold
 from logreg.preprocess import Preprocessing, write_preprocessing
 from logreg.stages import evaluate, train
 
@@ -54,7 +56,7 @@ def write_data(root, classes=("No", "Yes")) -> None:
 def write_params(root, mlflow: bool = False, **model) -> None:
     params = {
         "data": {"name": "tiny"},
-        "rebalance": {"strategy": "class_weight"},
+        "rebalance": {"strategy": "class_weight", "ratio": 1.0, "k_neighbors": 5, "seed": 0},
         "model": {
             "penalty": "l2",
             "alpha": 1e-3,
@@ -133,7 +135,19 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
         assert 0.0 <= metrics["test"][key] <= (1.0 if key != "log_loss" else 10.0)
     tuned = metrics["test"]["threshold_tuned"]
     assert 0.0 < tuned["threshold"] < 1.0 and "f1" in tuned
-    assert metrics["val"]["threshold_tuned"]["f1"] >= metrics["val"]["f1"]  # tuned on val
+    # The default: the F1 maximum of 5-fold out-of-fold scores on train + val.
+    train_val = [read_split(project / f"data/prepared/{s}.parquet") for s in ("train", "val")]
+    rebalancing = {"strategy": "class_weight", "ratio": 1.0, "k_neighbors": 5, "seed": 0}
+    y_oof, s_oof = out_of_fold_scores(model, train_val, "Yes", rebalancing)
+    assert tuned["threshold"] == tune_threshold(y_oof, s_oof)[0]
+    spread = metrics["val"]["threshold_tuned"]["spread"]  # where those scores' optimum lies
+    assert spread["low"] <= tuned["threshold"] <= spread["high"]
+    assert metrics["val"]["threshold_tuned"]["threshold"] == tuned["threshold"]
+    ci95 = metrics["test"]["ci95"]
+    assert (ci95["n_bootstrap"], ci95["seed"]) == (1000, 0)  # the schema's defaults
+    for key in ("f1", "precision", "recall", "pr_auc"):
+        assert 0.0 <= ci95[key]["low"] <= ci95[key]["high"] <= 1.0
+    assert set(tuned["ci95"]) == {"f1", "precision", "recall"}
     assert {"f1", "objective", "objective_ours", "majority_accuracy"} <= set(metrics["baseline"])
 
     coefficients = pd.read_csv(project / "reports/coefficients.csv")
@@ -177,6 +191,9 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert run.data.metrics["n_nonzero_coef"] == 3
     assert run.data.metrics["train/learning_rate_resolved"] == 0.1  # the step SGD took
     assert {"test/precision", "test/recall", "val/f1", "baseline/f1"} <= set(run.data.metrics)
+    assert run.data.metrics["test/ci95/f1/low"] == pytest.approx(ci95["f1"]["low"])
+    assert run.data.metrics["test/ci95/pr_auc/high"] == pytest.approx(ci95["pr_auc"]["high"])
+    assert run.data.metrics["val/threshold_tuned/spread/high"] == pytest.approx(spread["high"])
     reports = {a.path for a in client.list_artifacts(run_id, "reports")}
     assert "reports/coefficients.csv" in reports
     assert {i.dataset.name for i in run.inputs.dataset_inputs} >= {"tiny/train", "tiny/test"}

@@ -31,6 +31,7 @@ from typing import Any
 
 from logreg import datasets, preprocess
 from logreg.errors import UserError
+from logreg.metrics import THRESHOLD_METHODS
 from logreg.model import LogisticRegression
 from logreg.model.parameters import PARAMETERS, check_combination
 from logreg.rebalance import STRATEGIES
@@ -87,6 +88,7 @@ def _is_plain_name(value: Any) -> bool:
 
 
 SEED = integer(0)
+OPTIONAL_SEED = integer(0, default=0)  # a key added later: older params files get 0
 COLUMNS = Rule("a list of column names", _is_column_list, (list,))
 
 # ----------------------------------------------------------------------------- the table
@@ -113,6 +115,9 @@ SECTIONS: dict[str, dict[str, Rule]] = {
     },
     "evaluate": {
         "baseline": boolean(default=True),
+        "threshold_method": choice(THRESHOLD_METHODS, default="cv"),
+        "n_bootstrap": integer(100, default=1000),
+        "seed": OPTIONAL_SEED,
     },
     "mlflow": {
         "enabled": boolean(),

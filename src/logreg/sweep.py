@@ -17,6 +17,15 @@ importances for ``--from-dir`` on a ``search=optuna`` sweep), goes to
 ``reports/importance.csv``, to the printout and to the sweep's MLflow parent run (the
 table as an artifact, a line in its description).
 
+Noise: each row carries its test scores' bootstrap 95 % intervals (``test_f1_low``,
+``test_f1_high``, ...), and :func:`noise_against_best` says whether its test F1 differs
+from the best-ranked job's by more than the noise. The jobs score the same test rows, so
+it reloads each job's model and test split and bootstraps the *paired* difference (the
+same resamples for both jobs, :func:`logreg.bootstrap.paired_difference`): outside the
+noise when the 95 % interval of the difference excludes 0. Jobs whose test splits
+differ (a sweep over ``prepare`` or ``data`` keys) fall back to whether their own
+intervals overlap the best's, a far weaker test.
+
 The study skips evaluate's scikit-learn baseline (``evaluate.baseline=false``): its saga
 fits for l1 would take most of the sweep's time and the table does not use them.
 """
@@ -34,11 +43,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from logreg import importance, pipeline, ranking
+from logreg import LogisticRegression, bootstrap, importance, pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
+from logreg.frames import read_table, to_split
 from logreg.io import atomic_path, read_json
+from logreg.metrics import positive_scores
 from logreg.run import check_jobs, conf_dir
+from logreg.schema import check_section
+from logreg.stages.train import MODEL_FILE
 from logreg.tracking.finished import add_to_parent_run
 from logreg.tracking.runs import read_run_file
 
@@ -57,6 +70,8 @@ SHOWN = {  # printed column -> header
     BATCH: "batch",
     "val_f1": "val F1",
     "test_f1": "test F1",
+    "test_f1_ci95": "95 % interval",
+    "vs_best": "vs #1",
     "test_precision": "precision",
     "test_recall": "recall",
     "test_pr_auc": "PR-AUC",
@@ -118,6 +133,11 @@ def job_row(job: Path) -> dict[str, Any]:
         "test_precision": _score(test, "precision"),
         "test_recall": _score(test, "recall"),
         "test_pr_auc": _score(test, "pr_auc"),
+        **{
+            f"test_{name}_{end}": (test.get("ci95") or {}).get(name, {}).get(end, math.nan)
+            for name in bootstrap.INTERVAL_METRICS
+            for end in ("low", "high")
+        },
         "test_f1_tuned": (test.get("threshold_tuned") or {}).get("f1", math.nan),
         "epochs": metrics["model"]["epochs"],
         "train_time_s": float(train_run.get("train_time_s", math.nan)),
@@ -132,6 +152,70 @@ def rank(results: pd.DataFrame) -> pd.DataFrame:
     ranked = results.iloc[order].reset_index(drop=True)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))
     return ranked
+
+
+def noise_against_best(ranked: pd.DataFrame, sweep_dir: str | Path) -> pd.DataFrame:
+    """``ranked`` with each job's test F1 against the best's: difference, interval, verdict.
+
+    ``vs_best`` is ``best``, ``within noise``, ``better`` or ``worse``;
+    ``test_f1_vs_best_low``/``_high`` bound the difference (paired bootstrap on the shared
+    test rows, ``noise_test`` = ``paired``), or are blank when the jobs' test splits
+    differ and only their intervals are compared (``noise_test`` = ``overlap``).
+    """
+    out = ranked.copy()
+    for column in ("test_f1_vs_best", "test_f1_vs_best_low", "test_f1_vs_best_high"):
+        out[column] = math.nan
+    out["vs_best"], out["noise_test"] = "", ""
+    if out.empty:
+        return out
+    out.loc[0, "vs_best"] = "best"
+    best_scores = _test_scores(Path(sweep_dir) / str(out.loc[0, "job"]))
+    options = _evaluate_options(Path(sweep_dir) / str(out.loc[0, "job"]))
+    for i in range(1, len(out)):
+        row = out.loc[i]
+        out.loc[i, "test_f1_vs_best"] = row["test_f1"] - out.loc[0, "test_f1"]
+        scores = _test_scores(Path(sweep_dir) / str(row["job"]))
+        if best_scores is not None and scores is not None and scores[0].equals(best_scores[0]):
+            y = best_scores[1]
+            diff = bootstrap.paired_difference(y, scores[2], best_scores[2], **options)
+            low, high = diff["low"], diff["high"]
+            out.loc[i, ["test_f1_vs_best_low", "test_f1_vs_best_high"]] = low, high
+            out.loc[i, "noise_test"] = "paired"
+        else:  # its interval against the best's: below (worse), above (better), overlapping
+            if math.isnan(row["test_f1_low"]) or math.isnan(out.loc[0, "test_f1_low"]):
+                continue
+            low = row["test_f1_low"] - out.loc[0, "test_f1_high"]
+            high = row["test_f1_high"] - out.loc[0, "test_f1_low"]
+            out.loc[i, "noise_test"] = "overlap"
+        out.loc[i, "vs_best"] = "worse" if high < 0 else "better" if low > 0 else "within noise"
+    return out
+
+
+def noise_summary(ranked: pd.DataFrame) -> str:
+    """Which jobs' test F1 differs from the best's by more than the noise; '' without verdicts."""
+    judged = ranked[ranked["vs_best"].isin(["within noise", "worse", "better"])]
+    if judged.empty:
+        return ""
+    method = (
+        "a paired bootstrap 95 % interval of the difference on the same test rows excludes 0"
+        if (judged["noise_test"] == "paired").all()
+        else "their 95 % intervals do not overlap (or, for jobs on the same test rows, a "
+        "paired bootstrap interval of the difference excludes 0)"
+    )
+    beyond = judged[judged["vs_best"] != "within noise"]
+    text = (
+        f"noise: {len(beyond)} of the {len(judged)} other jobs differ from #1's test F1 "
+        f"({ranked.loc[0, 'test_f1']:.3f}, 95 % {ranked.loc[0, 'test_f1_low']:.3f}-"
+        f"{ranked.loc[0, 'test_f1_high']:.3f}) by more than the noise ({method})"
+    )
+    if len(beyond):
+        text += ": " + ", ".join(
+            f"#{row['rank']} {row['vs_best']} by {abs(row['test_f1_vs_best']):.3f}"
+            for _, row in beyond.iterrows()
+        )
+    if len(beyond) < len(judged):
+        text += "; every other job is within the noise of #1"
+    return text + "."
 
 
 def best_per(ranked: pd.DataFrame, key: str = STRATEGY) -> pd.DataFrame:
@@ -160,6 +244,12 @@ def _setting(row: pd.Series) -> str:
 
 def format_table(ranked: pd.DataFrame) -> str:
     """The ranked table as fixed-width text, three decimals."""
+    ranked = ranked.copy()
+    if "test_f1_low" in ranked:
+        ranked["test_f1_ci95"] = [
+            "-" if math.isnan(low) else f"{low:.3f}-{high:.3f}"
+            for low, high in zip(ranked["test_f1_low"], ranked["test_f1_high"], strict=True)
+        ]
     shown = ranked[[c for c in SHOWN if c in ranked]].rename(columns=SHOWN)
     return shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-")
 
@@ -253,6 +343,28 @@ def run_study(sweep_dir: Path, n_jobs: int, overrides: list[str]) -> None:
         )
 
 
+def _test_scores(job: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | None:
+    """A binary job's test frame, labels (positive = True) and P(positive); None otherwise."""
+    paths = pipeline.layout(job)["evaluate"]
+    model_path = paths.model_dir / MODEL_FILE
+    if not model_path.is_file() or not paths.test.is_file():
+        return None
+    model = LogisticRegression.load(model_path)
+    positive = getattr(model, "metadata_", {}).get("positive_class")
+    if len(model.classes_) != 2 or positive is None:
+        return None
+    frame = read_table(paths.test)
+    test = to_split(frame, source=str(paths.test))
+    scores = positive_scores(model.predict_proba(test.X), model.classes_, positive)
+    return frame, test.y == positive, scores
+
+
+def _evaluate_options(job: Path) -> dict[str, int]:
+    """The job's ``evaluate.n_bootstrap`` and ``evaluate.seed`` (the schema's defaults)."""
+    options = check_section("evaluate", load_params(job / pipeline.PARAMS_FILE).get("evaluate", {}))
+    return {"n_resamples": options["n_bootstrap"], "seed": options["seed"]}
+
+
 def _score(split: dict[str, Any], name: str) -> float:
     """Binary ``name`` or its multiclass ``name_macro``; NaN when absent."""
     value = ranking.score(split, name)
@@ -299,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         sweep_dir = Path(args.sweep_dir or time.strftime("multirun/study-%Y-%m-%d_%H-%M-%S"))
         run_study(sweep_dir, args.n_jobs, args.overrides)
     results = collect(sweep_dir)
-    ranked = rank(results)
+    ranked = noise_against_best(rank(results), sweep_dir)
     write_csv(ranked, args.out)
     comparison_figure(results, args.figure)
     shares = what_mattered(results, sweep_dir)
@@ -308,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(ranked))
     print()
     print(summary(ranked))
+    noise = noise_summary(ranked)
+    if noise:
+        print(noise)
     print(importance.format_shares(shares))
     print(
         f"sweep: {len(ranked)} jobs in {sweep_dir}, {time.perf_counter() - started:.0f} s; "

@@ -10,9 +10,12 @@ Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``,
 ``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
 ``figures/``, and logs all of it to the MLflow run that trained the model (found by
 :func:`logreg.tracking.runs.trained_run`: train's ``--run-file``, else its tag ``model.sha256``),
-with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalanced``
-(with its sample weights) when given, else on ``--train``; ``evaluate.baseline: false``
-skips it (saga, for l1, takes far longer than our fit: sweeps turn it off). Reads only
+with the model as a pyfunc. Binary test scores carry seeded bootstrap 95 % intervals
+(``evaluate.n_bootstrap`` resamples, ``evaluate.seed``), and the threshold is tuned by
+``evaluate.threshold_method`` (``cv`` also reads the ``rebalance`` section). The
+scikit-learn baseline is fitted on ``--rebalanced`` (with its sample weights) when given,
+else on ``--train``; ``evaluate.baseline: false`` skips it (saga, for l1, takes far longer
+than our fit: sweeps turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
 
@@ -34,19 +37,23 @@ import numpy as np
 import pandas as pd
 
 from logreg import LogisticRegression, plots, preprocess
+from logreg.bootstrap import score_intervals
+from logreg.crossval import out_of_fold_scores
 from logreg.errors import UserError, cli
 from logreg.frames import TARGET, Split, minority_class, read_table, to_split
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
+    OUT_OF_FOLD,
+    THRESHOLD_METHODS,
     baseline_sklearn,
     confusion,
     evaluate_scores,
     majority_accuracy,
     positive_scores,
     thresholded_metrics,
-    tune_threshold,
 )
 from logreg.preprocess import Preprocessing
+from logreg.schema import check_section
 from logreg.stages import entry
 from logreg.stages.train import MODEL_FILE
 from logreg.tracking.provenance import file_sha256
@@ -61,13 +68,23 @@ def evaluate_model(
     positive: Any = None,
     baseline_train: Split | None = None,
     baseline: bool = True,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    threshold_method: str = "cv",
+    rebalance_options: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every section; ``splits`` holds ``train`` (prepared), ``val`` and ``test``.
 
-    Binary: test and val at threshold 0.5, plus ``threshold_tuned`` (the F1-maximising
-    threshold on val, applied to both). ``baseline`` compares scikit-learn (fitted on
-    ``baseline_train``, default ``splits["train"]``; skipped unless ``baseline``) and the
-    majority-class rule.
+    Binary: test and val at threshold 0.5, with ``test.ci95`` (seeded bootstrap 95 %
+    intervals of F1, precision, recall and PR-AUC, :mod:`logreg.bootstrap`), plus
+    ``threshold_tuned``: the threshold tuned by ``threshold_method``
+    (:data:`logreg.metrics.THRESHOLD_METHODS`) on val's scores, or for ``cv`` on
+    out-of-fold scores of train + val (refits rebalanced by ``rebalance_options``,
+    :mod:`logreg.crossval`), applied to both; ``val.threshold_tuned.spread`` is where the
+    F1-maximising threshold of those scores' resamples lies (2.5 to 97.5 %).
+    ``baseline`` compares scikit-learn (fitted on ``baseline_train``, default
+    ``splits["train"]``; skipped unless ``baseline``) and the majority-class rule.
     """
     classes = model.classes_
     binary = len(classes) == 2
@@ -81,15 +98,36 @@ def evaluate_model(
     }
     del out["val"]["per_class"]  # the per-class report belongs to the final, test judgement
     if binary:
-        threshold, _ = tune_threshold(
-            val.y == positive, positive_scores(proba_val, classes, positive)
-        )
+        y_test, scores_test = test.y == positive, positive_scores(proba_test, classes, positive)
+        out["test"]["ci95"] = {
+            **score_intervals(y_test, scores_test, 0.5, n_bootstrap, seed),
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+        }
+        if threshold_method in OUT_OF_FOLD:
+            prep = model_preprocessing(model)
+            y_tune, s_tune = out_of_fold_scores(
+                model,
+                [splits["train"], val],
+                positive,
+                rebalance_options or {"strategy": "none"},
+                prep.one_hot_groups() if prep is not None else None,
+                seed=seed,
+            )
+        else:
+            y_tune, s_tune = val.y == positive, positive_scores(proba_val, classes, positive)
+        threshold, spread = THRESHOLD_METHODS[threshold_method](y_tune, s_tune, n_bootstrap, seed)
         for name, split, proba in (("val", val, proba_val), ("test", test, proba_test)):
             predicted = positive_scores(proba, classes, positive) >= threshold
             out[name]["threshold_tuned"] = {
                 "threshold": threshold,
                 **thresholded_metrics(split.y == positive, predicted),
             }
+        out["val"]["threshold_tuned"]["spread"] = spread
+        tuned_ci = score_intervals(y_test, scores_test, threshold, n_bootstrap, seed)
+        out["test"]["threshold_tuned"]["ci95"] = {
+            name: tuned_ci[name] for name in ("f1", "precision", "recall")
+        }
     out["baseline"] = {"majority_accuracy": majority_accuracy(splits["train"].y, test.y)}
     if baseline:
         fit_on = baseline_train or splits["train"]
@@ -253,6 +291,9 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
+    rebalance_options = None
+    if options["threshold_method"] in OUT_OF_FOLD:  # the refits rebalance as the pipeline did
+        rebalance_options = check_section("rebalance", params.get("rebalance") or {})
 
     model_sha256 = file_sha256(model_path)
     run_id = trained_run(tracker, model_sha256, paths.run_file)
@@ -263,13 +304,27 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id, run_name="evaluate"):
-        metrics = evaluate_model(model, splits, positive, rebalanced, options["baseline"])
+        metrics = evaluate_model(
+            model,
+            splits,
+            positive,
+            rebalanced,
+            options["baseline"],
+            n_bootstrap=options["n_bootstrap"],
+            seed=options["seed"],
+            threshold_method=options["threshold_method"],
+            rebalance_options=rebalance_options,
+        )
         written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
         sklearn_f1 = metrics["baseline"].get("f1")
+        f1_ci = metrics["test"].get("ci95", {}).get("f1")
+        spread = metrics["val"].get("threshold_tuned", {}).get("spread")
         print(
             f"evaluate: test f1={metrics['test'].get('f1', metrics['test'].get('f1_macro')):.4f}"
-            + (f" (tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f})" if tuned else "")
+            + (f" (95 % {f1_ci['low']:.4f}-{f1_ci['high']:.4f})" if f1_ci else "")
+            + (f", tuned {tuned['f1']:.4f} at t={tuned['threshold']:.3f}" if tuned else "")
+            + (f" (optimum 95 % {spread['low']:.3f}-{spread['high']:.3f})" if spread else "")
             + (f", baseline f1={sklearn_f1:.4f}" if sklearn_f1 is not None else ""),
             file=sys.stderr,
         )

@@ -295,6 +295,8 @@ def sweep_summary(sweep: pd.DataFrame, n_positive_test: int) -> dict[str, Any]:
     ``gap_at_half`` and ``gap_tuned`` are the winner's test F1 minus that of the best run
     without rebalancing (None when the sweep has none); ``flagged`` is how many test rows
     the winner predicts positive and ``f1_step`` how far one of them moves its F1.
+    ``noise`` counts the jobs whose test F1 the sweep judged against its #1 and those
+    outside the noise (None for a table without verdicts).
     """
     best_runs = sweep.loc[sweep.groupby("rebalance.strategy")["val_f1"].idxmax()]
     best_runs = best_runs.sort_values("val_f1", ascending=False)
@@ -305,7 +307,16 @@ def sweep_summary(sweep: pd.DataFrame, n_positive_test: int) -> dict[str, Any]:
         gap_at_half = winner.test_f1 - none.test_f1
         gap_tuned = winner.test_f1_tuned - none.test_f1_tuned
     flagged = predicted_positives(winner.test_precision, winner.test_recall, n_positive_test)
+    noise = None
+    if "vs_best" in sweep:  # python -m logreg.sweep's verdicts against its #1
+        judged = sweep[sweep["vs_best"].isin(["within noise", "worse", "better"])]
+        noise = {
+            "judged": len(judged),
+            "beyond": int((judged["vs_best"] != "within noise").sum()),
+            "paired": bool((judged["noise_test"] == "paired").all()),
+        }
     return {
+        "noise": noise,
         "best_runs": best_runs,
         "runner_up_val_gap": winner.val_f1 - runner_up.val_f1,
         "gap_at_half": gap_at_half,

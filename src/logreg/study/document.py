@@ -348,6 +348,7 @@ def batch_size_findings(summary: pd.DataFrame) -> list[str]:
 def sweep_section(sweep: dict[str, Any]) -> list[str]:
     """Each strategy's best run by validation F1, with that same run's test figures."""
     best_runs = sweep["best_runs"]
+    noise = sweep.get("noise")
     lines = [
         "## What the default sweep found",
         "",
@@ -356,14 +357,18 @@ def sweep_section(sweep: dict[str, Any]) -> list[str]:
         "threshold 0.5, and that run's test figures:",
         "",
         "| strategy | penalty | batch | val F1 | test F1 | test precision | test recall "
-        "| test F1, tuned threshold |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| test F1, tuned threshold |" + (" test F1, 95 % | against #1 |" if noise else ""),
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---|---|" if noise else ""),
     ]
     for _, row in best_runs.iterrows():
+        noise_cells = (
+            f" {row.test_f1_low:.3f} – {row.test_f1_high:.3f} | {row.vs_best} |" if noise else ""
+        )
         lines.append(
             f"| {row['rebalance.strategy']} | {row['model.penalty']} | "
             f"{row['train.batch_size']} | {row.val_f1:.3f} | {row.test_f1:.3f} | "
             f"{row.test_precision:.3f} | {row.test_recall:.3f} | {row.test_f1_tuned:.3f} |"
+            + noise_cells
         )
     winner, runner_up = best_runs.iloc[0], best_runs.iloc[1]
     lines.append("")
@@ -392,4 +397,22 @@ def sweep_section(sweep: dict[str, Any]) -> list[str]:
         f"{sweep['f1_step']:.3f}: gaps of a few examples "
         "between strategies are not evidence of a real difference.",
     ]
+    if noise and noise["judged"]:
+        how = (
+            "a paired bootstrap of the difference on the same test rows: its 95 % interval "
+            "excludes 0"
+            if noise["paired"]
+            else "95 % bootstrap intervals that do not overlap"
+        )
+        lines += [
+            "",
+            f"Against the sweep's #1, {noise['beyond']} of the other {noise['judged']} runs "
+            f"differ in test F1 by more than the noise ({how}); the column *against #1* says "
+            "which."
+            + (
+                " The others' places in the ranking are within the noise."
+                if noise["beyond"] < noise["judged"]
+                else ""
+            ),
+        ]
     return [*lines, ""]
