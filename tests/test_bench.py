@@ -1,6 +1,7 @@
 """The benchmark runs on tiny sizes and writes the JSON it promises (timings are not checked)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,23 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
         "peak_memory",
     } <= set(statuses)
     assert set(statuses.values()) <= {"PASS", "MISS"}
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_and_its_engines_agree():
+    completed = subprocess.run(
+        [sys.executable, "bench/scale.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    for line in ("in memory", "memmap cache", "Parquet decoded", "Dask partitions", "Newton Dask"):
+        assert line in out
+    # Not a timing: the two engines' answers, which the benchmark prints.
+    same = next(line for line in out.splitlines() if line.startswith("same answer"))
+    measured = re.match(r"same answer: optimum (\S+) relative .*standard errors (\S+) ", same)
+    optimum, errors = float(measured[1]), float(measured[2])
+    assert optimum <= 1e-8 and errors <= 1e-6

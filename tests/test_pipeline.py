@@ -94,6 +94,24 @@ def test_repro_runs_once_then_only_what_changed(repo):
     assert _stages_run(strategy.stdout) == ["rebalance", "train", "evaluate"]
 
 
+def test_a_rerun_reproduces_the_lock_and_a_fresh_clone_stays_clean(repo, tmp_path):
+    # DVC's promise: the committed dvc.lock is what the pipeline reproduces. Outputs that
+    # held clock time or an MLflow run id hashed differently on every run.
+    _run([BIN / "dvc", "repro"], repo)
+    lock = (repo / "dvc.lock").read_text()
+    _run([BIN / "dvc", "repro", "-f"], repo)
+    assert (repo / "dvc.lock").read_text() == lock
+
+    # Commit the results, as the project does; a fresh clone's `make run` changes nothing.
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    ran = _run([BIN / "dvc", "repro"], clone)
+    assert _stages_run(ran.stdout) == ["prepare", "rebalance", "train", "evaluate"]
+    assert _run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
 def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
     keys = []
     for key, value in tree.items():

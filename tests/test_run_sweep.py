@@ -73,6 +73,9 @@ def test_parallel_sweep_gives_four_finished_children_under_one_parent(tmp_path):
     assert len(children) == 4 == len(runs) - 1
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
+    # Each job's untracked run file names its own child run: evaluate resumed that run.
+    named = {json.loads((job / ".logreg/run.json").read_text())["run_id"] for job in jobs}
+    assert named == {c.info.run_id for c in children}
 
     assert "train.batch_size=16,256" in parent.data.tags["sweep.overrides"]
     assert parent.data.params["sweep.model.penalty"] == "l1,l2"
@@ -241,7 +244,6 @@ def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):
     for job, (strategy, f1) in enumerate([("none", 0.1), ("smote", 0.3)]):
         folder = tmp_path / str(job)
         (folder / "reports").mkdir(parents=True)
-        (folder / "models").mkdir()
         params = {
             "data": {"name": "tiny"},
             "rebalance": {"strategy": strategy},
@@ -256,14 +258,15 @@ def test_collect_reads_job_folders_and_the_figure_is_written(tmp_path):
             "model": {"epochs": 7, "n_nonzero_coef": 3},
         }
         (folder / "reports" / "metrics.json").write_text(json.dumps(metrics))
-        (folder / "reports" / "history.csv").write_text("epoch,elapsed\n1,0.5\n2,1.25\n")
-        (folder / "models" / "run.json").write_text(json.dumps({"run_id": f"run{job}"}))
+        (folder / ".logreg").mkdir()
+        run = {"run_id": f"run{job}", "train_time_s": 1.25 + job}
+        (folder / ".logreg" / "run.json").write_text(json.dumps(run))
     (tmp_path / "multirun.yaml").write_text("{}\n")  # Hydra's sweep file: not a job
 
     results = collect(tmp_path)
     assert results["job"].tolist() == ["0", "1"]
     assert results["rebalance.strategy"].tolist() == ["none", "smote"]
-    assert results["train_time_s"].tolist() == [1.25, 1.25]
+    assert results["train_time_s"].tolist() == [1.25, 2.25]
     assert results["run_id"].tolist() == ["run0", "run1"]
     assert rank(results)["rebalance.strategy"].iloc[0] == "smote"
 

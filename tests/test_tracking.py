@@ -30,11 +30,13 @@ from logreg.preprocess import Preprocessing
 from logreg.tracking.orphans import HOST_TAG, ORPHAN_TAG, PID_TAG, STARTED_TAG
 from logreg.tracking.provenance import git_info
 from logreg.tracking.runs import (
+    MODEL_TAG,
     MlflowTracker,
     NullTracker,
     flatten,
     open_tracker,
-    read_run_id,
+    read_run_file,
+    trained_run,
     write_run_file,
 )
 from logreg.tracking.served import MODEL_FILE, ServedModel, _load_pyfunc
@@ -89,14 +91,14 @@ def train_then_evaluate(tracker: MlflowTracker, fitted, tmp_path: Path) -> str:
         active.log_params({"train": {"batch_size": 16}, "model": {"penalty": "l2"}})
         active.log_history(model.history_, start_ms=int(time.time() * 1000))
         active.log_metrics({"n_nonzero_coef": int(np.count_nonzero(model.coef_))})
-        active.set_tags({"dataset.name": "tiny", "rebalance.strategy": "none"})
+        active.set_tags({"dataset.name": "tiny", "rebalance.strategy": "none", MODEL_TAG: "m"})
         active.log_dataset(
             X.assign(target="No"), source=path, name="tiny/train", context="train", targets="target"
         )
+        write_run_file(tmp_path / "run.json", tracker, model_sha256="m", train_time_s=0.5)
     run_id = tracker.run_id
-    write_run_file(tmp_path / "run.json", run_id, tracker)
 
-    resumed = read_run_id(tmp_path / "run.json")
+    resumed = trained_run(tracker, "m", tmp_path / "run.json")
     assert resumed == run_id
     coefficients = tmp_path / "coefficients.csv"
     pd.DataFrame({"feature": X.columns, "coefficient": model.coef_[0]}).to_csv(coefficients)
@@ -265,14 +267,40 @@ def test_long_histories_are_sent_in_chunks(env):
     assert len(tracker.client.get_metric_history(tracker.run_id, "train/loss")) == 1200
 
 
+def test_evaluate_finds_trains_run_by_its_run_file_else_by_the_model_digest(env):
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    run_file = env / ".logreg" / "run.json"
+    runs = {}
+    for name, digest in (("old", "a"), ("twin", "b"), ("newer twin", "b")):
+        with tracker.run(run_name=name):
+            tracker.set_tags({MODEL_TAG: digest})
+            if name == "twin":
+                write_run_file(run_file, tracker, model_sha256=digest, train_time_s=1.5)
+        runs[name] = tracker.run_id
+        time.sleep(0.01)  # distinct start times: the newest run is well defined
+    assert read_run_file(run_file)["train_time_s"] == 1.5
+    # The run file is exact, even when a newer run (a parallel job) trained an equal model.
+    assert trained_run(tracker, "b", run_file) == runs["twin"]
+    # No run file, or one about another model: the newest run tagged with the digest.
+    assert trained_run(tracker, "b") == runs["newer twin"]
+    assert trained_run(tracker, "a", run_file) == runs["old"]
+    assert trained_run(tracker, "c", run_file) is None
+    tracker.client.delete_run(runs["twin"])  # a run file naming a deleted run
+    assert trained_run(tracker, "b", run_file) == runs["newer twin"]
+    run_file.write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a run file"):
+        read_run_file(run_file)
+
+
 def test_disabled_tracking_is_a_no_op(env, fitted):
     tracker = open_tracker(mlflow_cfg(None, enabled=False))
     assert isinstance(tracker, NullTracker)
     with tracker.run() as active:
         active.log_params({"a": 1})
         active.log_model(fitted.path, input_example=fitted.raw)
-    write_run_file(env / "run.json", tracker.run_id, tracker)
-    assert read_run_id(env / "run.json") is None
+    write_run_file(env / "run.json", tracker, model_sha256="m", train_time_s=0.5)
+    assert read_run_file(env / "run.json")["run_id"] is None
+    assert trained_run(tracker, "m", env / "run.json") is None
     assert not (env / "mlflow.db").exists()
 
 

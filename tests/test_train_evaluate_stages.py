@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -16,6 +17,7 @@ from logreg.stages import evaluate, train
 
 FEATURES = ["x1", "x2", "x3"]
 EPOCHS = 8
+RUN_FILE = ".logreg/run.json"  # as in dvc.yaml
 
 
 def make_split(n: int, rng: np.random.Generator, classes=("No", "Yes")) -> pd.DataFrame:
@@ -87,6 +89,7 @@ def run_train(root) -> None:
             "--preprocess", "data/prepared/preprocess.json",
             "--model-dir", "models",
             "--history", "reports/history.csv",
+            "--run-file", RUN_FILE,
         ]
     )  # fmt: skip
 
@@ -100,6 +103,7 @@ def run_evaluate(root, *extra: str) -> None:
             "--val", "data/prepared/val.parquet",
             "--test", "data/prepared/test.parquet",
             "--reports-dir", "reports",
+            "--run-file", RUN_FILE,
             *extra,
         ]
     )  # fmt: skip
@@ -119,7 +123,7 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert model.metadata_["positive_class"] == "Yes"
     assert Preprocessing.from_dict(model.metadata_["preprocess"]).feature_names == FEATURES
     history = pd.read_csv(project / "reports/history.csv")
-    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "learning_rate", "elapsed"]
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "learning_rate"]
     assert len(history) == model.n_iter_ == EPOCHS
 
     # Metrics for DVC.
@@ -156,7 +160,7 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert (project / "reports/figures/calibration.png").exists()
 
     # One MLflow run across both stages, in the project root's sqlite store.
-    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    run_id = json.loads((project / RUN_FILE).read_text())["run_id"]
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -166,6 +170,8 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     assert run.data.tags["rebalance.strategy"] == "class_weight"
     assert run.data.tags["dataset.name"] == "tiny"
     assert len(run.data.tags["dataset.sha256"]) == 64
+    model_sha256 = hashlib.sha256((project / "models/model.npz").read_bytes()).hexdigest()
+    assert run.data.tags["model.sha256"] == model_sha256
     assert len(client.get_metric_history(run_id, "train/loss")) == EPOCHS
     assert run.data.metrics["test/f1"] == pytest.approx(metrics["test"]["f1"])
     assert run.data.metrics["n_nonzero_coef"] == 3
@@ -177,6 +183,12 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     # Not a TTY: one summary line per stage, no progress bar.
     err = capsys.readouterr().err
     assert "train: 8 epochs" in err and "it/s" not in err and "epoch/s" not in err
+
+    # Without the run file (a model from `dvc pull`), evaluate finds the run by its tag.
+    (project / RUN_FILE).unlink()
+    run_evaluate(project)
+    assert [r.info.run_id for r in client.search_runs([run.info.experiment_id])] == [run_id]
+    assert "no MLflow run" not in capsys.readouterr().err
 
     # A failure while evaluating marks the resumed run FAILED, not RUNNING.
     def broken(*args, **kwargs):
@@ -193,12 +205,29 @@ def test_without_mlflow_newton_adds_intervals_and_nothing_is_tracked(project):
     write_params(project, mlflow=False, solver="newton")
     run_train(project)
     run_evaluate(project)
-    assert json.loads((project / "models/run.json").read_text())["run_id"] is None
+    assert json.loads((project / RUN_FILE).read_text())["run_id"] is None
     assert not (project / "mlflow.db").exists()
     coefficients = pd.read_csv(project / "reports/coefficients.csv")
     assert {"std_err", "p_value", "or_ci_low", "or_ci_high"} <= set(coefficients.columns)
     assert (coefficients["or_ci_low"] <= coefficients["odds_ratio"]).all()
     assert (project / "reports/figures/coefficients.png").exists()
+
+
+def test_retraining_writes_the_same_bytes_and_the_seconds_go_to_the_run_file(project):
+    # DVC hashes the model and the history: a rerun must not change them (dvc.lock).
+    write_data(project)
+    write_params(project, mlflow=True)
+    outputs = ("models/model.npz", "models/model.json", "reports/history.csv")
+    run_train(project)
+    first = {name: (project / name).read_bytes() for name in outputs}
+    first_run = json.loads((project / RUN_FILE).read_text())
+    run_train(project)
+    assert {name: (project / name).read_bytes() for name in outputs} == first
+    assert b"elapsed" not in first["models/model.json"]
+    second_run = json.loads((project / RUN_FILE).read_text())
+    assert second_run["run_id"] != first_run["run_id"]
+    assert second_run["model_sha256"] == hashlib.sha256(first["models/model.npz"]).hexdigest()
+    assert second_run["train_time_s"] > 0
 
 
 def test_l1_reports_exact_zeros(project):

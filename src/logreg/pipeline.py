@@ -23,6 +23,7 @@ def layout(folder: str | Path = "") -> dict[str, Any]:
     root = Path(folder)
     raw, prepared, rebalanced = root / "data/raw", root / "data/prepared", root / "data/rebalanced"
     models, reports = root / "models", root / "reports"
+    run_file = root / ".logreg/run.json"  # not a DVC output: run id and seconds
     return {
         "prepare": prepare.Paths(raw_dir=raw, out_dir=prepared, report=reports / "data.json"),
         "rebalance": rebalance.Paths(
@@ -37,6 +38,7 @@ def layout(folder: str | Path = "") -> dict[str, Any]:
             preprocess=prepared / "preprocess.json",
             model_dir=models,
             history=reports / "history.csv",
+            run_file=run_file,
         ),
         "evaluate": evaluate.Paths(
             model_dir=models,
@@ -45,6 +47,7 @@ def layout(folder: str | Path = "") -> dict[str, Any]:
             test=prepared / "test.parquet",
             rebalanced=rebalanced / "train.parquet",
             reports_dir=reports,
+            run_file=run_file,
         ),
     }
 

@@ -18,14 +18,15 @@ from logreg.io import atomic_path
 
 PathLike = str | os.PathLike[str]
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "learning_rate", "elapsed"]
+# No ``elapsed``: the file is a DVC output, and seconds would change its hash on every run.
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "learning_rate"]
 
 
 # ---------------------------------------------------------------- plot data (dvc plots)
 
 
 def write_history(history: Sequence[dict[str, Any]], path: PathLike) -> pd.DataFrame:
-    """Per-epoch history as CSV: epoch, train_loss, val_loss (empty without val), lr, elapsed."""
+    """Per-epoch history as CSV: epoch, train_loss, val_loss (empty without val), learning_rate."""
     frame = pd.DataFrame(list(history), columns=HISTORY_COLUMNS)
     _write_csv(frame, path)
     return frame

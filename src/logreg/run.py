@@ -5,6 +5,7 @@
     python -m logreg.run -m train.batch_size=16,256 model.penalty=l1,l2      # a sweep
     python -m logreg.run -m hydra/launcher=joblib hydra.launcher.n_jobs=2 \\
         rebalance.strategy=none,smote                      # jobs in parallel processes
+    python -m logreg.run -m hydra/launcher=dask train.batch_size=16,256  # jobs on Dask
     python -m logreg.run -m search=optuna                  # a Bayesian search, not a grid
 
 Each job writes its composed config to ``<job>/params.yaml``, for the record, and calls
@@ -43,6 +44,7 @@ import collections
 import copy
 import itertools
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from logreg import pipeline, ranking, schema
+from logreg import pipeline, ranking, schema, sweep_jobs
 from logreg.errors import UserError, cli, one_line_warnings
 from logreg.io import write_text
 from logreg.tracking.provenance import git_info, project_root
@@ -300,6 +302,7 @@ class SweepParentRun(Callback):
     def __init__(self) -> None:
         self.tracker: Any = None
         self.compared: dict[str, str] = {}
+        self.sweep_dir = Path()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         mlflow_cfg = OmegaConf.to_container(config.mlflow, resolve=True)
@@ -324,16 +327,44 @@ class SweepParentRun(Callback):
         )
         self.tracker = tracker
         self.compared = _swept(overrides) | space
-        atexit.register(self._close, "FAILED")
+        self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        atexit.register(self._finish, "FAILED")
         tracker.log_params({"sweep": dict(_split_override(o) for o in overrides)})
         config.hydra.overrides.task.append(f"mlflow.parent_run_id='{tracker.run_id}'")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._finish("FINISHED")
+
+    def _finish(self, status: str) -> None:
+        """Record the children, the best one and the description; end the parent run.
+
+        Also when the sweep failed (at exit, ``FAILED``): a job that failed every attempt
+        fails the sweep after the other jobs ran, and the parent still says how the jobs
+        ended and which finished child is best. A tracking error then only warns, so the
+        run still ends.
+        """
+        atexit.unregister(self._finish)
         if self.tracker is None:
             return
+        try:
+            self._describe()
+        except Exception as exc:
+            if status == "FINISHED":
+                raise
+            warnings.warn(f"mlflow: could not describe the failed sweep: {exc}", stacklevel=1)
+        self.tracker.close_run(status)
+        print(f"mlflow: sweep run {self.tracker.run_id} ended {status}", file=sys.stderr)
+        self.tracker = None
+
+    def _describe(self) -> None:
         children = self.tracker.child_runs()
+        jobs = sweep_jobs.read(self.sweep_dir)
         best = best_child(children)
         self.tracker.log_metrics({"sweep/children": len(children)})
+        if jobs:
+            failed = sum(job["status"] != "FINISHED" for job in jobs)
+            self.tracker.log_metrics({"sweep/jobs": len(jobs), "sweep/jobs_failed": failed})
+            self.tracker.log_artifact(self.sweep_dir / sweep_jobs.JOBS_FILE)
         if best is not None:
             metrics = best["metrics"]
             self.tracker.set_tags(
@@ -352,15 +383,7 @@ class SweepParentRun(Callback):
                     if key in metrics
                 }
             )
-        self.tracker.set_description(sweep_description(self.compared, children, best))
-        self._close("FINISHED")
-
-    def _close(self, status: str) -> None:
-        atexit.unregister(self._close)
-        if self.tracker is not None:
-            self.tracker.close_run(status)
-            print(f"mlflow: sweep run {self.tracker.run_id} ended {status}", file=sys.stderr)
-            self.tracker = None
+        self.tracker.set_description(sweep_description(self.compared, children, best, jobs))
 
 
 SWEPT_PARAMS = (
@@ -387,16 +410,26 @@ def sweep_description(
     compared: Mapping[str, str],
     children: Sequence[Mapping[str, Any]],
     best: Mapping[str, Any] | None,
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The parent run's description (markdown): what was compared, the jobs, the best child."""
+    """The parent run's description (markdown): what was compared, the jobs, the best child.
+
+    ``jobs`` is the launcher's record (:mod:`logreg.sweep_jobs`) when it keeps one: it
+    counts the jobs that failed before opening a child run, and says why each failed.
+    Without it, the jobs are counted by their child runs' status.
+    """
     swept = "; ".join(f"`{key}`: {values}" for key, values in compared.items())
-    ended = collections.Counter(str(child["status"]).lower() for child in children)
+    ended = collections.Counter(str(run["status"]).lower() for run in (jobs if jobs else children))
     counts = {"finished": ended.pop("finished", 0), "failed": ended.pop("failed", 0), **ended}
     lines = [
         f"Sweep over {swept or 'one config (no swept keys)'}",
         "",
         "- jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items()),
     ]
+    for job in jobs:
+        if job["status"] != "FINISHED":
+            overrides = " ".join(o for o in job["overrides"] if "parent_run_id" not in o)
+            lines.append(f"  - job {job['job']} failed (`{overrides}`): {job['error']}")
     if best is None:
         lines.append("- best: none (no finished job has a validation F1)")
     else:

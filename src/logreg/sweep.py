@@ -8,7 +8,7 @@ Checks every job's config first (one line on the first bad one, before any job s
 then runs the Hydra multirun of :mod:`logreg.run` (joblib launcher, ``--n-jobs`` processes) in
 a subprocess: every job runs the four stages in ``<sweep dir>/<job>/`` and is an MLflow
 child run of the sweep's parent run. Then it reads each job's ``params.yaml``,
-``reports/metrics.json`` and ``reports/history.csv``, prints the jobs ranked by validation
+``reports/metrics.json`` and ``.logreg/run.json``, prints the jobs ranked by validation
 F1 and the best configuration of each strategy, and writes the table to
 ``reports/sweep.csv`` and the figure to ``reports/sweep.png`` (test F1 by strategy, one
 panel per penalty, one line per batch size).
@@ -35,7 +35,7 @@ from logreg.config import load_params, section
 from logreg.errors import UserError, cli
 from logreg.io import atomic_path, read_json
 from logreg.run import check_jobs, conf_dir
-from logreg.stages.train import RUN_FILE
+from logreg.tracking.runs import read_run_file
 
 STUDY = (
     "train.batch_size=16,64,256,full",
@@ -94,10 +94,8 @@ def job_row(job: Path) -> dict[str, Any]:
     model, train = section(cfg, "model"), section(cfg, "train")
     metrics = read_json(pipeline.metrics_file(job))
     val, test = metrics["val"], metrics["test"]
-    paths = pipeline.layout(job)["train"]
-    history = paths.history
-    elapsed = pd.read_csv(history)["elapsed"] if history.is_file() else pd.Series(dtype=float)
-    run_file = paths.model_dir / RUN_FILE
+    # Seconds and run ids are not in the job's DVC-style outputs: train's run file has them.
+    train_run = read_run_file(pipeline.layout(job)["train"].run_file)
     return {
         "job": job.name,
         "data.name": section(cfg, "data")["name"],
@@ -113,9 +111,9 @@ def job_row(job: Path) -> dict[str, Any]:
         "test_pr_auc": _score(test, "pr_auc"),
         "test_f1_tuned": (test.get("threshold_tuned") or {}).get("f1", math.nan),
         "epochs": metrics["model"]["epochs"],
-        "train_time_s": float(elapsed.iloc[-1]) if len(elapsed) else math.nan,
+        "train_time_s": float(train_run.get("train_time_s", math.nan)),
         "nonzero_coef": metrics["model"]["n_nonzero_coef"],
-        "run_id": read_json(run_file).get("run_id") if run_file.is_file() else None,
+        "run_id": train_run.get("run_id"),
     }
 
 

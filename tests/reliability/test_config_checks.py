@@ -274,7 +274,7 @@ def test_under_optuna_the_fixed_overrides_are_checked_once():
     # sweeper's expansion does not apply, but a bad fixed value still fails at once.
     interval = "model.alpha=tag(log,interval(1e-5,1e-2))"
     assert check_jobs(["search=optuna", interval], True, CONF) == 1
-    assert check_jobs(["hydra/sweeper=optuna", interval, "data=spam7"], True, CONF) == 1
+    assert check_jobs(["hydra/sweeper=logreg_optuna", interval, "data=spam7"], True, CONF) == 1
     with pytest.raises(UserError, match=r"^job \[search=optuna train.batch_size=0\]: train"):
         check_jobs(["search=optuna", interval, "train.batch_size=0"], True, CONF)
     # Finding the sweeper composes the config first; a group option that does not exist

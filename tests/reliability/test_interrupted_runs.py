@@ -197,6 +197,7 @@ def test_a_train_stage_killed_mid_fit_ends_its_run_killed_and_writes_no_model(
     assert run.info.end_time is not None
     assert not (tmp_path / "models").exists()
     assert not (tmp_path / "reports/history.csv").exists()
+    assert not (tmp_path / ".logreg/run.json").exists()  # evaluate cannot pick the run up
 
 
 def test_a_diverging_fit_fails_its_run_in_one_line_and_writes_no_model(

@@ -7,6 +7,8 @@ Read it in this order; each module uses only the ones above it:
     sgd.py          minibatch SGD: the plain reference step, the schedule, the stopping rules
     sgd_kernels.py  ... the fused, allocation-free loop that takes the reference's steps
     newton.py       Newton/IRLS with the Hessian, over the same equations
+    fista.py        full-batch proximal gradient for L1/elastic net (the textbook method)
+    prox_newton.py  proximal Newton for L1/elastic net: Newton's model, solved with the L1 term
     parameters.py   the rule of every parameter, shared with the config schema
     inference.py    summary(): Wald standard errors, intervals, odds ratios
     persistence.py  save/load: .npz weights and .json metadata, no pickle
@@ -24,9 +26,10 @@ The row-block interface (:class:`~logreg.model.rows.RowBlocks`). A solver never 
                         what Newton, the validation loss and inference need
     sample(m, rng)      m random rows, as RowBlocks: Newton's sketched Hessian
 
-X is (m, D) features, Y (m, K') targets, s (m,) sample weights. Today
+X is (m, D) features, Y (m, K') targets, s (m,) sample weights.
 :class:`~logreg.model.rows.InMemoryRows` holds the arrays, as one block or several;
-a memory-mapped cache or Dask partitions can stand behind the same five members.
+:class:`logreg.engines.dask_rows.DaskRows` keeps each block on a Dask worker, where
+``map`` and ``sum`` run (tests/test_dask_rows.py: Newton reaches the same optimum).
 """
 
 from logreg.model.estimator import LogisticRegression

@@ -317,5 +317,5 @@ class LogisticRegression:
 
     @classmethod
     def load(cls, path: str | Path) -> LogisticRegression:
-        """Read a model written by :meth:`save`, exactly as it was."""
+        """Read a model written by :meth:`save`, exactly as it was but the history's ``elapsed``."""
         return persistence.load(cls, path)

@@ -88,7 +88,7 @@ def newton_solve(
             sums = rows.sum(lambda block, Z_b: data_term_sums(block.X, Z_b, block.Y, block.s), Z)
             loss, grad_W, grad_b = add_penalty(n, sums, W, alpha, 0.0)
             H = hessian(sample, W, b, alpha, fit_intercept)  # type: ignore[arg-type]
-        g = _stack(grad_W, grad_b, fit_intercept)
+        g = stack(grad_W, grad_b, fit_intercept)
         step = _newton_direction(H, g, K)
         sampled = not exact
         # The Newton decrement ½gᵀH⁻¹g is the gain this step predicts.
@@ -101,7 +101,7 @@ def newton_solve(
             break
         if sampled and gain <= math.sqrt(tol) * max(abs(loss), 1e-12):
             exact = True  # this step is sampled; the next ones are exact
-        step_W, step_b = _unstack(step, D, K, p, fit_intercept)
+        step_W, step_b = unstack(step, D, K, p, fit_intercept)
         # Backtracking keeps far-from-optimum steps (e.g. separable data) descending.
         t = 1.0
         while True:
@@ -251,13 +251,13 @@ def _newton_direction(H: np.ndarray, g: np.ndarray, n_blocks: int) -> np.ndarray
     return np.linalg.lstsq(H, g, rcond=None)[0]
 
 
-def _stack(W: np.ndarray, b: np.ndarray, fit_intercept: bool) -> np.ndarray:
+def stack(W: np.ndarray, b: np.ndarray, fit_intercept: bool) -> np.ndarray:
     """θ as one vector, class by class: [W_·1, b_1, W_·2, b_2, ...]."""
     columns = np.vstack([W, b[None, :]]) if fit_intercept else W
     return columns.T.reshape(-1)
 
 
-def _unstack(
+def unstack(
     theta: np.ndarray, D: int, K: int, p: int, fit_intercept: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     columns = theta.reshape(K, p).T

@@ -4,9 +4,9 @@ The solvers need little from the data. SGD visits blocks of rows and takes conti
 batches from each; Newton, the validation loss and inference need sums over all rows
 of a function of a block (the loss, Xᵀr, XᵀSX), and Newton keeps each block's logits
 between two passes (``map``). :class:`RowBlocks` is that interface.
-:class:`InMemoryRows` is its one implementation today, arrays in one block or several;
-a memory-mapped cache or Dask partitions can stand behind the same members, and then
-the solvers need no change.
+:class:`InMemoryRows` holds arrays in one block or several; Dask partitions stand
+behind the same members (:mod:`logreg.engines.dask_rows`), and the solvers need no
+change.
 """
 
 from __future__ import annotations
@@ -75,22 +75,43 @@ class InMemoryRows:
         return [of(block, *items) for block, *items in zip(self.parts, *per_block, strict=True)]
 
     def sum(self, of: Callable[..., Any], *per_block: list[Any]) -> Any:
-        values = self.map(of, *per_block)
-        total = values[0]
-        for value in values[1:]:
-            if isinstance(total, tuple):
-                total = tuple(a + b for a, b in zip(total, value, strict=True))
-            else:
-                total = total + value
-        return total
+        return add_up(self.map(of, *per_block))
 
     def sample(self, n_rows: int, rng: np.random.Generator) -> InMemoryRows:
-        # Sorted, so that each block's copy reads its rows front to back.
-        rows = np.sort(rng.choice(self.n_rows, n_rows, replace=False))
-        parts, start = [], 0
-        for block in self.parts:
-            end = start + block.X.shape[0]
-            local = rows[(rows >= start) & (rows < end)] - start
-            parts.append(Block(block.X[local], block.Y[local], block.s[local]))
-            start = end
-        return InMemoryRows(tuple(parts))
+        sizes = [block.X.shape[0] for block in self.parts]
+        picks = sample_positions(sizes, n_rows, rng)
+        return InMemoryRows(
+            tuple(take(block, local) for block, local in zip(self.parts, picks, strict=True))
+        )
+
+
+def add_up(values: list[Any]) -> Any:
+    """The sum of per-block values: floats, arrays, or tuples of them added item by item."""
+    total = values[0]
+    for value in values[1:]:
+        if isinstance(total, tuple):
+            total = tuple(a + b for a, b in zip(total, value, strict=True))
+        else:
+            total = total + value
+    return total
+
+
+def sample_positions(sizes: list[int], n_rows: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``n_rows`` of all the rows, drawn without replacement, as positions within each block.
+
+    Sorted, so that each block's copy reads its rows front to back. The draw depends on
+    the blocks' sizes only through their total, so any split of the same rows samples
+    the same rows.
+    """
+    rows = np.sort(rng.choice(sum(sizes), n_rows, replace=False))
+    ends = np.cumsum(sizes)
+    starts = ends - np.asarray(sizes)
+    return [
+        rows[(rows >= start) & (rows < end)] - start
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+def take(block: Block, positions: np.ndarray) -> Block:
+    """The block's rows at ``positions`` (a copy)."""
+    return Block(block.X[positions], block.Y[positions], block.s[positions])

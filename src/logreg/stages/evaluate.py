@@ -3,12 +3,13 @@
     python -m logreg.stages.evaluate --params params.yaml --model-dir models \\
         --train data/prepared/train.parquet --val data/prepared/val.parquet \\
         --test data/prepared/test.parquet --reports-dir reports \\
-        [--rebalanced data/rebalanced/train.parquet]
+        [--rebalanced data/rebalanced/train.parquet] [--run-file .logreg/run.json]
 
 Binary problems score the minority class of the prepared training split as positive.
 Writes ``<reports-dir>/metrics.json`` (sections ``test``, ``val``, ``baseline``, ``model``),
 ``coefficients.csv``, plot data in ``plots/`` (PR, ROC, confusion) and figures in
-``figures/``, and logs all of it to the MLflow run that train started (``run.json``),
+``figures/``, and logs all of it to the MLflow run that trained the model (found by
+:func:`logreg.tracking.runs.trained_run`: train's ``--run-file``, else its tag ``model.sha256``),
 with the model as a pyfunc. The scikit-learn baseline is fitted on ``--rebalanced``
 (with its sample weights) when given, else on ``--train``; ``evaluate.baseline: false``
 skips it (saga, for l1, takes far longer than our fit: sweeps turn it off). Reads only
@@ -47,9 +48,9 @@ from logreg.metrics import (
 )
 from logreg.preprocess import Preprocessing
 from logreg.stages import entry
-from logreg.stages.train import MODEL_FILE, RUN_FILE
+from logreg.stages.train import MODEL_FILE
 from logreg.tracking.provenance import file_sha256
-from logreg.tracking.runs import open_tracker, read_run_id
+from logreg.tracking.runs import MODEL_TAG, open_tracker, trained_run
 
 METRICS_FILE = "metrics.json"  # in --reports-dir, with coefficients.csv, plots/ and figures/
 
@@ -207,12 +208,13 @@ def write_reports(
 
 @dataclass(frozen=True, kw_only=True)
 class Paths:
-    model_dir: Annotated[Path, "folder with model.npz/json, run.json"]
+    model_dir: Annotated[Path, "folder with model.npz/json"]
     train: Annotated[Path, "prepared training split (Parquet)"]
     val: Annotated[Path, "prepared validation split (Parquet)"]
     test: Annotated[Path, "prepared test split (Parquet)"]
     rebalanced: Annotated[Path | None, "rebalanced training split for the sklearn baseline"] = None
     reports_dir: Annotated[Path, "folder for metrics, plots, figures"]
+    run_file: Annotated[Path | None, "train's run file: the MLflow run to resume"] = None
 
 
 SECTIONS = ("evaluate", "mlflow")
@@ -252,16 +254,15 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
         )
     positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
 
-    run_file = paths.model_dir / RUN_FILE
-    run_id = read_run_id(run_file)
-    resume = tracker.run_exists(run_id)
-    if run_id and not resume and tracker.uri:
+    model_sha256 = file_sha256(model_path)
+    run_id = trained_run(tracker, model_sha256, paths.run_file)
+    if run_id is None and tracker.uri:
         print(
-            f"warning: MLflow run {run_id} from {run_file} is not in {tracker.uri}; "
-            "logging evaluation to a new run",
+            f"warning: no MLflow run in {tracker.uri} trained {model_path} "
+            f"(tag {MODEL_TAG} = {model_sha256}); logging evaluation to a new run",
             file=sys.stderr,
         )
-    with tracker.run(run_id=run_id if resume else None, run_name="evaluate"):
+    with tracker.run(run_id=run_id, run_name="evaluate"):
         metrics = evaluate_model(model, splits, positive, rebalanced, options["baseline"])
         written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
@@ -278,6 +279,7 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             {
                 "positive_class": positive,
                 "dataset.test_sha256": file_sha256(paths.test),
+                MODEL_TAG: model_sha256,  # a new run, too, is found from the model
             }
         )
         dataset = (params.get("data") or {}).get("name") or "data"

@@ -2,13 +2,17 @@
 
     python -m logreg.stages.train --params params.yaml \\
         --train data/rebalanced/train.parquet --val data/prepared/val.parquet \\
-        --preprocess data/prepared/preprocess.json --model-dir models --history reports/history.csv
+        --preprocess data/prepared/preprocess.json --model-dir models \\
+        --history reports/history.csv [--run-file .logreg/run.json]
 
 Reads the ``model``, ``train`` and ``mlflow`` sections (the other sections are only
 logged to MLflow, for the record). Validation data drives early stopping. Writes
 ``<model-dir>/model.npz`` + ``model.json`` (weights; feature names, preprocessing, class
-labels and positive class as metadata), ``<model-dir>/run.json`` (the MLflow run that
-evaluate resumes) and the per-epoch history CSV.
+labels and positive class as metadata) and the per-epoch history CSV: DVC outputs, so
+they hold no clock time and no run id, and a rerun writes the same bytes. The seconds
+and the MLflow run id go to MLflow (per-epoch timestamps, ``train/time_s``) and to the
+untracked ``--run-file``. The run is tagged with the model's SHA-256, which is how
+evaluate finds it when the run file is missing or describes another model.
 
 :func:`fit_model` does the work on splits; :func:`run` reads, writes and tracks, given
 checked params and :class:`Paths`; :func:`main` is the command line.
@@ -33,10 +37,9 @@ from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
 from logreg.tracking.provenance import file_sha256, git_info, project_root
-from logreg.tracking.runs import open_tracker, write_run_file
+from logreg.tracking.runs import MODEL_TAG, open_tracker, write_run_file
 
 MODEL_FILE = "model.npz"  # in --model-dir, with model.json beside it
-RUN_FILE = "run.json"  # in --model-dir: the MLflow run that evaluate resumes
 
 
 def fit_model(
@@ -123,8 +126,9 @@ class Paths:
     train: Annotated[Path, "rebalanced training split (Parquet)"]
     val: Annotated[Path, "prepared validation split (Parquet)"]
     preprocess: Annotated[Path, "preprocess.json from prepare"]
-    model_dir: Annotated[Path, "folder for model.npz/json, run.json"]
+    model_dir: Annotated[Path, "folder for model.npz/json"]
     history: Annotated[Path, "per-epoch history CSV"]
+    run_file: Annotated[Path | None, "untracked: MLflow run id, model digest, seconds"] = None
 
 
 SECTIONS = ("model", "train", "mlflow")
@@ -182,8 +186,10 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
         print(summary_line(model, seconds), file=sys.stderr)
 
         positive = positive_class(prep, train_split.y) if len(model.classes_) == 2 else None
-        model.save(paths.model_dir / MODEL_FILE, metadata=model_metadata(model, prep, positive))
+        model_path = paths.model_dir / MODEL_FILE
+        model.save(model_path, metadata=model_metadata(model, prep, positive))
         write_history(model.history_, paths.history)
+        model_sha256 = file_sha256(model_path)
 
         tracker.log_history(model.history_, start_ms)
         tracker.log_metrics(
@@ -193,9 +199,10 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
                 "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
             }
         )
-        tracker.set_tags({"train.stop_reason": model.stop_reason_})
+        tracker.set_tags({"train.stop_reason": model.stop_reason_, MODEL_TAG: model_sha256})
         tracker.log_artifact(paths.history, "reports")
-        write_run_file(paths.model_dir / RUN_FILE, tracker.run_id, tracker)
+        if paths.run_file is not None:
+            write_run_file(paths.run_file, tracker, model_sha256=model_sha256, train_time_s=seconds)
 
 
 @cli

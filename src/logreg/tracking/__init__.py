@@ -4,7 +4,8 @@
 - :mod:`~logreg.tracking.store`: which store, whether it answers, the experiment and its
   creation lock, retries of transient errors, and the one lazy ``import mlflow``;
 - :mod:`~logreg.tracking.runs`: the trackers (:func:`~logreg.tracking.runs.open_tracker`),
-  what a run logs, and ``models/run.json`` that carries a run from train to evaluate;
+  what a run logs, and how evaluate finds train's run (the model digest tag, the
+  untracked run file);
 - :mod:`~logreg.tracking.orphans`: owner tags, and ending runs whose process died;
 - :mod:`~logreg.tracking.served`: the logged pyfunc model and its loader.
 

@@ -1,11 +1,15 @@
 """Trackers: one MLflow run per pipeline run, and what the stages log into it.
 
-The train stage starts the run and writes its id to ``models/run.json``
-(:func:`write_run_file`); the evaluate stage resumes it. :meth:`MlflowTracker.run` ends
-the run FINISHED on success, FAILED on an exception and KILLED on Ctrl-C or SIGTERM, so
-no run is left RUNNING; a run whose process was killed outright is ended by the next
-one (:mod:`logreg.tracking.orphans`). With ``mlflow.enabled: false`` every call is a
-no-op (:class:`NullTracker`). mlflow is imported on first use, never at import.
+The train stage starts the run and tags it with its model's digest (:data:`MODEL_TAG`);
+the evaluate stage finds that run again (:func:`trained_run`) and resumes it. The run
+id and the fit's seconds go to an untracked run file (:func:`write_run_file`), never to
+a DVC output, whose hash must not change from run to run.
+
+:meth:`MlflowTracker.run` ends the run FINISHED on success, FAILED on an exception and
+KILLED on Ctrl-C or SIGTERM, so no run is left RUNNING; a run whose process was killed
+outright is ended by the next one (:mod:`logreg.tracking.orphans`). With
+``mlflow.enabled: false`` every call is a no-op (:class:`NullTracker`). mlflow is
+imported on first use, never at import.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from logreg.tracking.store import (
 
 METRICS_PER_BATCH = 1000  # MLflow's log_batch limit for metrics
 PARAMS_PER_BATCH = 100  # ... and for params and tags
+MODEL_TAG = "model.sha256"  # train's run: the SHA-256 of its model.npz (`sha256sum` prints it)
 
 
 def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
@@ -73,23 +78,57 @@ def metric_key(name: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", name)
 
 
-def write_run_file(path: str | os.PathLike[str], run_id: str | None, tracker: Tracker) -> None:
-    """``models/run.json``: how evaluate finds the run that train started."""
+def write_run_file(
+    path: str | os.PathLike[str], tracker: Tracker, *, model_sha256: str, train_time_s: float
+) -> None:
+    """Train's untracked record (``.logreg/run.json``): its MLflow run, model and seconds.
+
+    Not a DVC output: the run id and the time change on every run, and ``dvc.lock`` must
+    not. Evaluate resumes the run it names when it describes the model evaluate reads;
+    a sweep reads each job's run id and fit time from it.
+    """
     write_json(
         path,
-        {"run_id": run_id, "experiment_id": tracker.experiment_id, "tracking_uri": tracker.uri},
+        {
+            "run_id": tracker.run_id,
+            "experiment_id": tracker.experiment_id,
+            "tracking_uri": tracker.uri,
+            "model_sha256": model_sha256,
+            "train_time_s": train_time_s,
+        },
     )
 
 
-def read_run_id(path: str | os.PathLike[str]) -> str | None:
-    file = Path(path)
-    if not file.is_file():
-        return None
+def read_run_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """What :func:`write_run_file` wrote; empty when there is no such file."""
+    file = Path(path) if path is not None else None
+    if file is None or not file.is_file():
+        return {}
     try:
-        run_id = json.loads(file.read_text()).get("run_id")
-    except (ValueError, AttributeError):
-        raise UserError(f"{file}: not a run file written by the train stage") from None
-    return run_id if isinstance(run_id, str) and run_id else None
+        record = json.loads(file.read_text())
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise UserError(f"{file}: not a run file written by the train stage")
+    return record
+
+
+def trained_run(
+    tracker: Tracker, model_sha256: str, run_file: str | os.PathLike[str] | None = None
+) -> str | None:
+    """The MLflow run that trained the model whose ``model.npz`` has this digest, if any.
+
+    The run that ``run_file`` names, when the file describes this very model and the run
+    is in the tracker's experiment (exact, even when parallel jobs train equal models);
+    else the newest run tagged with the digest: no run file, or a model that ``dvc
+    checkout``, ``dvc pull`` or DVC's run-cache restored, perhaps trained on another
+    machine against a shared server.
+    """
+    record = read_run_file(run_file)
+    run_id = record.get("run_id")
+    if record.get("model_sha256") == model_sha256 and tracker.run_exists(run_id):
+        return run_id
+    return tracker.find_run({MODEL_TAG: model_sha256})
 
 
 # ----------------------------------------------------------------------------- trackers
@@ -113,6 +152,9 @@ class NullTracker:
 
     def run_exists(self, run_id: str | None) -> bool:
         return False
+
+    def find_run(self, tags: Mapping[str, str]) -> str | None:
+        return None
 
     def open_run(
         self, run_name: str | None = None, tags: Mapping[str, Any] | None = None
@@ -161,6 +203,16 @@ class MlflowTracker:
         except Exception:  # RESOURCE_DOES_NOT_EXIST, or a malformed id
             return False
         return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
+
+    def find_run(self, tags: Mapping[str, str]) -> str | None:
+        """The newest active run of the experiment that carries every one of ``tags``."""
+        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+        found = retry(
+            lambda: self.client.search_runs(
+                [self.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
+            )
+        )
+        return found[0].info.run_id if found else None
 
     @contextlib.contextmanager
     def run(

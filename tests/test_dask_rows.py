@@ -1,0 +1,196 @@
+"""Row blocks on a Dask cluster: the solvers run on them unchanged, to the same answer.
+
+A LocalCluster of two worker processes holds the blocks, so every function a solver
+sends (closures over the weights) really crosses a process boundary. The reference is
+the same solver on the same rows in memory, and, independently, the gradient of the
+objective written out in NumPy, which must vanish at the optimum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.preprocessing import StandardScaler
+
+from logreg.engines.dask_rows import DaskRows
+from logreg.model.newton import newton_solve
+from logreg.model.rows import Block, InMemoryRows
+from logreg.model.sgd import validation_loss
+
+ALPHA = 1e-3
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def _one_hot_or_column(y: np.ndarray) -> np.ndarray:
+    classes = np.unique(y)
+    if len(classes) == 2:
+        return (y == classes[1]).astype(float)[:, None]
+    return (y[:, None] == classes[None, :]).astype(float)
+
+
+def _problem(loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X, y = loader(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    s = np.where(y == y.max(), 2.0, 1.0)  # sample weights, as class weights would give
+    return X, _one_hot_or_column(y), s
+
+
+def _blocks(X, Y, s, cuts) -> list[Block]:
+    edges = [0, *cuts, len(X)]
+    return [Block(X[a:b], Y[a:b], s[a:b]) for a, b in itertools.pairwise(edges)]
+
+
+def _solve(rows, seed=0):
+    return newton_solve(
+        rows, alpha=ALPHA, fit_intercept=True, max_iter=50, tol=1e-20, max_time=None,
+        rng=np.random.default_rng(seed),
+    )  # fmt: skip
+
+
+def _gradient(X, Y, s, W, b) -> np.ndarray:
+    """∇J, written out: (1/n) X̃ᵀ S (P − Y) + α(W; 0), with σ or softmax for P."""
+    Z = X @ W + b
+    if Y.shape[1] == 1:
+        P = 1.0 / (1.0 + np.exp(-Z))
+    else:
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        P = E / E.sum(axis=1, keepdims=True)
+    R = s[:, None] * (P - Y) / len(X)
+    return np.vstack([X.T @ R + ALPHA * W, R.sum(axis=0)])
+
+
+@pytest.mark.parametrize("loader", [load_breast_cancer, load_wine], ids=["binary", "softmax"])
+def test_newton_on_dask_partitions_reaches_the_in_memory_optimum(client, loader):
+    X, Y, s = _problem(loader)
+    cuts = [50, 51, len(X) // 2]  # uneven partitions, one of a single row
+    W, b, record = _solve(DaskRows.scatter(client, _blocks(X, Y, s, cuts)))
+    W_mem, b_mem, record_mem = _solve(InMemoryRows.of(X, Y, s))
+
+    assert np.abs(_gradient(X, Y, s, W, b)).max() < 1e-10
+    np.testing.assert_allclose(W, W_mem, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, b_mem, rtol=1e-9, atol=1e-12)
+    # The same Hessian, up to the order of the additions at weights equal to ~1e-10.
+    scale = np.abs(record_mem.hessian).max()
+    np.testing.assert_allclose(record.hessian, record_mem.hessian, rtol=0, atol=1e-8 * scale)
+    # The first steps are the same; the last, at rounding level, may stop one apart.
+    first = [r["train_loss"] for r in record.history[:5]]
+    np.testing.assert_allclose(first, [r["train_loss"] for r in record_mem.history[:5]], rtol=1e-12)
+
+
+def test_the_sketched_hessian_draws_the_same_rows_from_partitions(client):
+    # Large enough for Newton's subsampled Hessian; the draw depends only on the total.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20_000, 5))
+    y = (X @ [1.0, -2.0, 0.5, 0.0, 1.5] + rng.logistic(size=20_000) > 2.0).astype(float)
+    Y, s = y[:, None], np.ones(len(y))
+    dask_fit = _solve(DaskRows.scatter(client, _blocks(X, Y, s, [7_000, 7_001, 13_000])))
+    memory_fit = _solve(InMemoryRows.of(X, Y, s))
+    losses = [[r["train_loss"] for r in fit[2].history] for fit in (dask_fit, memory_fit)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
+    np.testing.assert_allclose(dask_fit[0], memory_fit[0], rtol=1e-9)
+
+
+def test_partitions_read_by_the_workers_from_parquet_files(client, tmp_path):
+    X, Y, s = _problem(load_breast_cancer)
+    paths = []
+    for i, block in enumerate(_blocks(X, Y, s, [100, 300])):
+        frame = pd.DataFrame(block.X).rename(columns=str).assign(y=block.Y[:, 0], s=block.s)
+        paths.append(tmp_path / f"part-{i}.parquet")
+        frame.to_parquet(paths[-1])
+
+    def read(path) -> Block:
+        frame = pd.read_parquet(path)
+        features = frame.drop(columns=["y", "s"]).to_numpy()
+        return Block(features, frame[["y"]].to_numpy(), frame["s"].to_numpy())
+
+    rows = DaskRows.load(client, read, paths)
+    assert rows.sizes == (100, 200, len(X) - 300)
+    W, b, _ = _solve(rows)
+    assert np.abs(_gradient(X, Y, s, W, b)).max() < 1e-10
+    # The validation loss is a map-reduce too: Σ s·CE / n over the partitions.
+    Z = X @ W + b
+    cross_entropy = np.logaddexp(0.0, Z[:, 0]) - Y[:, 0] * Z[:, 0]
+    assert validation_loss(rows, W, b) == pytest.approx(
+        (s * cross_entropy).sum() / len(X), rel=1e-12
+    )
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(tmp_path):
+    # Blocks read from files (not scattered) can be read again: when a worker dies, Dask
+    # reruns the lost tasks from their inputs, and the fit goes on to the same optimum.
+    distributed = pytest.importorskip("distributed")
+    X, Y, s = _problem(load_breast_cancer)
+    paths = []
+    for i, block in enumerate(_blocks(X, Y, s, [150, 300, 450])):
+        paths.append(tmp_path / f"part-{i}.npz")
+        np.savez(paths[-1], X=block.X, Y=block.Y, s=block.s)
+
+    def read(path) -> Block:
+        with np.load(path) as arrays:
+            return Block(arrays["X"], arrays["Y"], arrays["s"])
+
+    undisturbed = _solve(InMemoryRows(tuple(read(p) for p in paths)))
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        rows = DaskRows.load(client, read, paths)
+        victim = next(iter(client.run(os.getpid).values()))
+        killed = []
+
+        def kill_once(record):
+            if not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(record["epoch"])
+
+        W, b, record = newton_solve(
+            rows, alpha=ALPHA, fit_intercept=True, max_iter=50, tol=1e-20, max_time=None,
+            rng=np.random.default_rng(0), callback=kill_once,
+        )  # fmt: skip
+        alive = client.run(os.getpid).values()
+    assert killed == [1] and victim not in alive, "a worker died after the first step"
+    # The same optimum; not bit for bit, as workers run BLAS on one thread.
+    np.testing.assert_allclose(W, undisturbed[0], rtol=1e-8)
+    np.testing.assert_allclose(b, undisturbed[1], rtol=1e-8)
+    scale = np.abs(undisturbed[2].hessian).max()
+    np.testing.assert_allclose(record.hessian, undisturbed[2].hessian, rtol=0, atol=1e-8 * scale)
+
+
+def test_l1_by_proximal_newton_on_dask_partitions_reaches_the_in_memory_optimum(client):
+    from logreg.model.prox_newton import prox_newton_solve
+
+    X, Y, s = _problem(load_breast_cancer)
+    settings = {
+        "alpha": 0.01, "l1_ratio": 1.0, "fit_intercept": True, "max_iter": 100, "tol": 1e-12,
+        "max_time": None,
+    }  # fmt: skip
+    W, b, _ = prox_newton_solve(
+        DaskRows.scatter(client, _blocks(X, Y, s, [200, 201])),
+        rng=np.random.default_rng(0),
+        **settings,
+    )
+    W_mem, b_mem, _ = prox_newton_solve(
+        InMemoryRows.of(X, Y, s), rng=np.random.default_rng(0), **settings
+    )
+    np.testing.assert_array_equal(W == 0, W_mem == 0)
+    np.testing.assert_allclose(W, W_mem, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(b, b_mem, rtol=1e-8)

@@ -1,0 +1,61 @@
+"""A row-major cache on disk as row blocks: the solvers read it as they read arrays."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.preprocessing import StandardScaler
+
+from logreg.engines.memmap_rows import MemmapRows, write_row_cache
+from logreg.errors import UserError
+from logreg.model.newton import newton_solve
+from logreg.model.rows import Block, InMemoryRows
+from logreg.model.sgd import validation_loss
+
+
+def _blocks(cuts: list[int]) -> list[Block]:
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    Y, s = y[:, None].astype(float), np.where(y == 1, 1.0, 1.7)
+    edges = [0, *cuts, len(X)]
+    return [Block(X[a:b], Y[a:b], s[a:b]) for a, b in itertools.pairwise(edges)]
+
+
+def _newton(rows):
+    return newton_solve(
+        rows, alpha=1e-3, fit_intercept=True, max_iter=50, tol=1e-20, max_time=None,
+        rng=np.random.default_rng(0),
+    )  # fmt: skip
+
+
+def test_newton_on_the_cache_is_newton_on_the_same_blocks_in_memory(tmp_path):
+    blocks = _blocks([100, 101, 400])
+    rows = MemmapRows.open(write_row_cache(iter(blocks), tmp_path / "cache"))
+    assert rows.sizes == (100, 1, 299, 569 - 400) and rows.n_rows == 569
+    first = next(rows.blocks())
+    assert isinstance(first.X, np.memmap) and first.X.flags.c_contiguous  # paged, not loaded
+
+    W, b, record = _newton(rows)
+    W_mem, b_mem, record_mem = _newton(InMemoryRows(tuple(blocks)))
+    # The same blocks, the same sums in the same order: the same bits.
+    np.testing.assert_array_equal(W, W_mem)
+    np.testing.assert_array_equal(b, b_mem)
+    np.testing.assert_array_equal(record.hessian, record_mem.hessian)
+    assert validation_loss(rows, W, b) == validation_loss(InMemoryRows(tuple(blocks)), W, b)
+
+
+def test_the_cache_keeps_the_working_dtype(tmp_path):
+    rows = MemmapRows.open(write_row_cache(_blocks([300]), tmp_path, dtype=np.float32))
+    block = next(rows.blocks())
+    assert block.X.dtype == block.Y.dtype == block.s.dtype == np.float32
+    np.testing.assert_allclose(block.X, _blocks([300])[0].X, rtol=1e-6)
+
+
+def test_a_cache_without_its_manifest_is_one_clear_error(tmp_path):
+    write_row_cache(_blocks([300]), tmp_path / "cache")
+    (tmp_path / "cache" / "rows.json").unlink()  # as if the writer died before the end
+    with pytest.raises(UserError, match=r"cache: not a complete row cache \(no rows.json\)"):
+        MemmapRows.open(tmp_path / "cache")
