@@ -1,4 +1,5 @@
-"""Shared by several test modules: a real ``mlflow server`` on 127.0.0.1, and its helpers.
+"""Shared by several test modules: a real ``mlflow server`` on 127.0.0.1, and its helpers;
+headless Chromium (tests/browser.py).
 
 The server gets its own sqlite store and artifact folder in the test's tmp_path, listens
 on a free loopback port, and is stopped (its whole process group) when the test ends.
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from browser import launch
 
 SERVER_START_TIMEOUT = 90.0  # seconds for `mlflow server` to answer /health (its migrations)
 
@@ -112,3 +115,10 @@ def isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def chromium():
+    """Debian's headless Chromium; skips where it is missing, fails when CI=true."""
+    with launch() as browser:
+        yield browser

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -11,6 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from browser import offline_page
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -195,3 +200,49 @@ def _kill_queue_workers(repo: Path) -> None:
                 os.killpg(group, signal.SIGKILL)
             else:
                 os.kill(pid, signal.SIGKILL)
+
+
+def _vega_plots(dvc_yaml: Path) -> list[str]:
+    """The plots of dvc.yaml that vega draws: those with a y axis (not the image folder)."""
+    plots = yaml.safe_load(dvc_yaml.read_text())["plots"]
+    return [name for plot in plots for name, props in plot.items() if props and "y" in props]
+
+
+def _open_offline(browser, index: Path) -> tuple[list[str], list[str], dict[str, int]]:
+    """The page's blocked requests, script errors, and vega's drawn marks (a canvas or svg)
+    in each container the page embeds a chart in."""
+    containers = re.findall(r"vegaEmbed\('#([^']+)'", index.read_text())
+    errors = []
+    with offline_page(browser) as offline:
+        offline.page.on("pageerror", lambda error: errors.append(str(error)))
+        offline.page.goto(index.as_uri())
+        with contextlib.suppress(PlaywrightTimeout):  # the counts say which chart is blank
+            offline.page.wait_for_function(
+                "ids => ids.every(id => document.querySelector(`#${id} .marks`))", arg=containers
+            )
+        marks = offline.page.evaluate(
+            "ids => Object.fromEntries(ids.map(id => [id,"
+            " document.querySelectorAll(`#${id} canvas.marks, #${id} svg.marks`).length]))",
+            containers,
+        )
+    return offline.blocked, errors, marks
+
+
+def test_plots_show_and_diff_draw_every_chart_offline(repo, chromium):
+    """`dvc plots show`/`diff` pages draw in a real browser that may not leave the machine."""
+    _run([BIN / "dvc", "repro"], repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], repo)
+    declared = _vega_plots(repo / "dvc.yaml")
+    assert "Loss per epoch" in declared and "reports/figures" not in declared
+
+    for command in (["show"], ["diff"]):  # diff: the workspace against HEAD, the same run
+        _run([BIN / "dvc", "plots", *command], repo)
+        index = repo / "dvc_plots" / "index.html"  # where a user finds it
+        blocked, errors, marks = _open_offline(chromium, index)
+        assert blocked == [], f"dvc plots {command[0]} asked the network"
+        assert errors == []
+        assert len(marks) == len(declared)
+        assert all(count == 1 for count in marks.values()), marks
+        # Inline, so the page draws wherever `-o` writes it, and no file beside it is needed.
+        assert not re.search(r"<script[^>]*\ssrc=", index.read_text())

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import offline_page
 from conftest import free_port, mlflow_cli, server_env, stop, wait_for
 from logreg import LogisticRegression, preprocess
 from logreg.errors import UserError
@@ -344,6 +345,32 @@ def test_against_a_real_mlflow_server(env, fitted, mlflow_server, monkeypatch):
         loaded.predict(fitted.raw)[["proba_No", "proba_Yes"]].to_numpy(),
         fitted.model.predict_proba(fitted.X),
     )
+
+
+# MLflow 3.17's UI opens an experiment on the page of its GenAI / Model training switch,
+# whatever the experiment's kind: "Model training" lists the runs (README, Comparing runs).
+RUNS_PAGE = "{server}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
+@pytest.mark.slow
+def test_the_ui_lists_the_runs_of_the_logreg_experiment(
+    env, fitted, mlflow_server, monkeypatch, chromium
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    tracker = open_tracker({**mlflow_cfg(None), "experiment_name": "logreg"})
+    train_then_evaluate(tracker, fitted, env)  # the run "tiny"
+    with tracker.run(run_name="tiny-again"):
+        pass
+
+    page_url = RUNS_PAGE.format(server=mlflow_server, experiment_id=tracker.experiment_id)
+    with offline_page(chromium) as offline:
+        page = offline.page
+        page.goto(page_url)
+        for name in ("tiny", "tiny-again"):
+            page.get_by_text(name, exact=True).first.wait_for()  # the runs table's name column
+        assert "/runs" in page.url
+        assert page.get_by_text("Token Usage").count() == 0  # the GenAI overview's panel
+    assert offline.blocked == []
 
 
 @pytest.mark.slow
