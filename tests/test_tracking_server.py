@@ -88,6 +88,57 @@ def test_a_pipeline_run_goes_through_the_team_server(team_server, tmp_path, monk
     np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
 
 
+def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(team_server, tmp_path):
+    """The issue's failure: parallel joblib jobs that share their data, against PostgreSQL."""
+    from mlflow.tracking import MlflowClient
+
+    env = {k: v for k, v in server_env().items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
+    command = [
+        sys.executable,
+        "-m",
+        "logreg.run",
+        "--multirun",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "mlflow=server",
+        f"mlflow.tracking_uri={team_server.uri}",
+        "mlflow.experiment_name=sweep",
+        "train.batch_size=16,256",
+        "model.penalty=l1,l2",
+        "rebalance=none,oversample",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    client = MlflowClient(team_server.uri)
+    experiment = client.get_experiment_by_name("sweep").experiment_id
+    runs = client.search_runs([experiment])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 8 == len(runs) - 1
+    assert parent.info.status == "FINISHED"
+    combos = set()
+    for child in children:
+        assert child.info.status == "FINISHED"
+        params = child.data.params
+        combos.add(
+            (params["train.batch_size"], params["model.penalty"], params["rebalance.strategy"])
+        )
+        assert child.data.tags["dataset.name"] == "synthetic"
+        assert {i.dataset.name for i in child.inputs.dataset_inputs} == {
+            "synthetic/train",
+            "synthetic/val",
+            "synthetic/test",
+        }
+        losses = client.get_metric_history(child.info.run_id, "train/loss")
+        assert sorted(m.step for m in losses) == [1, 2, 3, 4, 5]
+        assert {"val/f1", "test/f1"} <= set(child.data.metrics)
+    assert len(combos) == 8
+
+
 def log_as_twins(uri: str, experiment: str) -> tuple[list[str], list[str]]:
     """TWINS threads, each its own tracker, log the same datasets and tags in step.
 
