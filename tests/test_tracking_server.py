@@ -1,10 +1,11 @@
 """The team tracking server: PostgreSQL + ``mlflow server`` (python -m logreg.tracking.server).
 
 A pipeline run with ``mlflow=server`` sends its run, metrics, coefficient table, figures
-and servable model through the server, whose artifacts land in its own folder. Twin jobs
-that log the same datasets and tags at the same instant all finish; without the
-tracker's retry of conflicts, MLflow's race on the dataset table shows. The server's
-command gives one-line errors (a busy port, PostgreSQL missing).
+and servable model through the server, whose artifacts land in its own folder; so does
+each job of an 8-job parallel sweep. Twin jobs that log the same datasets and tags at
+the same instant all finish; without the tracker's retry of conflicts, MLflow's race on
+the dataset table shows (the sweep alone seldom hits it: its two parallel jobs drift
+apart). The server's command gives one-line errors (a busy port, PostgreSQL missing).
 """
 
 from __future__ import annotations
@@ -29,27 +30,30 @@ pytestmark = pytest.mark.slow
 
 TINY = ["data=synthetic", "data.n_samples=400", "train.epochs=5", "evaluate.baseline=false"]
 TWINS = 8  # jobs logging the same datasets and tags at once
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 ROUNDS = 4  # each round, every twin logs into a new run two datasets new to the experiment
+
+
+def run_logreg(server, cwd: Path, experiment: str, *args: str) -> None:
+    """``python -m logreg.run`` on tiny data with ``mlflow=server`` pointed at ``server``."""
+    tracking = ["mlflow=server", f"mlflow.tracking_uri={server.uri}"]
+    command = [sys.executable, "-m", "logreg.run", *args, *TINY, *tracking]
+    env = {k: v for k, v in server_env().items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
+    done = subprocess.run(
+        [*command, f"mlflow.experiment_name={experiment}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
 
 
 def test_a_pipeline_run_goes_through_the_team_server(team_server, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    env = {k: v for k, v in server_env().items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
-    command = [
-        sys.executable,
-        "-m",
-        "logreg.run",
-        *TINY,
-        "mlflow=server",
-        f"mlflow.tracking_uri={team_server.uri}",
-        "mlflow.experiment_name=pipeline",
-        "hydra.run.dir=job",
-    ]
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    run_logreg(team_server, tmp_path, "pipeline", "hydra.run.dir=job")
     job = tmp_path / "job"
 
     client = MlflowClient(team_server.uri)
@@ -92,26 +96,8 @@ def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(team
     """The issue's failure: parallel joblib jobs that share their data, against PostgreSQL."""
     from mlflow.tracking import MlflowClient
 
-    env = {k: v for k, v in server_env().items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
-    command = [
-        sys.executable,
-        "-m",
-        "logreg.run",
-        "--multirun",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        *TINY,
-        "mlflow=server",
-        f"mlflow.tracking_uri={team_server.uri}",
-        "mlflow.experiment_name=sweep",
-        "train.batch_size=16,256",
-        "model.penalty=l1,l2",
-        "rebalance=none,oversample",
-    ]
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    sweep = ["train.batch_size=16,256", "model.penalty=l1,l2", "rebalance=none,oversample"]
+    run_logreg(team_server, tmp_path, "sweep", "--multirun", *JOBLIB, *sweep)
 
     client = MlflowClient(team_server.uri)
     experiment = client.get_experiment_by_name("sweep").experiment_id

@@ -349,26 +349,18 @@ def stop_process_group(pid: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pgid, os.WNOHANG)  # reap the leader when it is our child
+    """Whether a process of the group still runs; zombies do not count (nobody may reap them)."""
     import psutil
 
-    return any(
-        p.status() != psutil.STATUS_ZOMBIE for p in psutil.process_iter() if _pgid(p.pid) == pgid
-    )
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)  # the leader, when it is our child
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):  # it has just exited
+            continue
+    return False
 
 
 def _answers(url: str) -> bool:
