@@ -11,6 +11,8 @@ telemetry is off.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -127,6 +129,40 @@ def chromium():
     """Debian's headless Chromium; skips where it is missing, fails when CI=true."""
     with launch() as browser:
         yield browser
+
+
+@contextlib.contextmanager
+def serving(model_uri: str, log: Path, **env: str) -> Iterator[str]:
+    """``mlflow models serve -m <model_uri>`` on a free loopback port; yields its URL.
+
+    ``env`` adds variables, e.g. ``MLFLOW_TRACKING_URI`` for a ``runs:/`` URI on a server.
+    """
+    port = free_port()
+    options = ["--env-manager", "local", "-w", "1", "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [mlflow_cli(), "models", "serve", "-m", model_uri, *options],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**server_env(), **env},
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/ping", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc)
+
+
+def invocations(url: str, rows: list[dict]) -> list[dict]:
+    """POST ``rows`` to a served model's ``/invocations``; its predictions."""
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps({"dataframe_records": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["predictions"]
 
 
 POSTGRES_MISSING = (

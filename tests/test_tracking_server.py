@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import server_command, server_env
+from conftest import invocations, server_command, server_env, serving
 from logreg import LogisticRegression, preprocess
 from logreg.preprocess import Preprocessing
 from logreg.tracking import store
@@ -90,6 +90,14 @@ def test_a_pipeline_run_goes_through_the_team_server(team_server, tmp_path, monk
     expected = model.predict_proba(features[list(model.feature_names_in_)].to_numpy(float))
     proba = scored[[f"proba_{c}" for c in model.classes_]].to_numpy()
     np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
+
+    # `mlflow models serve -m runs:/…` fetches the model through the server as well.
+    model_uri = f"runs:/{run_id}/model"
+    with serving(model_uri, tmp_path / "serve.log", MLFLOW_TRACKING_URI=team_server.uri) as url:
+        records = rows.drop(columns=["target"]).to_dict(orient="records")
+        predictions = invocations(url, records)
+    answered = [[row[f"proba_{c}"] for c in model.classes_] for row in predictions]
+    np.testing.assert_allclose(answered, expected, rtol=1e-12)
 
 
 def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(team_server, tmp_path):
