@@ -214,6 +214,18 @@ def test_without_the_retry_the_twins_collide(team_server, monkeypatch):
     assert all("dataset_pk" in error or "UniqueViolation" in error for error in errors), errors
 
 
+def test_an_optuna_study_lives_in_the_servers_postgresql(team_server):
+    import optuna
+
+    done = server_command("database-uri", "--folder", str(team_server.folder))
+    assert done.returncode == 0, done.stderr
+    storage = done.stdout.strip()
+    assert storage.startswith("postgresql+psycopg2://logreg:") and storage.endswith("/optuna")
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize")
+    study.optimize(lambda trial: -(trial.suggest_float("x", -1, 1) ** 2), n_trials=3)
+    assert len(optuna.load_study(study_name="search", storage=storage).trials) == 3
+
+
 def test_a_busy_port_is_one_clear_line(team_server, tmp_path):
     port = int(team_server.uri.rsplit(":", 1)[1])  # the running server holds it
     folder = tmp_path / "second"

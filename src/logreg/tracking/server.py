@@ -3,6 +3,7 @@
     python -m logreg.tracking.server start     # or: make mlflow-server
     python -m logreg.tracking.server status
     python -m logreg.tracking.server stop      # or: make mlflow-server-stop
+    python -m logreg.tracking.server database-uri   # an Optuna study's storage, beside the runs
 
 Everything lives in one folder (default ``<project root>/.mlflow-server``, git-ignored):
 the PostgreSQL cluster (``pgdata/``, made by ``initdb`` on first use), the artifacts
@@ -14,7 +15,8 @@ since PostgreSQL refuses root. ``mlflow server`` listens on 127.0.0.1 at the por
 ``conf/mlflow/server.yaml``'s ``tracking_uri``, so ``mlflow=server`` finds it.
 
 ``stop`` ends the server's process group, then stops PostgreSQL (``pg_ctl stop -m
-fast``). ``start`` on a folder where both already run only says so.
+fast``). ``start`` on a folder where both already run only says so. The cluster also
+holds an ``optuna`` database, for ``search=optuna hydra.sweeper.storage=<database-uri>``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ from logreg.tracking.provenance import project_root
 FOLDER = ".mlflow-server"  # under the project root
 SERVER_CONF = Path("conf") / "mlflow" / "server.yaml"  # its tracking_uri gives the port
 HOST = "127.0.0.1"
-DATABASE = "mlflow"
+DATABASE = "mlflow"  # MLflow's store
+# A search's Optuna study (hydra.sweeper.storage): its own database, since MLflow and
+# Optuna both keep their schema version in a table named alembic_version.
+OPTUNA_DATABASE = "optuna"
+DATABASES = (DATABASE, OPTUNA_DATABASE)
 DB_USER = "logreg"  # PostgreSQL's superuser in the cluster, made by initdb
 POSTGRES_USER = "postgres"  # the system user PostgreSQL runs as when we are root
 WORKERS = 2  # mlflow server's worker processes (its default, 4, is a lot on a laptop)
@@ -234,18 +240,18 @@ def stop_postgres(layout: Layout, bindir: Path) -> bool:
     return True
 
 
-def backend_store_uri(layout: Layout, port: int, driver: str = "psycopg2") -> str:
+def backend_store_uri(layout: Layout, port: int, database: str = DATABASE) -> str:
     """The SQLAlchemy URI of the server's database, password included (keep it private).
 
     ``postgresql+psycopg2://``: MLflow 3.17 asks for psycopg v3 when the URI says only
     ``postgresql://``, and the pinned driver is psycopg2.
     """
     password = layout.password.read_text().strip()
-    return f"postgresql+{driver}://{DB_USER}:{quote(password, safe='')}@{HOST}:{port}/{DATABASE}"
+    return f"postgresql+psycopg2://{DB_USER}:{quote(password, safe='')}@{HOST}:{port}/{database}"
 
 
-def create_database(layout: Layout, port: int) -> None:
-    """Create the ``mlflow`` database if the cluster does not have it yet."""
+def create_databases(layout: Layout, port: int) -> None:
+    """Create the :data:`DATABASES` that the cluster does not have yet."""
     import psycopg2
 
     password = layout.password.read_text().strip()
@@ -258,11 +264,26 @@ def create_database(layout: Layout, port: int) -> None:
     try:
         connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{DATABASE}"')
+            for database in DATABASES:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{database}"')
     finally:
         connection.close()
+
+
+def init_optuna_schema(layout: Layout, port: int) -> None:
+    """Create Optuna's tables in the ``optuna`` database, their version stamp committed.
+
+    Optuna 5.0 stamps its schema version (alembic) on a connection that it never
+    commits: on PostgreSQL under SQLAlchemy 2 the stamp is rolled back, and every later
+    study then fails Optuna's version check (a bare AssertionError). One storage opened
+    in autocommit mode makes the stamp stick; afterwards plain URIs work.
+    """
+    import optuna
+
+    uri = backend_store_uri(layout, port, OPTUNA_DATABASE)
+    optuna.storages.RDBStorage(uri, engine_kwargs={"isolation_level": "AUTOCOMMIT"})
 
 
 # ----------------------------------------------------------------------------- mlflow server
@@ -451,7 +472,8 @@ def start(
     was_running = postgres_port(layout) is not None
     db = start_postgres(layout, bindir, db_port)
     try:
-        create_database(layout, db)
+        create_databases(layout, db)
+        init_optuna_schema(layout, db)
         pid = mlflow_pid(layout) or start_mlflow(
             layout, backend_store_uri(layout, db), port, host, workers
         )
@@ -499,6 +521,19 @@ def status(folder: Path) -> tuple[bool, list[str]]:
     return pid is not None and db is not None, lines
 
 
+def database_uri(folder: Path, database: str) -> str:
+    """The SQLAlchemy URI of one of the running cluster's databases, password included.
+
+    For an Optuna study beside the runs: ``hydra.sweeper.storage=$(python -m
+    logreg.tracking.server database-uri)``.
+    """
+    layout = Layout.of(folder)
+    port = postgres_port(layout)
+    if port is None:
+        raise UserError(f"{layout.pgdata}: PostgreSQL is not running; start the server first")
+    return backend_store_uri(layout, port, database)
+
+
 def _read_state(layout: Layout) -> dict[str, object]:
     try:
         state = json.loads(layout.state.read_text())
@@ -524,7 +559,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m logreg.tracking.server",
         description="The team tracking server: mlflow server on PostgreSQL, artifacts proxied.",
     )
-    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("command", choices=("start", "stop", "status", "database-uri"))
     parser.add_argument(
         "--folder", type=Path, help=f"the server's folder (default: <project root>/{FOLDER})"
     )
@@ -532,6 +567,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--db-port", type=int, help="PostgreSQL's port (default: a free one)")
     parser.add_argument(
         "--host", default=HOST, help="mlflow server's address (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--database", default=OPTUNA_DATABASE, choices=DATABASES, help="database-uri's database"
     )
     parser.add_argument("--workers", type=int, default=WORKERS, help="default: %(default)s")
     args = parser.parse_args(argv)
@@ -549,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "stop":
         stopped = stop(folder)
         print("stopped: " + ", ".join(stopped) if stopped else f"nothing was running in {folder}")
+    elif args.command == "database-uri":
+        print(database_uri(folder, args.database))
     else:
         running, lines = status(folder)
         print("\n".join(lines))
