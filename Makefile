@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: install run params test lint study sweep compare bench clean
+.PHONY: install run params test lint study sweep compare bench clean mlflow-server mlflow-server-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ compare: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The team tracking server (PostgreSQL store, proxied artifacts) in .mlflow-server/;
+# runs then use it with `mlflow=server`.
+mlflow-server: $(STAMP)
+	$(BIN)/python -m logreg.tracking.server start
+
+mlflow-server-stop: $(STAMP)
+	$(BIN)/python -m logreg.tracking.server stop
 
 clean:
 	rm -rf data/raw data/prepared data/rebalanced models reports outputs multirun

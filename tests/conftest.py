@@ -1,22 +1,29 @@
-"""Shared by several test modules: a real ``mlflow server`` on 127.0.0.1, and its helpers;
+"""Shared by several test modules: real ``mlflow server`` processes on 127.0.0.1, and helpers;
 headless Chromium (tests/browser.py).
 
-The server gets its own sqlite store and artifact folder in the test's tmp_path, listens
-on a free loopback port, and is stopped (its whole process group) when the test ends.
+:func:`mlflow_server` gets its own sqlite store and artifact folder in the test's
+tmp_path, listens on a free loopback port, and is stopped (its whole process group)
+when the test ends. :func:`team_server` is the project's team server (PostgreSQL store,
+proxied artifacts: ``python -m logreg.tracking.server``), one per test session.
 Nothing reaches the network: ``NO_PROXY`` keeps loopback requests off any proxy, and
 telemetry is off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -122,3 +129,98 @@ def chromium():
     """Debian's headless Chromium; skips where it is missing, fails when CI=true."""
     with launch() as browser:
         yield browser
+
+
+@contextlib.contextmanager
+def serving(model_uri: str, log: Path, **env: str) -> Iterator[str]:
+    """``mlflow models serve -m <model_uri>`` on a free loopback port; yields its URL.
+
+    ``env`` adds variables, e.g. ``MLFLOW_TRACKING_URI`` for a ``runs:/`` URI on a server.
+    """
+    port = free_port()
+    options = ["--env-manager", "local", "-w", "1", "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("w") as output:
+        proc = subprocess.Popen(
+            [mlflow_cli(), "models", "serve", "-m", model_uri, *options],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**server_env(), **env},
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/ping", proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc)
+
+
+def invocations(url: str, rows: list[dict]) -> list[dict]:
+    """POST ``rows`` to a served model's ``/invocations``; its predictions."""
+    request = urllib.request.Request(
+        f"{url}/invocations",
+        data=json.dumps({"dataframe_records": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["predictions"]
+
+
+POSTGRES_MISSING = (
+    "PostgreSQL is missing: install Debian's postgresql (apt-get install postgresql, "
+    "or .ci/system-packages)"
+)
+
+
+@dataclass(frozen=True)
+class TeamServer:
+    uri: str  # the tracking URI, http://127.0.0.1:<port>
+    folder: Path  # the server's folder: pgdata/, artifacts/, logs
+
+
+def server_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logreg.tracking.server", *args],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="session")
+def team_server() -> Iterator[TeamServer]:
+    """``python -m logreg.tracking.server start`` in a new folder on free ports; stopped after.
+
+    Skipped when PostgreSQL's programs are missing, except in CI (``CI=true``), where
+    that fails: ``.ci/run`` installs them.
+    """
+    from logreg.errors import UserError
+    from logreg.tracking.server import postgres_bindir
+
+    try:
+        postgres_bindir()
+    except UserError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {exc}")
+        pytest.skip(POSTGRES_MISSING)
+    # Not under pytest's tmp folder, which only its owner may enter: run as root, the
+    # server's PostgreSQL runs as the postgres user, which needs to reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="logreg-team-server-"))
+    folder.chmod(0o755)
+    port, db_port = free_port(), free_port()
+    where = ["--folder", str(folder), "--port", str(port), "--db-port", str(db_port)]
+    try:
+        started = server_command("start", *where)
+        assert started.returncode == 0, started.stderr + _logs(folder)
+        yield TeamServer(f"http://127.0.0.1:{port}", folder)
+    finally:
+        stopped = server_command("stop", "--folder", str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def _logs(folder: Path) -> str:
+    return "".join(
+        f"\n--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}"
+        for log in sorted(folder.glob("*.log"))
+    )

@@ -26,9 +26,21 @@ from logreg.tracking.provenance import project_root
 REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
 TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (seconds)
 
-# Errors that a second try clears: sqlite's lock, and two parallel jobs logging the same
-# dataset at once (MLflow checks for it, then inserts it: the slower insert fails).
-TRANSIENT_ERRORS = ("database is locked", "UNIQUE constraint failed: datasets.")
+# Errors that a second try clears: sqlite's lock, and conflicts. A conflict is two jobs
+# inserting the same row at once: MLflow checks whether a dataset of the experiment (or a
+# tag, or an experiment) exists, then inserts it, and the slower insert breaks a unique
+# key (``dataset_pk``, ``tag_pk``...). SQLite serialises writers and rarely shows it;
+# PostgreSQL does. Every call that retry() wraps is idempotent, so the second try finds
+# the row and goes on. The markers: MLflow's error code, SQLAlchemy's wrapper, then the
+# drivers' own words (psycopg2 / psycopg, sqlite), as the server relays them.
+CONFLICT_ERRORS = (
+    "RESOURCE_ALREADY_EXISTS",
+    "IntegrityError",
+    "UniqueViolation",
+    "duplicate key value violates unique constraint",
+    "UNIQUE constraint failed",
+)
+TRANSIENT_ERRORS = ("database is locked", *CONFLICT_ERRORS)
 
 # The experiment's kind, which decides the page MLflow's UI opens it on: without it,
 # MLflow 3.17 shows a GenAI overview (traces, token usage); "custom_model_development"
@@ -120,14 +132,23 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
         ) from None
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a second try may clear ``exc``: a lock or a conflict (:data:`TRANSIENT_ERRORS`)."""
+    words = f"{getattr(exc, 'error_code', '')} {type(exc).__name__} {exc}"
+    return any(marker in words for marker in TRANSIENT_ERRORS)
+
+
 def retry(fn: Callable[[], Any], attempts: int = 6, first_wait: float = 0.2) -> Any:
-    """Call ``fn`` again on a transient store error (:data:`TRANSIENT_ERRORS`), with backoff."""
+    """Call ``fn`` again on a transient store error (:func:`is_transient`), with backoff.
+
+    Every store call of the trackers goes through here, so each survives a twin job
+    that writes the same row at the same moment.
+    """
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:
-            transient = any(error in str(exc) for error in TRANSIENT_ERRORS)
-            if not transient or attempt == attempts - 1:
+            if not is_transient(exc) or attempt == attempts - 1:
                 raise
             time.sleep(first_wait * 2**attempt)
     raise AssertionError("unreachable")
