@@ -17,7 +17,6 @@ from logreg.study.analysis import l1_kept_features, regularisation_path
 from logreg.study.document import penalty_section
 
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 0, 7))
-SGD = {"solver": "sgd", "batch_size": 64, "epochs": 300, "patience": None, "tol": 1e-9}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def fitted_path():
     names = [f"x{i}" for i in range(d)]
     train = Split(X[:400], y[:400], np.ones(400), names)
     val = Split(X[400:], y[400:], np.ones(200), names)
-    path, coefficients = regularisation_path(train, val, "yes", SGD, ALPHAS)
+    path, coefficients = regularisation_path(train, val, "yes", ALPHAS)
     return train, path, coefficients
 
 

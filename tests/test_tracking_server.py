@@ -226,6 +226,16 @@ def test_an_optuna_study_lives_in_the_servers_postgresql(team_server):
     assert len(optuna.load_study(study_name="search", storage=storage).trials) == 3
 
 
+def test_search_optuna_with_mlflow_server_finds_the_optuna_database(team_server):
+    from logreg.tracking.server import study_storage
+
+    done = server_command("database-uri", "--folder", str(team_server.folder))
+    assert study_storage(team_server.uri, team_server.folder) == done.stdout.strip()
+    assert study_storage(team_server.uri + "/", team_server.folder) == done.stdout.strip()
+    assert study_storage("http://127.0.0.1:1", team_server.folder) is None  # another server
+    assert study_storage(None, team_server.folder) is None
+
+
 def test_a_busy_port_is_one_clear_line(team_server, tmp_path):
     port = int(team_server.uri.rsplit(":", 1)[1])  # the running server holds it
     folder = tmp_path / "second"

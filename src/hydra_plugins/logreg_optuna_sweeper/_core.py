@@ -1,6 +1,8 @@
 """The search: a space from Hydra's override grammar, then ask → launch → tell, batch by batch.
 
-Stopping and resuming. With a database ``storage`` the study outlives the process. Run
+Stopping and resuming. With a database ``storage`` the study outlives the process;
+with ``mlflow=server`` on this host's team server (``python -m logreg.tracking.server``)
+and no storage set, the study goes to that server's PostgreSQL. Run
 the same command again and the study is loaded (``load_if_exists``): only the trials it
 still lacks run (``n_trials`` counts those of earlier runs). A trial that was running
 when the sweep was killed is marked FAIL and queued again with its parameters, so no
@@ -40,9 +42,10 @@ def search(sweeper: Any, arguments: Sequence[str]) -> None:
     sampler = settings.get("sampler")  # Hydra instantiated it with the sweeper
     if isinstance(sampler, Mapping) or OmegaConf.is_config(sampler):
         sampler = instantiate(sampler)
+    storage = settings.get("storage") or _team_server_storage(config)
     study = optuna.create_study(
         study_name=settings.get("study_name") or "logreg",
-        storage=settings.get("storage"),
+        storage=storage,
         sampler=sampler,
         direction=settings.get("direction", "maximize"),
         load_if_exists=True,
@@ -64,6 +67,16 @@ def search(sweeper: Any, arguments: Sequence[str]) -> None:
             _tell(study, trial, ret)
         remaining -= len(trials)
     _write_results(study, sweep_dir / RESULTS_FILE)
+
+
+def _team_server_storage(config: Any) -> str | None:
+    """With ``mlflow=server`` on this host's team server: its optuna database."""
+    from logreg.tracking.server import study_storage
+
+    storage = study_storage(OmegaConf.select(config, "mlflow.tracking_uri"))
+    if storage is not None:
+        log.info("Optuna study stored in the team server's PostgreSQL (optuna database)")
+    return storage
 
 
 def search_space(

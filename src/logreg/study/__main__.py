@@ -82,11 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         train_params["learning_rate"],
     )
     batch_size_figure(loss_curves(histories), figure_dir / "batch_size_loss.png")
-    # The path needs exact zeros for L1: SGD's cumulative L1 step (Newton has no L1).
-    estimator = {k: model_params[k] for k in ("l1_ratio", "fit_intercept")} | train_params
-    penalty_path, path_coefficients = regularisation_path(
-        rebalanced, val, positive, {**estimator, "solver": "sgd"}
-    )
+    penalty_path, path_coefficients = regularisation_path(rebalanced, val, positive)
     regularisation_path_figure(penalty_path, figure_dir / "regularisation_path.png")
     # The evaluate stage's PR figure is a DVC output (not in git); the study keeps a copy.
     shutil.copyfile(Path(args.reports) / "figures" / "pr_curve.png", figure_dir / "pr_curve.png")

@@ -534,6 +534,21 @@ def database_uri(folder: Path, database: str) -> str:
     return backend_store_uri(layout, port, database)
 
 
+def study_storage(tracking_uri: str | None, folder: Path | None = None) -> str | None:
+    """The optuna database's URI when ``tracking_uri`` is this host's running team server.
+
+    So ``search=optuna mlflow=server`` keeps its study beside the runs with no more
+    settings; None for any other tracking URI, or when the server is not running.
+    """
+    layout = Layout.of(folder or project_root() / FOLDER)
+    state = _read_state(layout)
+    if not tracking_uri or state.get("tracking_uri") != tracking_uri.rstrip("/"):
+        return None
+    if postgres_port(layout) is None:
+        return None
+    return database_uri(layout.folder, OPTUNA_DATABASE)
+
+
 def _read_state(layout: Layout) -> dict[str, object]:
     try:
         state = json.loads(layout.state.read_text())
