@@ -218,7 +218,12 @@ def test_an_unknown_section_and_a_missing_one():
     with pytest.raises(UserError, match=r"^params: missing section 'prepare'$"):
         schema.validate(params)
     del params["evaluate"]  # optional: its defaults
-    assert schema.validate(params, ["evaluate"])["evaluate"] == {"baseline": True}
+    assert schema.validate(params, ["evaluate"])["evaluate"] == {
+        "baseline": True,
+        "threshold_method": "cv",
+        "n_bootstrap": 1000,
+        "seed": 0,
+    }
 
 
 def test_every_option_of_every_config_group_passes():
