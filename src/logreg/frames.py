@@ -5,9 +5,9 @@ columns plus two reserved columns: ``target`` (the original class labels) and, i
 the rebalanced training split, ``sample_weight`` (ones unless the ``class_weight``
 strategy set them). Every stage reads and writes tables through this module.
 
-:func:`read_split` and :func:`to_split` hand the estimator its features as it works
-fastest on them: one C-ordered (row-major) array in the working dtype, filled straight
-from the table's columns (:func:`feature_matrix`), with no second full-size copy on the way.
+:func:`read_split` hands the estimator its features as it works fastest on them: one
+C-ordered (row-major) array in the working dtype, filled straight from the table's
+columns (:func:`feature_matrix`), with no second full-size copy on the way.
 A frame's ``to_numpy()`` would give a Fortran-ordered array, whose rows the estimator's
 shuffled copy gathers many times slower.
 """
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logreg.errors import UserError
@@ -114,49 +115,47 @@ def feature_matrix(
     return X
 
 
-def to_split(frame: pd.DataFrame, source: str = "table", dtype: Any = np.float64) -> Split:
-    """Separate features, labels and weights; weights default to ones.
-
-    ``X`` is C-ordered in ``dtype`` (:func:`feature_matrix`).
-    """
-    if TARGET not in frame.columns:
-        raise UserError(f"{source}: missing the '{TARGET}' column")
-    feature_names = [c for c in frame.columns if c not in RESERVED]
-    columns = [frame[name].to_numpy() for name in feature_names]
-    return Split(
-        X=feature_matrix([columns], len(frame), len(columns), dtype),
-        y=frame[TARGET].to_numpy(),
-        sample_weight=_weights(frame[WEIGHT] if WEIGHT in frame.columns else None, len(frame)),
-        feature_names=feature_names,
-    )
-
-
 def read_split(path: str | os.PathLike[str], dtype: Any = np.float64) -> Split:
-    """A split file as arrays, ``X`` C-ordered in ``dtype``, read column by column.
-
-    The Parquet columns go from Arrow's buffers into ``X`` with no pandas frame between:
-    the table (1x the data) and ``X`` are the only full-size allocations.
-    """
+    """A split file as arrays, ``X`` C-ordered in ``dtype`` (:func:`table_split`)."""
     with _reading(path):
         table = pq.read_table(path)
+    return table_split(table, dtype, source=str(path))
+
+
+def table_split(table: Any, dtype: Any = np.float64, source: str = "table") -> Split:
+    """A split from an Arrow table: features, labels, weights (ones when absent).
+
+    The feature columns go from Arrow's buffers into ``X`` with no pandas frame
+    between: ``X`` is the only full-size allocation.
+    """
     if TARGET not in table.column_names:
-        raise UserError(f"{path}: missing the '{TARGET}' column")
+        raise UserError(f"{source}: missing the '{TARGET}' column")
     feature_names = [c for c in table.column_names if c not in RESERVED]
     features = table.select(feature_names)
     blocks = (
         [column.to_numpy(zero_copy_only=False) for column in batch.columns]
         for batch in features.to_batches()
     )
-    weights = table.column(WEIGHT).to_pandas() if WEIGHT in table.column_names else None
+    weights = (
+        table.column(WEIGHT).to_numpy().astype(np.float64, copy=False)
+        if WEIGHT in table.column_names
+        else np.ones(table.num_rows, dtype=np.float64)
+    )
     return Split(
         X=feature_matrix(blocks, table.num_rows, len(feature_names), dtype),
-        y=table.column(TARGET).to_pandas().to_numpy(),
-        sample_weight=_weights(weights, table.num_rows),
+        y=_labels(table.column(TARGET)),
+        sample_weight=weights,
         feature_names=feature_names,
     )
 
 
-def _weights(column: pd.Series | None, n_rows: int) -> np.ndarray:
-    if column is None:
-        return np.ones(n_rows, dtype=np.float64)
-    return column.to_numpy(dtype=np.float64)
+def _labels(column: Any) -> np.ndarray:
+    """The label column as pandas gives it; text goes through a dictionary, so the array
+    points at one string per class instead of one per row (which would outweigh X)."""
+    if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and (
+        column.null_count == 0
+    ):
+        encoded = column.combine_chunks().dictionary_encode()
+        labels = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return labels[encoded.indices.to_numpy(zero_copy_only=False)]
+    return column.to_pandas().to_numpy()
