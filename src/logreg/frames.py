@@ -31,6 +31,7 @@ from logreg.io import atomic_path
 TARGET = "target"
 WEIGHT = "sample_weight"
 RESERVED = (TARGET, WEIGHT)
+DICTIONARY_PAGE_BYTES = 1 << 16  # Parquet: past this, a column is written plain (write_table)
 ROWS_PER_BLOCK = 4096  # rows filled at a time: a block of a 50-column float64 matrix fits in cache
 
 
@@ -84,8 +85,15 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """The frame as Parquet; a column with many distinct values skips dictionary encoding.
+
+    Arrow tries a dictionary for every column and gives up once the dictionary page
+    passes ``dictionary_pagesize_limit``; with its 1 MB default, continuous floats cost
+    five times the write for a larger file. 64 kB keeps dictionaries for codes, one-hot
+    and label columns (up to 8,192 distinct doubles).
+    """
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
 
 
 def feature_matrix(
