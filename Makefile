@@ -47,6 +47,7 @@ sweep: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf data/raw data/prepared data/rebalanced models reports outputs multirun
