@@ -16,7 +16,8 @@ Then the floors, measured in the same run:
 - train against the estimator's own ``fit`` on C-ordered arrays of the same splits,
   with the same parameters (so the same epochs): goal <= 1.3x;
 - prepare against reading the raw Parquet table and writing three Parquet splits of it;
-- tracking's share of the run: (time on - time off) / time on, goal <= 10 %;
+- tracking's share of the run: the extra time of the stages that track (train and
+  evaluate) with tracking on, over the run's time with tracking on; goal <= 10 %;
 - each stage's peak RSS against the size of the data it reads (the uncompressed size
   of the Parquet files it reads; prepare's is the raw table it loads): goal <= 3x.
 
@@ -54,6 +55,9 @@ from logreg.params import compose, render  # noqa: E402
 from logreg.stages import entry  # noqa: E402
 
 STAGES = ("prepare", "rebalance", "train", "evaluate")
+# The stages that log to MLflow: tracking's cost is their time on minus off. The other
+# two do the same work either way, so their on/off difference is only noise.
+TRACKING = ("train", "evaluate")
 GOAL_TRAIN = 1.3  # train stage / the estimator's fit on C-ordered arrays
 GOAL_TRACKING = 0.10  # share of the run's time spent tracking
 GOAL_RSS = 3.0  # peak RSS / the data a stage reads
@@ -276,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
 
     train_s, prepare_s = stage[True]["train"]["seconds"], stage[True]["prepare"]["seconds"]
     train_floor_s, prepare_floor_s = map(statistics.median, (floors["train"], floors["prepare"]))
-    share = (total[True] - total[False]) / total[True]
+    tracked = sum(stage[True][name]["seconds"] - stage[False][name]["seconds"] for name in TRACKING)
+    share = tracked / total[True]
     print("\n== floors (measured in this run)")
     print(
         f"train: stage {train_s:.2f} s; the estimator's fit on C-ordered arrays "
@@ -287,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{prepare_floor_s:.2f} s ({prepare_s / prepare_floor_s:.2f}x)"
     )
     print(
-        f"tracking: the run takes {total[True]:.2f} s on, {total[False]:.2f} s off "
+        f"tracking: the run takes {total[True]:.2f} s on, {total[False]:.2f} s off; "
+        f"{' + '.join(TRACKING)} take {tracked:.2f} s more on, {share:.1%} of the run "
         f"(creating the store beforehand took {store_s:.2f} s, not counted)"
     )
     print("\n== train stage: where the time goes (tracking on)")
