@@ -137,9 +137,9 @@ def prepare_splits(
     labelled = frame.rename(columns={target: TARGET}).reset_index(drop=True)
     raw_splits = split_frame(labelled, val_size, test_size, seed)
     prep = preprocess.fit(raw_splits["train"], missing, categorical)
-    splits = {
-        name: preprocess.transform(prep, split).reset_index(drop=True)
-        for name, split in raw_splits.items()
+    splits = {  # each raw split is dropped once transformed: not all of both at once
+        name: preprocess.transform(prep, raw_splits.pop(name)).reset_index(drop=True)
+        for name in SPLITS
     }
     if labelled[TARGET].nunique() == 2:
         prep.positive_class = minority_class(splits["train"][TARGET].to_numpy())
