@@ -52,6 +52,7 @@ compare: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/pipeline.py
 
 # The team tracking server (PostgreSQL store, proxied artifacts) in .mlflow-server/;
 # runs then use it with `mlflow=server`.

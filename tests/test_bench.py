@@ -1,4 +1,4 @@
-"""The benchmark runs on tiny sizes and writes the JSON it promises (timings are not checked)."""
+"""The benchmarks run at tiny sizes and print or write what they promise (no timing checked)."""
 
 import json
 import re
@@ -87,6 +87,40 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
         "peak_memory",
     } <= set(statuses)
     assert set(statuses.values()) <= {"PASS", "MISS"}
+
+
+@pytest.mark.slow
+def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
+    completed = subprocess.run(
+        [sys.executable, "bench/pipeline.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    for heading in ("== machine", "== stages", "== floors", "== train stage", "== goals"):
+        assert heading in out, heading
+    for key in ("cpus", "ram_gib", "python", "numpy"):
+        assert f"{key}:" in out, key
+    assert "N=20,000 D=10" in out
+    table = out.split("== stages")[1].split("== floors")[0]
+    for stage in ("prepare", "rebalance", "train", "evaluate", "total"):
+        row = next(line for line in table.splitlines() if line.startswith(stage))
+        numbers = [float(word.rstrip("sx")) for word in row.split()[1:] if word != "MiB"]
+        assert numbers[0] > 0 and numbers[1] > 0, row  # seconds with tracking on and off
+    goals = out.split("== goals")[1].strip().splitlines()
+    labels = [line[6:].split("  ")[0].strip() for line in goals]
+    assert labels == [
+        "train stage / estimator fit (C-ordered)",
+        "tracking share of the run",
+        *(
+            f"{stage} peak RSS / data read"
+            for stage in ("prepare", "rebalance", "train", "evaluate")
+        ),
+    ]
+    assert all(line.split()[0] in {"PASS", "MISS"} and "(goal <=" in line for line in goals)
 
 
 @pytest.mark.slow

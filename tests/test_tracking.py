@@ -215,6 +215,63 @@ def test_a_run_spanning_train_and_evaluate_is_finished_and_complete(env, fitted)
     assert "loader_module: logreg.tracking.served" in (local / "MLmodel").read_text()
 
 
+def test_a_logged_dataset_carries_file_digest_schema_and_rows_without_a_per_cell_pass(
+    env, monkeypatch
+):
+    """MLflow's from_pandas checks every cell in Python (75 s at 2M rows); we sample.
+
+    The test counts MLflow's per-cell check: a pass over the whole table would make
+    5,000 x 4 calls, the schema sample at most SCHEMA_SAMPLE_ROWS x 4. MLflow's digest
+    of a frame (a per-cell type map) must not run at all.
+    """
+    import hashlib
+
+    import mlflow.data.digest_utils
+    import mlflow.data.pandas_dataset
+    import mlflow.types.utils
+
+    from logreg.tracking.runs import SCHEMA_SAMPLE_ROWS
+
+    rng = np.random.default_rng(0)
+    n = 5 * SCHEMA_SAMPLE_ROWS
+    frame = pd.DataFrame(rng.normal(size=(n, 3)), columns=["x0", "x1", "x2"])
+    frame["target"] = rng.integers(0, 2, size=n)
+    source = env / "train.parquet"
+    frame.to_parquet(source, index=False)
+
+    checked = []
+    per_cell = mlflow.types.utils._is_none_or_nan
+    monkeypatch.setattr(
+        mlflow.types.utils, "_is_none_or_nan", lambda x: checked.append(1) or per_cell(x)
+    )
+
+    def no_frame_digest(df):
+        raise AssertionError("the frame was hashed cell by cell")
+
+    monkeypatch.setattr(mlflow.data.digest_utils, "compute_pandas_digest", no_frame_digest)
+    monkeypatch.setattr(mlflow.data.pandas_dataset, "compute_pandas_digest", no_frame_digest)
+
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    with tracker.run(run_name="datasets") as active:
+        active.log_dataset(frame, source=source, name="s/train", context="train", targets="target")
+    assert len(checked) <= SCHEMA_SAMPLE_ROWS * 4
+
+    (logged,) = tracker.client.get_run(tracker.run_id).inputs.dataset_inputs
+    dataset = logged.dataset
+    assert dataset.name == "s/train"
+    assert dataset.digest == hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    assert json.loads(dataset.source)["uri"] == str(source.resolve())
+    columns = json.loads(dataset.schema)["mlflow_colspec"]
+    assert [(c["name"], c["type"]) for c in columns] == [
+        ("x0", "double"),
+        ("x1", "double"),
+        ("x2", "double"),
+        ("target", "long"),
+    ]
+    assert json.loads(dataset.profile)["num_rows"] == n
+    assert {(t.key, t.value) for t in logged.tags} == {("mlflow.data.context", "train")}
+
+
 def test_a_failing_block_marks_the_run_failed(env):
     tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
     with pytest.raises(ZeroDivisionError), tracker.run(run_name="boom"):

@@ -315,3 +315,27 @@ def test_user_errors_end_in_one_line_and_exit_2(project, capsys):
     err = capsys.readouterr().err
     assert "data/prepared/preprocess.json: not a preprocessing file" in err
     assert not (project / "models").exists()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_estimator_gets_c_ordered_arrays_in_its_working_dtype(project, monkeypatch, dtype):
+    """A frame's to_numpy() is Fortran-ordered: the stage must not hand that to fit."""
+    write_data(project)
+    write_params(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["dtype"] = dtype
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    seen = {}
+    fit = LogisticRegression.fit
+
+    def spy(self, X, y, sample_weight=None, X_val=None, y_val=None, callback=None):
+        seen["X"], seen["X_val"] = np.asarray(X), np.asarray(X_val)
+        return fit(self, X, y, sample_weight, X_val, y_val, callback)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    run_train(project)
+    for name in ("X", "X_val"):
+        assert seen[name].flags["C_CONTIGUOUS"], name
+        assert seen[name].dtype == np.dtype(dtype), name
+    expected = pd.read_parquet(project / "data/rebalanced/train.parquet")[FEATURES].to_numpy()
+    assert np.array_equal(seen["X"], expected.astype(dtype))

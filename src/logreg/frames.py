@@ -4,16 +4,26 @@ Prepared and rebalanced splits are Parquet tables of standardised float feature
 columns plus two reserved columns: ``target`` (the original class labels) and, in
 the rebalanced training split, ``sample_weight`` (ones unless the ``class_weight``
 strategy set them). Every stage reads and writes tables through this module.
+
+:func:`read_split` hands the estimator its features as it works fastest on them: one
+C-ordered (row-major) array in the working dtype, filled straight from the table's
+columns (:func:`feature_matrix`), with no second full-size copy on the way.
+A frame's ``to_numpy()`` would give a Fortran-ordered array, whose rows the estimator's
+shuffled copy gathers many times slower.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from logreg.errors import UserError
 from logreg.io import atomic_path
@@ -21,6 +31,14 @@ from logreg.io import atomic_path
 TARGET = "target"
 WEIGHT = "sample_weight"
 RESERVED = (TARGET, WEIGHT)
+DICTIONARY_PAGE_BYTES = 1 << 16  # Parquet: past this, a column is written plain (write_table)
+# Reading a table costs about its own size in memory, not two or three times it: Arrow
+# reads each column chunk when it decodes it instead of buffering the file ahead (which
+# also ran faster here), and pandas takes over the columns one by one, each freed from
+# Arrow as it goes, instead of copying them all into one block.
+LEAN_READ = {"pre_buffer": False}
+LEAN_FRAME = {"split_blocks": True, "self_destruct": True}
+ROWS_PER_BLOCK = 4096  # rows filled at a time: a block of a 50-column float64 matrix fits in cache
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,12 @@ class Split:
     y: np.ndarray
     sample_weight: np.ndarray
     feature_names: list[str]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The features (a view of ``X``, not a copy) and ``target`` as a table."""
+        frame = pd.DataFrame(self.X, columns=self.feature_names, copy=False)
+        frame[TARGET] = self.y
+        return frame
 
 
 def plain_label(label: Any) -> Any:
@@ -50,37 +74,103 @@ def minority_class(y: Any) -> Any:
     return plain_label(labels[counts == counts.min()][-1])
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Reading errors as one UserError line naming the file."""
     try:
-        return pd.read_parquet(path)
+        yield
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run the earlier pipeline stages first)") from None
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The table as a frame, one block per column (see :data:`LEAN_READ`)."""
+    with _reading(path):
+        return pd.read_parquet(path, **LEAN_READ, to_pandas_kwargs=LEAN_FRAME)
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """The frame as Parquet; a column with many distinct values skips dictionary encoding.
+
+    Arrow tries a dictionary for every column and gives up once the dictionary page
+    passes ``dictionary_pagesize_limit``; with its 1 MB default, continuous floats cost
+    five times the write for a larger file. 64 kB keeps dictionaries for codes, one-hot
+    and label columns (up to 8,192 distinct doubles).
+    """
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
 
 
-def to_split(frame: pd.DataFrame, source: str = "table") -> Split:
-    """Separate features, labels and weights; weights default to ones."""
-    if TARGET not in frame.columns:
+def feature_matrix(
+    blocks: Iterable[Sequence[Any]], n_rows: int, n_columns: int, dtype: Any = np.float64
+) -> np.ndarray:
+    """The (n_rows, n_columns) C-ordered array in ``dtype`` whose columns are the given ones.
+
+    ``blocks`` yields consecutive runs of rows, each as its d columns (1-D arrays of one
+    length): a table's record batches, or a whole frame as one run. Rows are written
+    :data:`ROWS_PER_BLOCK` at a time, so each block of the output stays in cache while its
+    columns are scattered into it; the only full-size allocation is the output.
+    """
+    X = np.empty((n_rows, n_columns), dtype=dtype)
+    if n_columns == 0:
+        return X
+    start = 0
+    for columns in blocks:
+        length = len(columns[0])
+        for offset in range(0, length, ROWS_PER_BLOCK):
+            stop = min(offset + ROWS_PER_BLOCK, length)
+            rows = X[start + offset : start + stop]
+            for j, column in enumerate(columns):
+                rows[:, j] = column[offset:stop]
+        start += length
+    if start != n_rows:
+        raise ValueError(f"the blocks hold {start} rows, not {n_rows}")
+    return X
+
+
+def read_split(path: str | os.PathLike[str], dtype: Any = np.float64) -> Split:
+    """A split file as arrays, ``X`` C-ordered in ``dtype`` (:func:`table_split`)."""
+    with _reading(path):
+        table = pq.read_table(path, **LEAN_READ)
+    return table_split(table, dtype, source=str(path))
+
+
+def table_split(table: Any, dtype: Any = np.float64, source: str = "table") -> Split:
+    """A split from an Arrow table: features, labels, weights (ones when absent).
+
+    The feature columns go from Arrow's buffers into ``X`` with no pandas frame
+    between: ``X`` is the only full-size allocation.
+    """
+    if TARGET not in table.column_names:
         raise UserError(f"{source}: missing the '{TARGET}' column")
-    feature_names = [c for c in frame.columns if c not in RESERVED]
+    feature_names = [c for c in table.column_names if c not in RESERVED]
+    features = table.select(feature_names)
+    blocks = (
+        [column.to_numpy(zero_copy_only=False) for column in batch.columns]
+        for batch in features.to_batches()
+    )
     weights = (
-        frame[WEIGHT].to_numpy(dtype=np.float64)
-        if WEIGHT in frame.columns
-        else np.ones(len(frame), dtype=np.float64)
+        table.column(WEIGHT).to_numpy().astype(np.float64, copy=False)
+        if WEIGHT in table.column_names
+        else np.ones(table.num_rows, dtype=np.float64)
     )
     return Split(
-        X=frame[feature_names].to_numpy(dtype=np.float64),
-        y=frame[TARGET].to_numpy(),
+        X=feature_matrix(blocks, table.num_rows, len(feature_names), dtype),
+        y=_labels(table.column(TARGET)),
         sample_weight=weights,
         feature_names=feature_names,
     )
 
 
-def read_split(path: str | os.PathLike[str]) -> Split:
-    return to_split(read_table(path), source=str(path))
+def _labels(column: Any) -> np.ndarray:
+    """The label column as pandas gives it; text goes through a dictionary, so the array
+    points at one string per class instead of one per row (which would outweigh X)."""
+    if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and (
+        column.null_count == 0
+    ):
+        encoded = column.combine_chunks().dictionary_encode()
+        labels = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return labels[encoded.indices.to_numpy(zero_copy_only=False)]
+    return column.to_pandas().to_numpy()

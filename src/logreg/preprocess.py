@@ -157,6 +157,9 @@ def check_columns(
     kinds = {}
     for name in names:
         values = frame[name]
+        if name not in categorical and _all_finite(values):
+            kinds[name] = NUMERIC  # the common case, in one vectorised pass
+            continue
         if values.isna().all():
             raise UserError(
                 f"column '{name}': all values are missing in {where}; drop it (data.drop)"
@@ -168,6 +171,13 @@ def check_columns(
                 row = row_name(frame.index, int(np.argmax(infinite)))
                 raise UserError(f"column '{name}': infinite value at {row}")
     return kinds
+
+
+def _all_finite(values: pd.Series) -> bool:
+    """A float column with no gap and no infinity (then no other check is needed)."""
+    dtype = values.dtype
+    is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
+    return is_float and len(values) > 0 and bool(np.isfinite(values.to_numpy()).all())
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -234,25 +244,24 @@ def fit(
                     "identifier or free text, drop it (data.drop)",
                     stacklevel=2,
                 )
-    encoded, _ = _encode(columns, train, missing)
-    if encoded.empty:
+    encoded, index, _ = _encode(columns, train, missing)
+    if not encoded or len(index) == 0:
         raise UserError("prepare.missing=drop: every train row has a missing value")
-    matrix = encoded.to_numpy(dtype=np.float64)
-    is_constant = (matrix == matrix[:1]).all(axis=0)
-    constant = [str(c) for c in encoded.columns[is_constant]]
+    # Column by column: no full-size matrix or mask beside the encoded columns.
+    is_constant = {name: bool((values == values[0]).all()) for name, values in encoded.items()}
+    constant = [name for name, flat in is_constant.items() if flat]
     constant += [c.name for c in columns if c.kind == CATEGORICAL and len(c.categories) == 1]
     if constant:
         warnings.warn(
             f"dropping {len(constant)} column(s) constant in the train split: {constant}",
             stacklevel=2,
         )
-    if is_constant.all():
+    if all(is_constant.values()):
         raise UserError("every feature is constant in the train split; nothing to learn from")
-    matrix = matrix[:, ~is_constant]
-    mean, std = matrix.mean(axis=0), matrix.std(axis=0)
-    names = encoded.columns[~is_constant]
     features = [
-        Feature(str(name), float(m), float(s)) for name, m, s in zip(names, mean, std, strict=True)
+        Feature(str(name), float(values.mean()), float(values.std()))
+        for name, values in encoded.items()
+        if not is_constant[name]
     ]
     return Preprocessing(missing, columns, features, constant)
 
@@ -265,14 +274,15 @@ def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
     absent = [c.name for c in prep.columns if c.name not in frame.columns]
     if absent:
         raise UserError(f"missing column(s) {absent} that the preprocessing was fitted on")
-    encoded, keep = _encode(prep.columns, frame, prep.missing)
-    names = prep.feature_names
-    mean = np.array([f.mean for f in prep.features])
-    std = np.array([f.std for f in prep.features])
-    values = (
-        encoded.reindex(columns=names, fill_value=0.0).to_numpy(dtype=np.float64) - mean
-    ) / std
-    out = pd.DataFrame(values, columns=names, index=encoded.index, copy=False)
+    encoded, index, keep = _encode(prep.columns, frame, prep.missing)
+    # Filled column by column into a Fortran-ordered matrix: each output column is
+    # contiguous, as the frame's columns (and the Parquet writer) want them.
+    values = np.empty((len(index), len(prep.features)), order="F")
+    for j, feature in enumerate(prep.features):
+        column = encoded.get(feature.name, 0.0)  # a one-hot column absent here is all zeros
+        np.subtract(column, feature.mean, out=values[:, j])
+        values[:, j] /= feature.std
+    out = pd.DataFrame(values, columns=prep.feature_names, index=index, copy=False)
     if TARGET in frame.columns:
         out[TARGET] = frame[TARGET].array[keep]  # positional, keeps the dtype
     return out
@@ -349,11 +359,12 @@ def _category_order(label: str) -> tuple[int, float, str]:
 
 def _encode(
     columns: list[Column], frame: pd.DataFrame, missing: str
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray]:
     """Numbers as float, categories one-hot (no column for the reference level), gaps handled.
 
-    Returns the encoded rows (with their original index) and the boolean mask of the
-    rows of ``frame`` they come from (all True unless ``missing="drop"``).
+    Returns the encoded columns by name, the original index of their rows and the
+    boolean mask of the rows of ``frame`` they come from (all True unless
+    ``missing="drop"``).
     """
     typed = {c.name: _typed(frame[c.name], c.kind) for c in columns}
     if missing == "drop":
@@ -380,4 +391,4 @@ def _encode(
                     f"column '{column.name}': one-hot column '{name}' clashes with another"
                 )
             parts[name] = (values == category).to_numpy(dtype=np.float64)
-    return pd.DataFrame(parts, index=index), keep
+    return parts, index, keep

@@ -40,7 +40,7 @@ from logreg import LogisticRegression, plots, preprocess
 from logreg.bootstrap import score_intervals
 from logreg.crossval import out_of_fold_scores
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, minority_class, read_table, to_split
+from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
     OUT_OF_FOLD,
@@ -271,19 +271,16 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     if not model_path.is_file():
         raise UserError(f"{model_path}: file not found (run the train stage first)")
     model = LogisticRegression.load(model_path)
-    test_frame = read_table(paths.test)
     splits = {
-        "train": to_split(read_table(paths.train), source=str(paths.train)),
-        "val": to_split(read_table(paths.val), source=str(paths.val)),
-        "test": to_split(test_frame, source=str(paths.test)),
+        "train": read_split(paths.train),
+        "val": read_split(paths.val),
+        "test": read_split(paths.test),
     }
     names = list(model.feature_names_in_ or [])
     for name, split in splits.items():
         if names and split.feature_names != names:
             raise UserError(f"{name} split: its feature columns differ from the model's")
-    rebalanced = (
-        to_split(read_table(paths.rebalanced), str(paths.rebalanced)) if paths.rebalanced else None
-    )
+    rebalanced = read_split(paths.rebalanced) if paths.rebalanced else None
     if rebalanced is None and options["baseline"]:
         print(
             "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
@@ -339,7 +336,11 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
         )
         dataset = (params.get("data") or {}).get("name") or "data"
         tracker.log_dataset(
-            test_frame, source=paths.test, name=f"{dataset}/test", context="test", targets=TARGET
+            splits["test"].to_frame(),
+            source=paths.test,
+            name=f"{dataset}/test",
+            context="test",
+            targets=TARGET,
         )
         for folder, files in written.items():
             for path in files:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 
 from logreg import preprocess
@@ -91,16 +92,19 @@ def split_frame(
             f"split too small to hold every class: class {plain_label(counts.idxmin())!r} has "
             f"{counts.min()} row(s), but train, val and test each need one; {hint}"
         )
+    # Split row positions, not the frame: each split's rows are then copied once, and
+    # the frame is not copied whole into an intermediate "rest" (same rows, same order).
+    labels = frame[TARGET].to_numpy()
     try:
         rest, test = train_test_split(
-            frame, test_size=test_size, stratify=frame[TARGET], random_state=seed
+            np.arange(len(frame)), test_size=test_size, stratify=labels, random_state=seed
         )
         train, val = train_test_split(
-            rest, test_size=val_size / (1 - test_size), stratify=rest[TARGET], random_state=seed
+            rest, test_size=val_size / (1 - test_size), stratify=labels[rest], random_state=seed
         )
     except ValueError as exc:
         raise UserError(f"split too small to hold every class ({exc}); {hint}") from None
-    splits = {"train": train, "val": val, "test": test}
+    splits = {"train": frame.take(train), "val": frame.take(val), "test": frame.take(test)}
     check_classes(splits, set(counts.index), hint)
     return splits
 
@@ -133,9 +137,9 @@ def prepare_splits(
     labelled = frame.rename(columns={target: TARGET}).reset_index(drop=True)
     raw_splits = split_frame(labelled, val_size, test_size, seed)
     prep = preprocess.fit(raw_splits["train"], missing, categorical)
-    splits = {
-        name: preprocess.transform(prep, split).reset_index(drop=True)
-        for name, split in raw_splits.items()
+    splits = {  # each raw split is dropped once transformed: not all of both at once
+        name: preprocess.transform(prep, raw_splits.pop(name)).reset_index(drop=True)
+        for name in SPLITS
     }
     if labelled[TARGET].nunique() == 2:
         prep.positive_class = minority_class(splits["train"][TARGET].to_numpy())

@@ -32,7 +32,7 @@ import pandas as pd
 
 from logreg import LogisticRegression
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, minority_class, read_table, to_split
+from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
@@ -55,18 +55,25 @@ def fit_model(
     ``train`` sections: the estimator's constructor arguments.
     """
     model = LogisticRegression(**model_params, **train_params)
-    X = pd.DataFrame(train_split.X, columns=train_split.feature_names)
+    # Frames only carry the feature names: copy=False keeps each a view of its split's
+    # C-ordered array, which the estimator then reads as it is.
+    X = pd.DataFrame(train_split.X, columns=train_split.feature_names, copy=False)
     fit_kwargs: dict[str, Any] = {"sample_weight": train_split.sample_weight}
     if val_split is not None:
         if val_split.feature_names != train_split.feature_names:
             raise UserError("val split: its feature columns differ from the training split's")
         fit_kwargs |= {
-            "X_val": pd.DataFrame(val_split.X, columns=val_split.feature_names),
+            "X_val": pd.DataFrame(val_split.X, columns=val_split.feature_names, copy=False),
             "y_val": val_split.y,
         }
     if callback is not None:
         fit_kwargs["callback"] = callback
     return model.fit(X, train_split.y, **fit_kwargs)
+
+
+def working_dtype(model_params: Mapping[str, Any], train_params: Mapping[str, Any]) -> np.dtype:
+    """The dtype the estimator fits in: ``train.dtype`` for SGD; Newton works in float64."""
+    return np.dtype(np.float64 if model_params.get("solver") == "newton" else train_params["dtype"])
 
 
 def model_metadata(model: LogisticRegression, prep: Preprocessing, positive: Any) -> dict[str, Any]:
@@ -144,9 +151,8 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
     model_params, train_params, mlflow_params = params["model"], params["train"], params["mlflow"]
     tracker = open_tracker(mlflow_params)  # an unreachable server fails here, before any work
 
-    train_frame, val_frame = read_table(paths.train), read_table(paths.val)
-    train_split = to_split(train_frame, source=str(paths.train))
-    val_split = to_split(val_frame, source=str(paths.val))
+    dtype = working_dtype(model_params, train_params)
+    train_split, val_split = read_split(paths.train, dtype), read_split(paths.val, dtype)
     prep = read_preprocessing(paths.preprocess)
     dataset = str(_get(params, "data", "name") or paths.train.parent.name)
 
@@ -166,14 +172,18 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
             }
         )
         tracker.log_dataset(
-            train_frame,
+            train_split.to_frame(),
             source=paths.train,
             name=f"{dataset}/train",
             context="train",
             targets=TARGET,
         )
         tracker.log_dataset(
-            val_frame, source=paths.val, name=f"{dataset}/val", context="validation", targets=TARGET
+            val_split.to_frame(),
+            source=paths.val,
+            name=f"{dataset}/val",
+            context="validation",
+            targets=TARGET,
         )
 
         progress = _Progress(int(train_params.get("epochs", 0) or 0))

@@ -6,6 +6,7 @@ provenance (in ``reports/`` and the model's metadata) with tracking switched off
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -28,8 +29,20 @@ def project_root() -> Path:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The file's SHA-256, hex; a file unchanged since it was last hashed is not read again.
+
+    A stage tags its run with the hash of a split and logs the split as a dataset with
+    the same hash as its digest: hundreds of MB read once, not twice.
+    """
+    file = Path(path).resolve()
+    stat = file.stat()
+    return _sha256(file, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(file: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(file, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

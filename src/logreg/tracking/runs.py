@@ -33,7 +33,7 @@ from logreg.errors import UserError, sigterm_as_interrupt
 from logreg.io import write_json
 from logreg.tracking import served
 from logreg.tracking.orphans import end_orphaned_runs, owner_tags
-from logreg.tracking.provenance import project_root
+from logreg.tracking.provenance import file_sha256, project_root
 from logreg.tracking.store import (
     check_reachable,
     ensure_experiment,
@@ -46,6 +46,8 @@ from logreg.tracking.store import (
 METRICS_PER_BATCH = 1000  # MLflow's log_batch limit for metrics
 PARAMS_PER_BATCH = 100  # ... and for params and tags
 MODEL_TAG = "model.sha256"  # train's run: the SHA-256 of its model.npz (`sha256sum` prints it)
+SCHEMA_SAMPLE_ROWS = 1000  # a logged dataset's schema is inferred from its first rows
+DIGEST_CHARS = 16  # of a dataset file's SHA-256 (MLflow stores digests of up to 36 characters)
 
 
 def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
@@ -391,18 +393,38 @@ class MlflowTracker:
         context: str,
         targets: str | None = None,
     ) -> None:
-        """The table as an MLflow dataset input of this run (schema, digest, source path)."""
-        mlflow = import_mlflow()
-        from mlflow.data.pandas_dataset import from_pandas
+        """The table, read from file ``source``, as an MLflow dataset input of this run.
 
+        It carries the name, the digest (the file's SHA-256, its first
+        :data:`DIGEST_CHARS` hex digits), the source path, the schema and the row count,
+        as ``mlflow.data.from_pandas`` would, but without its per-cell Python passes (75 s
+        at 2M rows): the schema is inferred from the first :data:`SCHEMA_SAMPLE_ROWS`
+        rows, whose column types are the whole table's. ``targets`` names the label
+        column, kept in the dataset's profile.
+        """
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.types.utils import _infer_schema
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        path = Path(source).resolve()
         with warnings.catch_warnings():
             # mlflow registers two identical local-file sources and warns about its own tie.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
-            dataset = from_pandas(
-                frame, source=str(Path(source).resolve()), name=name, targets=targets
-            )
-        with no_integer_schema_hint():  # the dataset infers its schema when it is logged
-            retry(lambda: mlflow.log_input(dataset, context=context))
+            resolved = resolve_dataset_source(str(path))
+        with no_integer_schema_hint():
+            schema = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS))
+        profile = {"num_rows": len(frame), "num_elements": int(frame.size), "targets": targets}
+        dataset = Dataset(
+            name=name,
+            digest=file_sha256(path)[:DIGEST_CHARS],
+            source_type=resolved._get_source_type(),
+            source=resolved.to_json(),
+            schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+            profile=json.dumps(profile),
+        )
+        entry = DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        retry(lambda: self.client.log_inputs(self.run_id, datasets=[entry]))
 
     def log_model(
         self,

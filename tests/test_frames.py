@@ -1,0 +1,90 @@
+"""Splits as arrays: C-ordered features in the working dtype, and no second full-size copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from logreg.errors import UserError
+from logreg.frames import TARGET, WEIGHT, feature_matrix, read_split, write_table
+
+ROWS, COLUMNS = 60_000, 40
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A split of ROWS x COLUMNS float features (written in several row groups), target, weights."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.normal(size=(ROWS, COLUMNS)), columns=[f"x{j}" for j in range(COLUMNS)]
+    )
+    frame[TARGET] = rng.choice(["No", "Yes"], ROWS)
+    frame[WEIGHT] = rng.uniform(0.5, 2.0, ROWS)
+    path = tmp_path_factory.mktemp("split") / "train.parquet"
+    frame.to_parquet(path, index=False, row_group_size=ROWS // 7)
+    return frame, path
+
+
+# Measures table_split on a table already read, in a fresh process: NumPy allocations by
+# tracemalloc, Arrow's (a pandas frame made by to_pandas lives there) by a proxy pool
+# set as Arrow's default for the conversion only. The process exits without freeing,
+# as buffers of the proxy pool must not outlive it.
+CONVERSION = """
+import json, os, sys, tracemalloc
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+from logreg.frames import table_split
+table = pq.read_table(sys.argv[1])
+proxy = pa.proxy_memory_pool(pa.default_memory_pool())
+pa.set_memory_pool(proxy)
+tracemalloc.start()
+split = table_split(table, np.dtype(sys.argv[2]))
+_, traced = tracemalloc.get_traced_memory()
+out = split.X.nbytes + split.y.nbytes + split.sample_weight.nbytes
+print(json.dumps({"peak_over_output": (traced + proxy.max_memory()) / out,
+                  "c_ordered": split.X.flags["C_CONTIGUOUS"], "dtype": str(split.X.dtype)}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_conversion_allocates_little_beyond_the_arrays_it_returns(table, dtype):
+    """X, the labels (pointers to one string per class) and the weights, and ~nothing else."""
+    _, path = table
+    completed = subprocess.run(
+        [sys.executable, "-c", CONVERSION, str(path), dtype],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    measured = json.loads(completed.stdout)
+    assert measured["c_ordered"] and measured["dtype"] == dtype
+    assert measured["peak_over_output"] <= 1.1, measured
+
+
+def test_feature_matrix_fills_rows_across_blocks_and_checks_the_count():
+    first = [np.arange(3.0), np.arange(10.0, 13.0)]
+    second = [np.arange(3.0, 5.0), np.arange(13.0, 15.0)]
+    X = feature_matrix([first, second], 5, 2)
+    assert X.flags["C_CONTIGUOUS"]
+    assert X.tolist() == [[0, 10], [1, 11], [2, 12], [3, 13], [4, 14]]
+    with pytest.raises(ValueError, match="hold 3 rows, not 5"):
+        feature_matrix([first], 5, 2)
+
+
+def test_a_split_without_a_target_or_file_is_a_user_error(tmp_path):
+    write_table(pd.DataFrame({"x": [1.0, 2.0]}), tmp_path / "no_target.parquet")
+    with pytest.raises(UserError, match=r"no_target\.parquet: missing the 'target' column"):
+        read_split(tmp_path / "no_target.parquet")
+    with pytest.raises(UserError, match=r"absent\.parquet: file not found"):
+        read_split(tmp_path / "absent.parquet")
