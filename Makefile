@@ -53,6 +53,7 @@ compare: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/scale.py
 
 # The team tracking server (PostgreSQL store, proxied artifacts) in .mlflow-server/;
 # runs then use it with `mlflow=server`.
