@@ -35,7 +35,7 @@ from logreg import LogisticRegression, pipeline
 from logreg.bootstrap import resample_indices
 from logreg.config import load_params
 from logreg.crossval import out_of_fold_scores
-from logreg.frames import Split, read_table, to_split
+from logreg.frames import Split, read_split
 from logreg.metrics import OUT_OF_FOLD, THRESHOLD_METHODS, positive_scores, thresholded_metrics
 from logreg.schema import check_section
 from logreg.stages.train import MODEL_FILE
@@ -55,10 +55,10 @@ def main() -> None:
     rebalancing = check_section("rebalance", params["rebalance"])
     base = LogisticRegression.load(paths["evaluate"].model_dir / MODEL_FILE)
     positive = base.metadata_["positive_class"]
-    rebalanced = to_split(read_table(paths["train"].train))  # what train fitted on
-    train = to_split(read_table(paths["evaluate"].train))  # prepared: cv's refits rebalance it
-    val = to_split(read_table(paths["evaluate"].val))
-    test = to_split(read_table(paths["evaluate"].test))
+    rebalanced = read_split(paths["train"].train)  # what train fitted on
+    train = read_split(paths["evaluate"].train)  # prepared: cv's refits rebalance it
+    val = read_split(paths["evaluate"].val)
+    test = read_split(paths["evaluate"].test)
     names = list(train.feature_names)
     weakest = np.argsort(np.abs(base.coef_[0]))[: args.drops]
 

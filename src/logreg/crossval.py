@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from logreg import rebalance
-from logreg.frames import TARGET, Split, to_split
+from logreg.frames import TARGET, Split, frame_split
 from logreg.model import LogisticRegression
 
 N_FOLDS = 5
@@ -60,7 +60,7 @@ def out_of_fold_scores(
     params = model.get_params() | {"epochs": max(int(model.n_iter_), 1), "patience": None}
     scores = np.empty(len(frame))
     for fold in range(n_folds):
-        fit_on = to_split(
+        fit_on = frame_split(
             rebalance.rebalance(
                 frame[folds != fold].reset_index(drop=True),
                 **rebalance_options,

@@ -46,7 +46,7 @@ import pandas as pd
 from logreg import LogisticRegression, bootstrap, importance, pipeline, ranking
 from logreg.config import load_params, section
 from logreg.errors import UserError, cli
-from logreg.frames import read_table, to_split
+from logreg.frames import frame_split, read_table
 from logreg.io import atomic_path, read_json
 from logreg.metrics import positive_scores
 from logreg.run import check_jobs, conf_dir
@@ -354,7 +354,7 @@ def _test_scores(job: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray] | Non
     if len(model.classes_) != 2 or positive is None:
         return None
     frame = read_table(paths.test)
-    test = to_split(frame, source=str(paths.test))
+    test = frame_split(frame, source=str(paths.test))
     scores = positive_scores(model.predict_proba(test.X), model.classes_, positive)
     return frame, test.y == positive, scores
 
