@@ -53,6 +53,7 @@ from logreg.io import write_text  # noqa: E402
 from logreg.model import LogisticRegression  # noqa: E402
 from logreg.params import compose, render  # noqa: E402
 from logreg.stages import entry  # noqa: E402
+from logreg.tracking.runs import read_run_file  # noqa: E402
 
 STAGES = ("prepare", "rebalance", "train", "evaluate")
 # The stages that log to MLflow: tracking's cost is their time on minus off. The other
@@ -190,9 +191,12 @@ def prepare_floor(folder: Path) -> float:
 
 
 def fit_profile(folder: Path, stderr: str) -> dict[str, float]:
-    """The train stage's fit: total, first epoch (with the setup before the first step), rest."""
-    history = pd.read_csv(pipeline.layout(folder)["train"].history)
-    elapsed = history["elapsed"].to_numpy()
+    """The train stage's fit: total, first epoch (with the setup before the first step), rest.
+
+    The seconds come from train's untracked run file: the DVC outputs hold none.
+    """
+    run_file = read_run_file(pipeline.layout(folder)["train"].run_file)
+    elapsed = np.asarray(run_file["epoch_elapsed_s"])
     found = re.search(r"train: (\d+) epochs in ([\d.]+) s", stderr)
     fit = float(found.group(2)) if found else float(elapsed[-1])
     later = np.diff(elapsed)

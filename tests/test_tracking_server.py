@@ -78,9 +78,10 @@ def test_a_pipeline_run_goes_through_the_team_server(team_server, tmp_path, monk
     assert figures and {p.name for p in (stored / "figures").glob("*.png")} == figures
 
     # The servable model, loaded through the server, scores rows as the local model does.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", team_server.uri)
+    # (An earlier test in this process may have set mlflow's URI, which beats the variable.)
     import mlflow.pyfunc
 
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", team_server.uri)
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     rows = pd.read_parquet(job / "data" / "raw" / "synthetic.parquet").head(7)
     scored = served.predict(rows.drop(columns=["target"]))
@@ -133,12 +134,13 @@ def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(team
     assert len(combos) == 8
 
 
-def log_as_twins(uri: str, experiment: str) -> tuple[list[str], list[str]]:
+def log_as_twins(uri: str, experiment: str, folder: Path) -> tuple[list[str], list[str]]:
     """TWINS threads, each its own tracker, log the same datasets and tags in step.
 
     A barrier before each round's logging releases every twin at once, as parallel
-    sweep jobs that read the same data reach their ``log_dataset`` together. Returns
-    the run ids and the errors.
+    sweep jobs that read the same data reach their ``log_dataset`` together. Each
+    round's data is a Parquet file in ``folder``, whose digest names the dataset, as a
+    split file does. Returns the run ids and the errors.
     """
     frames = [
         pd.DataFrame(np.random.default_rng([round_index, os.getpid()]).normal(size=(30, 3)))
@@ -146,6 +148,9 @@ def log_as_twins(uri: str, experiment: str) -> tuple[list[str], list[str]]:
         .assign(target=np.arange(30) % 2)
         for round_index in range(ROUNDS)
     ]
+    sources = [folder / f"{experiment}-{i}.parquet" for i in range(ROUNDS)]
+    for frame, source in zip(frames, sources, strict=True):
+        frame.to_parquet(source)
     start = threading.Barrier(TWINS)
     run_ids: list[str] = []
     errors: list[str] = []
@@ -153,10 +158,9 @@ def log_as_twins(uri: str, experiment: str) -> tuple[list[str], list[str]]:
     def twin(index: int) -> None:
         try:
             tracker = open_tracker({"tracking_uri": uri, "experiment_name": experiment})
-            for frame in frames:
+            for frame, source in zip(frames, sources, strict=True):
                 with tracker.run(run_name=f"twin{index}"):
                     start.wait(timeout=120)
-                    source = Path(f"/data/{experiment}.parquet")
                     tracker.log_dataset(frame, source=source, name="shared/train", context="train")
                     tracker.log_dataset(
                         frame.head(9), source=source, name="shared/val", context="val"
@@ -177,10 +181,10 @@ def log_as_twins(uri: str, experiment: str) -> tuple[list[str], list[str]]:
     return run_ids, errors
 
 
-def test_twin_jobs_log_the_same_datasets_and_tags_at_once(team_server):
+def test_twin_jobs_log_the_same_datasets_and_tags_at_once(team_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    run_ids, errors = log_as_twins(team_server.uri, "twins")
+    run_ids, errors = log_as_twins(team_server.uri, "twins", tmp_path)
     assert errors == []
     client = MlflowClient(team_server.uri)
     assert len(run_ids) == TWINS * ROUNDS
@@ -202,14 +206,14 @@ def test_twin_jobs_log_the_same_datasets_and_tags_at_once(team_server):
     assert len(digests) == 2 * ROUNDS
 
 
-def test_without_the_retry_the_twins_collide(team_server, monkeypatch):
+def test_without_the_retry_the_twins_collide(team_server, monkeypatch, tmp_path):
     """The race is MLflow's: with conflicts taken out of the retry, twins fail.
 
     If MLflow ever makes dataset logging atomic this test fails, and the retry of
     conflicts (store.CONFLICT_ERRORS) may be dropped.
     """
     monkeypatch.setattr(store, "TRANSIENT_ERRORS", ("database is locked",))
-    _, errors = log_as_twins(team_server.uri, "twins-without-retry")
+    _, errors = log_as_twins(team_server.uri, "twins-without-retry", tmp_path)
     assert errors, "no twin collided: the race no longer shows"
     assert all("dataset_pk" in error or "UniqueViolation" in error for error in errors), errors
 

@@ -213,7 +213,13 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
         tracker.set_tags({"train.stop_reason": model.stop_reason_, MODEL_TAG: model_sha256})
         tracker.log_artifact(paths.history, "reports")
         if paths.run_file is not None:
-            write_run_file(paths.run_file, tracker, model_sha256=model_sha256, train_time_s=seconds)
+            write_run_file(
+                paths.run_file,
+                tracker,
+                model_sha256=model_sha256,
+                train_time_s=seconds,
+                epoch_elapsed_s=[record["elapsed"] for record in model.history_],
+            )
 
 
 @cli

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,15 @@ def metric_key(name: str) -> str:
 
 
 def write_run_file(
-    path: str | os.PathLike[str], tracker: Tracker, *, model_sha256: str, train_time_s: float
+    path: str | os.PathLike[str],
+    tracker: Tracker,
+    *,
+    model_sha256: str,
+    train_time_s: float,
+    epoch_elapsed_s: Sequence[float] = (),
 ) -> None:
-    """Train's untracked record (``.logreg/run.json``): its MLflow run, model and seconds.
+    """Train's untracked record (``.logreg/run.json``): its MLflow run, model and seconds
+    (the fit's, and the seconds since the fit began at the end of each epoch).
 
     Not a DVC output: the run id and the time change on every run, and ``dvc.lock`` must
     not. Evaluate resumes the run it names when it describes the model evaluate reads;
@@ -97,6 +103,7 @@ def write_run_file(
             "tracking_uri": tracker.uri,
             "model_sha256": model_sha256,
             "train_time_s": train_time_s,
+            "epoch_elapsed_s": [float(seconds) for seconds in epoch_elapsed_s],
         },
     )
 
