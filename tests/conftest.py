@@ -79,15 +79,13 @@ def dask_cluster(
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).with_name("dask"))
-    flags = {"start_new_session": True, "stdout": subprocess.DEVNULL, "cwd": cwd}
-    flags["stderr"] = subprocess.DEVNULL
-    scheduler_command = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-    processes = [
-        subprocess.Popen([*scheduler_command, "--no-dashboard"], env=scheduler_env or env, **flags)
-    ]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    flags = {"start_new_session": True, "cwd": cwd, **quiet}
+    scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    processes = [subprocess.Popen(scheduler, env=scheduler_env or env, **flags)]
     try:
-        worker_command = [dask, "worker", address, "--nthreads", "1", "--no-dashboard"]
-        workers = [subprocess.Popen(worker_command, env=env, **flags) for _ in range(n_workers)]
+        worker = [dask, "worker", address, "--nthreads", "1", "--no-dashboard"]
+        workers = [subprocess.Popen(worker, env=env, **flags) for _ in range(n_workers)]
         processes += workers
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(n_workers, timeout=120)

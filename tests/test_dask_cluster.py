@@ -99,12 +99,12 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
     env = sweep_env(MLFLOW_TRACKING_URI=uri)
     client = MlflowClient(uri)
 
-    def running_children() -> int:
+    def running_children() -> list:
         experiment = client.get_experiment_by_name("logreg")
         if experiment is None:
-            return 0
+            return []
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
-        return sum("mlflow.parentRunId" in r.data.tags for r in runs)
+        return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
     with dask_cluster(2, tmp_path, env) as (address, workers):
         command = sweep_command(f"hydra.launcher.address={address}", "hydra.launcher.retries=1")
@@ -114,8 +114,11 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
                 start_new_session=True,
             )  # fmt: skip
         try:
-            wait_until(lambda: running_children() == 2, "two jobs running at once", sweep)
-            os.killpg(workers[0].pid, signal.SIGKILL)  # the nanny and its worker, at once
+            wait_until(lambda: len(running_children()) == 2, "two jobs running at once", sweep)
+            # The worker that runs the first of them (its run's pid tag): nanny and all.
+            job_pid = int(running_children()[0].data.tags["logreg.pid"])
+            (worker,) = [w for w in workers if os.getpgid(job_pid) == w.pid]
+            os.killpg(worker.pid, signal.SIGKILL)
             sweep.wait(timeout=600)
         finally:
             if sweep.poll() is None:
@@ -144,10 +147,7 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
     env = sweep_env(MLFLOW_TRACKING_URI=uri)
 
     def count(*states: TrialState) -> int:
-        try:
-            study = optuna.load_study(study_name="logreg", storage=storage)
-        except KeyError:  # not created yet
-            return 0
+        study = optuna.load_study(study_name="logreg", storage=storage)
         return len(study.get_trials(deepcopy=False, states=states))
 
     with (tmp_path / "first.log").open("w") as log:
@@ -156,6 +156,9 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
             start_new_session=True,
         )  # fmt: skip
     try:
+        # The sweeper saves multirun.yaml once the study exists: no second process makes it.
+        saved = "multirun/*/*/multirun.yaml"
+        wait_until(lambda: any(tmp_path.glob(saved)), "the study", sweep)
         # Trials are told in batches of two: kill once 3 or more completed and the next run.
         wait_until(
             lambda: count(TrialState.COMPLETE) >= 3 and count(TrialState.RUNNING) > 0,
@@ -165,8 +168,9 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
     finally:
         os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its LocalCluster
         sweep.wait(timeout=30)
-    interrupted = count(TrialState.RUNNING)
-    assert 0 < interrupted and count(TrialState.COMPLETE) + interrupted < 6
+    killed = optuna.load_study(study_name="logreg", storage=storage)
+    interrupted = [t.params for t in killed.get_trials(states=(TrialState.RUNNING,))]
+    assert interrupted and count(TrialState.COMPLETE) + len(interrupted) <= 6
 
     done = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
@@ -177,7 +181,10 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
     trials = study.get_trials()
     ran = [t for t in trials if t.state == TrialState.COMPLETE or "error" in t.user_attrs]
     assert len(ran) == 6, [(t.number, t.state) for t in trials]
-    assert len(trials) == 6 + interrupted, "only the interrupted trials were added, once each"
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    # The interrupted proposals ran again, and no more trials than were missing.
+    assert [t.params for t in trials[-len(interrupted) :]] == interrupted
+    assert len(trials) == 6 + len(interrupted)
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("logreg").experiment_id])
