@@ -97,9 +97,9 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = sweep_env(MLFLOW_TRACKING_URI=uri)
-    client = MlflowClient(uri)
 
     def running_children() -> list:
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("logreg")
         if experiment is None:
             return []
@@ -114,6 +114,8 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
                 start_new_session=True,
             )  # fmt: skip
         try:
+            # A job's folder: the sweep has made the store (read it no sooner: it migrates).
+            wait_until(lambda: any(tmp_path.glob("multirun/*/*/[0-9]")), "a job", sweep)
             wait_until(lambda: len(running_children()) == 2, "two jobs running at once", sweep)
             # The worker that runs the first of them (its run's pid tag): nanny and all.
             job_pid = int(running_children()[0].data.tags["logreg.pid"])
