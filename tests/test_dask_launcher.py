@@ -113,7 +113,8 @@ def test_an_unreachable_scheduler_is_one_clear_error_within_10_s(tmp_path):
     done = _run_app(tmp_path, f"hydra.launcher.address={address}", "+mode=fine")
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"hydra.launcher.address: cannot reach a Dask scheduler at {address}")
+    assert line.startswith("error: hydra.launcher.address: cannot reach a Dask scheduler at ")
+    assert address in line
     assert _attempts(tmp_path) == {}
 
     # The launcher's connection alone, timed: the process's start-up is not the user's wait.
