@@ -112,15 +112,18 @@ def reachable_timeout() -> float:
 def check_reachable(uri: str, timeout: float | None = None) -> None:
     """Fail fast with a clear :class:`UserError` when an http(s) server does not answer.
 
-    Waits ``timeout`` seconds (default :func:`reachable_timeout`) for the connection and
-    again for the answer to ``GET /health``: a server that accepts connections but never
-    answers fails as surely as a port where nothing listens. Then one read of its store
-    (:data:`STORE_PROBE`): ``/health`` does not touch the database, and with the database
-    down every call fails with a server error, which MLflow's client retries for minutes.
+    Waits at most ``timeout`` seconds in all (default :func:`reachable_timeout`): for the
+    connection and the answer to ``GET /health``, so that a server that accepts
+    connections but never answers fails as surely as a port where nothing listens; then
+    for one read of its store (:data:`STORE_PROBE`). ``/health`` does not touch the
+    database: with the database down, the server answers it, but each store call fails
+    or hangs while the server retries its database, and MLflow's client retries those
+    calls for minutes.
     """
     if not is_remote(uri):
         return
     timeout = reachable_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
     base = uri.rstrip("/")
     try:
         _get(base + "/health", timeout)
@@ -129,16 +132,21 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
     except (OSError, ValueError) as exc:
         raise _no_answer(uri, timeout, exc) from None
     try:
-        _get(base + STORE_PROBE, timeout)
+        _get(base + STORE_PROBE, max(deadline - time.monotonic(), 0.1))
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
-            raise UserError(
-                f"mlflow.tracking_uri: the tracking server {uri} answers, but its store does "
-                f"not (HTTP {exc.code}: {_server_message(exc)}); check the server's database "
-                "(python -m logreg.tracking.server status), or use mlflow=off"
-            ) from None
+            raise _no_store(uri, f"HTTP {exc.code}: {_server_message(exc)}") from None
     except (OSError, ValueError) as exc:
-        raise _no_answer(uri, timeout, exc) from None
+        reason = getattr(exc, "reason", exc)
+        raise _no_store(uri, f"no answer within {timeout:g} s: {reason}") from None
+
+
+def _no_store(uri: str, why: str) -> UserError:
+    return UserError(
+        f"mlflow.tracking_uri: the tracking server {uri} answers, but its store does not "
+        f"({why}); check the server's database (python -m logreg.tracking.server status), "
+        "or use mlflow=off"
+    )
 
 
 # A read that every MLflow server answers from its store: 200, or 404 (no such experiment).
