@@ -69,14 +69,17 @@ def assert_four_finished_with_every_step(uri: str, children: list) -> None:
 
 def test_a_sweep_on_a_running_cluster_is_tracked_on_the_team_server(team_server, tmp_path):
     tracking = [f"mlflow.tracking_uri={team_server.uri}", "mlflow.experiment_name=cluster"]
-    with dask_cluster(2, tmp_path, sweep_env()) as (address, _):
+    with dask_cluster(2, tmp_path, sweep_env()) as (address, workers):
         command = sweep_command(f"hydra.launcher.address={address}", *tracking, *GRID)
         done = subprocess.run(
             command, cwd=tmp_path, env=sweep_env(), capture_output=True, text=True, timeout=600
         )
-    assert done.returncode == 0, done.stderr[-4000:]
+        assert done.returncode == 0, done.stderr[-4000:]
+        parent, children = children_of_the_sweep(team_server.uri, "cluster")
+        # Each run's process (its pid tag) is a worker of this cluster, still running.
+        groups = {os.getpgid(int(c.data.tags["logreg.pid"])) for c in children}
+        assert groups <= {worker.pid for worker in workers}
 
-    parent, children = children_of_the_sweep(team_server.uri, "cluster")
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
     assert_four_finished_with_every_step(team_server.uri, children)
