@@ -77,13 +77,21 @@ def test_a_sweep_on_a_running_cluster_is_tracked_on_the_team_server(team_server,
         assert done.returncode == 0, done.stderr[-4000:]
         parent, children = children_of_the_sweep(team_server.uri, "cluster")
         # Each run's process (its pid tag) is a worker of this cluster, still running.
-        groups = {os.getpgid(int(c.data.tags["logreg.pid"])) for c in children}
+        groups = {process_group(int(c.data.tags["logreg.pid"])) for c in children}
         assert groups <= {worker.pid for worker in workers}
 
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 4
     assert_four_finished_with_every_step(team_server.uri, children)
     assert parent.data.metrics["sweep/jobs"] == 4 and parent.data.metrics["sweep/jobs_failed"] == 0
+
+
+def process_group(pid: int) -> int | None:
+    """The process group of a running process; None when it has exited."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def wait_until(condition, what: str, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -122,7 +130,7 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
             wait_until(lambda: len(running_children()) == 2, "two jobs running at once", sweep)
             # The worker that runs the first of them (its run's pid tag): nanny and all.
             job_pid = int(running_children()[0].data.tags["logreg.pid"])
-            (worker,) = [w for w in workers if os.getpgid(job_pid) == w.pid]
+            (worker,) = [w for w in workers if process_group(job_pid) == w.pid]
             os.killpg(worker.pid, signal.SIGKILL)
             sweep.wait(timeout=600)
         finally:
