@@ -63,6 +63,38 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+@contextlib.contextmanager
+def dask_cluster(
+    n_workers: int, cwd: Path, env: dict[str, str], scheduler_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[subprocess.Popen]]]:
+    """A real ``dask scheduler`` and ``n_workers`` ``dask worker --nthreads 1`` on loopback.
+
+    Each runs in its own session, in ``cwd`` (where a job's folder lands) with ``env``:
+    a worker of a running cluster has its own environment, not the sweep's. Yields the
+    scheduler's address, once every worker has joined, and the workers' processes; all
+    are stopped after.
+    """
+    from distributed import Client
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    flags = {"start_new_session": True, "cwd": cwd, **quiet}
+    scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    processes = [subprocess.Popen(scheduler, env=scheduler_env or env, **flags)]
+    try:
+        worker = [dask, "worker", address, "--nthreads", "1", "--no-dashboard"]
+        workers = [subprocess.Popen(worker, env=env, **flags) for _ in range(n_workers)]
+        processes += workers
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(n_workers, timeout=120)
+        yield address, workers
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
 def mlflow_cli() -> str:
     return str(Path(sys.executable).with_name("mlflow"))
 
@@ -187,13 +219,8 @@ def server_command(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
-def team_server() -> Iterator[TeamServer]:
-    """``python -m logreg.tracking.server start`` in a new folder on free ports; stopped after.
-
-    Skipped when PostgreSQL's programs are missing, except in CI (``CI=true``), where
-    that fails: ``.ci/run`` installs them.
-    """
+def require_postgres() -> None:
+    """Skip when PostgreSQL's programs are missing, except in CI (``CI=true``): fail there."""
     from logreg.errors import UserError
     from logreg.tracking.server import postgres_bindir
 
@@ -203,8 +230,16 @@ def team_server() -> Iterator[TeamServer]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {exc}")
         pytest.skip(POSTGRES_MISSING)
-    # Not under pytest's tmp folder, which only its owner may enter: run as root, the
-    # server's PostgreSQL runs as the postgres user, which needs to reach its folder.
+
+
+@contextlib.contextmanager
+def started_team_server() -> Iterator[TeamServer]:
+    """``python -m logreg.tracking.server start`` in a new folder on free ports; stopped after.
+
+    Not under pytest's tmp folder, which only its owner may enter: run as root, the
+    server's PostgreSQL runs as the postgres user, which needs to reach its folder.
+    """
+    require_postgres()
     folder = Path(tempfile.mkdtemp(prefix="logreg-team-server-"))
     folder.chmod(0o755)
     port, db_port = free_port(), free_port()
@@ -217,6 +252,17 @@ def team_server() -> Iterator[TeamServer]:
         stopped = server_command("stop", "--folder", str(folder))
         shutil.rmtree(folder, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture(scope="session")
+def team_server() -> Iterator[TeamServer]:
+    """The team server of the test session (:func:`started_team_server`).
+
+    Skipped when PostgreSQL's programs are missing, except in CI (``CI=true``), where
+    that fails: ``.ci/run`` installs them.
+    """
+    with started_team_server() as server:
+        yield server
 
 
 def _logs(folder: Path) -> str:

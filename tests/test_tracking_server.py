@@ -14,14 +14,16 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import invocations, server_command, server_env, serving
+from conftest import invocations, server_command, server_env, serving, started_team_server
 from logreg import LogisticRegression, preprocess
+from logreg.errors import UserError
 from logreg.preprocess import Preprocessing
 from logreg.tracking import store
 from logreg.tracking.runs import open_tracker
@@ -30,7 +32,10 @@ pytestmark = pytest.mark.slow
 
 TINY = ["data=synthetic", "data.n_samples=400", "train.epochs=5", "evaluate.baseline=false"]
 TWINS = 8  # jobs logging the same datasets and tags at once
-JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+LAUNCHERS = {  # two jobs at a time, through each launcher
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "dask": ["hydra/launcher=dask", "hydra.launcher.n_workers=2"],
+}
 ROUNDS = 4  # each round, every twin logs into a new run two datasets new to the experiment
 
 
@@ -101,15 +106,19 @@ def test_a_pipeline_run_goes_through_the_team_server(team_server, tmp_path, monk
     np.testing.assert_allclose(answered, expected, rtol=1e-12)
 
 
-def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(team_server, tmp_path):
-    """The issue's failure: parallel joblib jobs that share their data, against PostgreSQL."""
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_eight_parallel_sweep_jobs_track_everything_through_the_team_server(
+    team_server, tmp_path, launcher
+):
+    """The issue's failure: parallel jobs that share their data, against PostgreSQL."""
     from mlflow.tracking import MlflowClient
 
     sweep = ["train.batch_size=16,256", "model.penalty=l1,l2", "rebalance=none,oversample"]
-    run_logreg(team_server, tmp_path, "sweep", "--multirun", *JOBLIB, *sweep)
+    name = f"sweep-{launcher}"
+    run_logreg(team_server, tmp_path, name, "--multirun", *LAUNCHERS[launcher], *sweep)
 
     client = MlflowClient(team_server.uri)
-    experiment = client.get_experiment_by_name("sweep").experiment_id
+    experiment = client.get_experiment_by_name(name).experiment_id
     runs = client.search_runs([experiment])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -238,6 +247,31 @@ def test_search_optuna_with_mlflow_server_finds_the_optuna_database(team_server)
     assert study_storage(team_server.uri + "/", team_server.folder) == done.stdout.strip()
     assert study_storage("http://127.0.0.1:1", team_server.folder) is None  # another server
     assert study_storage(None, team_server.folder) is None
+
+
+def test_postgresql_down_is_one_clear_line_within_10_s(tmp_path):
+    """The server answers /health with its database down; the run stops at once, not in minutes."""
+    from logreg.tracking import server
+
+    with started_team_server() as down:
+        layout = server.Layout.of(down.folder)
+        assert server.stop_postgres(layout, server.postgres_bindir())
+        started = time.monotonic()
+        with pytest.raises(UserError) as raised:
+            open_tracker({"tracking_uri": down.uri})
+        waited = time.monotonic() - started
+        command = [sys.executable, "-m", "logreg.run", *TINY, f"mlflow.tracking_uri={down.uri}"]
+        env = {k: v for k, v in server_env().items() if k not in ("DVC_ROOT", "MLFLOW_RUN_ID")}
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+    # One wait of LOGREG_TRACKING_TIMEOUT's default, 10 s, for /health and the store in all:
+    # a server whose store is not made yet retries its database (here it never answers).
+    assert waited < 10.0 + 1.0
+    assert f"the tracking server {down.uri} answers, but its store does not" in str(raised.value)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith(str(raised.value))
 
 
 def test_a_busy_port_is_one_clear_line(team_server, tmp_path):

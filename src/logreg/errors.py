@@ -122,6 +122,22 @@ def cli(main: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def user_errors_exit() -> Iterator[None]:
+    """A :class:`UserError` as one line on stderr and exit code 2, inside Hydra's own flow.
+
+    Hydra prints an exception that a sweeper or launcher raises (a wrong address, a bad
+    key) with its traceback, before :func:`cli` could see it; a ``SystemExit`` passes by.
+    """
+    try:
+        yield
+    except UserError as exc:
+        if debug_enabled():
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
 def _program_name(main: Callable[..., Any]) -> str:
     # Under `python -m logreg.stages.train` the module is __main__; its spec has the real name.
     module = getattr(main, "__module__", "logreg")

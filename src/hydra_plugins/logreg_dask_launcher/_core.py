@@ -39,9 +39,13 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from logreg import sweep_jobs
-from logreg.errors import UserError
+from logreg.errors import UserError, user_errors_exit
 
 log = logging.getLogger(__name__)
+
+# How long to try a scheduler's address: a scheduler answers in milliseconds, and a
+# wrong address should be one line within 10 s (Dask retries until the timeout ends).
+CONNECT_TIMEOUT = "5s"
 
 
 class JobFailed(Exception):
@@ -54,9 +58,10 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], first: int) ->
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    retries = _count(settings, "retries", minimum=0)
     singleton_state = Singleton.get_state()
-    client = _client(launcher, retries)
+    with user_errors_exit():
+        retries = _count(settings, "retries", minimum=0)
+        client = _client(launcher, retries)
     log.info(f"Dask ({client.scheduler.address}) is launching {len(job_overrides)} jobs")
     sweep_key = uuid.uuid4().hex[:8]  # two sweeps on one cluster must not share task keys
     futures = [
@@ -162,7 +167,7 @@ def _connect(settings: dict[str, Any], retries: int) -> Iterator[Any]:
     address = settings.get("address")
     if address:
         try:
-            client = Client(str(address), timeout="10s")
+            client = Client(str(address), timeout=CONNECT_TIMEOUT)
         except OSError as exc:
             raise UserError(
                 f"hydra.launcher.address: cannot reach a Dask scheduler at {address} ({exc})"

@@ -10,6 +10,7 @@ been switched off.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -111,25 +112,70 @@ def reachable_timeout() -> float:
 def check_reachable(uri: str, timeout: float | None = None) -> None:
     """Fail fast with a clear :class:`UserError` when an http(s) server does not answer.
 
-    Waits ``timeout`` seconds (default :func:`reachable_timeout`) for the connection and
-    again for the answer to ``GET /health``: a server that accepts connections but never
-    answers fails as surely as a port where nothing listens.
+    Waits at most ``timeout`` seconds in all (default :func:`reachable_timeout`): for the
+    connection and the answer to ``GET /health``, so that a server that accepts
+    connections but never answers fails as surely as a port where nothing listens; then
+    for one read of its store (:data:`STORE_PROBE`). ``/health`` does not touch the
+    database: with the database down, the server answers it, but each store call fails
+    or hangs while the server retries its database, and MLflow's client retries those
+    calls for minutes.
     """
     if not is_remote(uri):
         return
     timeout = reachable_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    base = uri.rstrip("/")
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
+        _get(base + "/health", timeout)
     except urllib.error.HTTPError:
         return  # the server answered, even if it has no /health page
     except (OSError, ValueError) as exc:
+        raise _no_answer(uri, timeout, exc) from None
+    try:
+        _get(base + STORE_PROBE, max(deadline - time.monotonic(), 0.1))
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise _no_store(uri, f"HTTP {exc.code}: {_server_message(exc)}") from None
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"mlflow.tracking_uri: the tracking server {uri} did not answer within "
-            f"{timeout:g} s ({reason}); start it, point mlflow.tracking_uri or "
-            "MLFLOW_TRACKING_URI at a running one, or use mlflow=off"
-        ) from None
+        raise _no_store(uri, f"no answer within {timeout:g} s: {reason}") from None
+
+
+def _no_store(uri: str, why: str) -> UserError:
+    return UserError(
+        f"mlflow.tracking_uri: the tracking server {uri} answers, but its store does not "
+        f"({why}); check the server's database (python -m logreg.tracking.server status), "
+        "or use mlflow=off"
+    )
+
+
+# A read that every MLflow server answers from its store: 200, or 404 (no such experiment).
+STORE_PROBE = "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+
+
+def _get(url: str, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout):
+        pass
+
+
+def _no_answer(uri: str, timeout: float, exc: Exception) -> UserError:
+    reason = getattr(exc, "reason", exc)
+    return UserError(
+        f"mlflow.tracking_uri: the tracking server {uri} did not answer within "
+        f"{timeout:g} s ({reason}); start it, point mlflow.tracking_uri or "
+        "MLFLOW_TRACKING_URI at a running one, or use mlflow=off"
+    )
+
+
+def _server_message(error: urllib.error.HTTPError) -> str:
+    """The first line of the server's error message (MLflow answers JSON with a message)."""
+    try:
+        body = error.read().decode(errors="replace")
+        message = str(json.loads(body).get("message") or body)
+    except (OSError, ValueError, AttributeError):
+        message = str(error.reason)
+    line = next((part.strip() for part in message.splitlines() if part.strip()), "no message")
+    return line[:300]
 
 
 def is_transient(exc: BaseException) -> bool:
