@@ -42,7 +42,7 @@ def prox_newton_solve(
     max_iter: int,
     tol: float,
     max_time: float | None,
-    rng: np.random.Generator,
+    rng: np.random.Generator,  # unused: every iteration is exact; kept so the solvers share a call
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     started = time.perf_counter()

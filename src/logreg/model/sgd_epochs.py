@@ -59,7 +59,6 @@ class StreamedEpochs:
     def __init__(self, rows: RowBlocks, rng: np.random.Generator, fit_intercept: bool, B: int):
         self.rows, self.rng, self.fit_intercept, self.B = rows, rng, fit_intercept, B
         self.progressive_sum = 0.0
-        self.state: LoopState | None = None
 
     def first_designs(self) -> list[BlockDesign]:
         """Each block's copy in turn (a generator: one copy alive at a time)."""
@@ -67,7 +66,7 @@ class StreamedEpochs:
                 for block in self.rows.blocks())  # fmt: skip
 
     def bind(self, state: LoopState) -> None:
-        self.state = state
+        """Nothing to set up: each block's batches are cut when it is visited."""
 
     def run(
         self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
