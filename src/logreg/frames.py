@@ -75,7 +75,7 @@ def minority_class(y: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
+def reading_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     """Reading errors as one UserError line naming the file."""
     try:
         yield
@@ -87,7 +87,7 @@ def _reading(path: str | os.PathLike[str]) -> Iterator[None]:
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The table as a frame, one block per column (see :data:`LEAN_READ`)."""
-    with _reading(path):
+    with reading_errors(path):
         return pd.read_parquet(path, **LEAN_READ, to_pandas_kwargs=LEAN_FRAME)
 
 
@@ -132,7 +132,7 @@ def feature_matrix(
 
 def read_split(path: str | os.PathLike[str], dtype: Any = np.float64) -> Split:
     """A split file as arrays, ``X`` C-ordered in ``dtype`` (:func:`table_split`)."""
-    with _reading(path):
+    with reading_errors(path):
         table = pq.read_table(path, **LEAN_READ)
     return table_split(table, dtype, source=str(path))
 

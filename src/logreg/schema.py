@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from logreg import datasets, preprocess
+from logreg.engines.cluster import ENGINES, is_byte_size
 from logreg.errors import UserError
 from logreg.metrics import THRESHOLD_METHODS
 from logreg.model import LogisticRegression
@@ -119,6 +120,22 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "n_bootstrap": integer(100, default=1000),
         "seed": OPTIONAL_SEED,
     },
+    # Where the stages run (conf/engine/): the cluster keys matter for engine=dask only.
+    "engine": {
+        "name": choice(ENGINES, default="numpy"),
+        "address": or_null(
+            text("a Dask scheduler address, tcp://host:port"), "a LocalCluster", default=None
+        ),
+        "n_workers": integer(1, default=2),
+        "threads_per_worker": integer(1, default=1),
+        "memory_limit": Rule(
+            "a memory size per worker: bytes, '4GiB', '500MB' or 'auto'",
+            is_byte_size,
+            (int, str),
+            default="2GiB",
+        ),
+        "partition_rows": integer(1, default=250_000),
+    },
     "mlflow": {
         "enabled": boolean(),
         "tracking_uri": or_null(text("a tracking URI"), "the project's sqlite store"),
@@ -126,7 +143,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "parent_run_id": or_null(text("a run id"), "a top-level run", default=None),
     },
 }
-OPTIONAL_SECTIONS = ("evaluate",)  # a params file without it gets the defaults
+OPTIONAL_SECTIONS = ("evaluate", "engine")  # a params file without them gets the defaults
 
 # ``data``: the keys every source shares, then each source's own.
 DATA_COMMON: dict[str, Rule] = {

@@ -21,7 +21,7 @@ import atexit
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from logreg import sweep_jobs
+from logreg.engines.cluster import connect
 from logreg.errors import UserError, user_errors_exit
 
 log = logging.getLogger(__name__)
-
-# How long to try a scheduler's address: a scheduler answers in milliseconds, and a
-# wrong address should be one line within 10 s (Dask retries until the timeout ends).
-CONNECT_TIMEOUT = "5s"
 
 
 class JobFailed(Exception):
@@ -153,42 +150,18 @@ def _client(launcher: Any, retries: int) -> Any:
     return launcher.client
 
 
-@contextlib.contextmanager
-def _connect(settings: dict[str, Any], retries: int) -> Iterator[Any]:
+def _connect(settings: dict[str, Any], retries: int) -> Any:
     """A client of the scheduler at ``address``, or of a LocalCluster made for this sweep."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    # Hydra sets the root logger to INFO; Dask's own lines (workers starting, closing)
-    # would bury the jobs' lines.
-    for name in [*logging.root.manager.loggerDict, "distributed"]:
-        if name.startswith("distributed"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    address = settings.get("address")
-    if address:
-        try:
-            client = Client(str(address), timeout=CONNECT_TIMEOUT)
-        except OSError as exc:
-            raise UserError(
-                f"hydra.launcher.address: cannot reach a Dask scheduler at {address} ({exc})"
-            ) from None
-        with client:
-            yield client
-        return
-    n_workers = _count(settings, "n_workers", minimum=1)
     # Hydra's job state is process-global, so a worker runs one job at a time.
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": retries}),
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=settings.get("memory_limit", "auto"),
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+    address = settings.get("address")
+    return connect(
+        str(address) if address else None,
+        n_workers=1 if address else _count(settings, "n_workers", minimum=1),
+        threads_per_worker=1,
+        memory_limit=settings.get("memory_limit", "auto"),
+        allowed_failures=retries,
+        key="hydra.launcher.address",
+    )
 
 
 def _count(settings: dict[str, Any], key: str, minimum: int) -> int:

@@ -1,0 +1,91 @@
+"""A table on disk as partitions: a folder of Parquet files, one per block of rows.
+
+The numpy engine writes a split as one file (``data/prepared/train.parquet``); the dask
+engine writes the same path as a folder of ``part-00000.parquet``, ``part-00001.parquet``,
+... in row order, each at most ``engine.partition_rows`` rows. Arrow reads either as one
+table, so a stage of one engine reads the other's output when it fits in memory, and DVC
+tracks a folder as it tracks a file. A partition is what one Dask task reads, so a
+worker's memory bounds a partition, never the table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from logreg.errors import UserError
+from logreg.frames import read_table, reading_errors, write_table
+
+PART = "part-{:05d}.parquet"
+
+
+def part_paths(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of a table: the file itself, or a partition folder's parts in row order."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(path.glob("part-*.parquet"))
+        if not parts:
+            raise UserError(f"{path}: a folder without partitions (part-*.parquet)")
+        return parts
+    if not path.exists():
+        raise UserError(f"{path}: file not found (run the earlier pipeline stages first)")
+    return [path]
+
+
+def part_rows(path: str | os.PathLike[str]) -> int:
+    """A part's row count, from its footer: no data read."""
+    with reading_errors(path):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def read_part(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """One part as a frame; a corrupt or truncated file is one line naming it."""
+    return read_table(path)
+
+
+def write_parts(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str]) -> list[int]:
+    """Each frame as the next part of the folder ``path``; the rows per part.
+
+    The parts go to a temp folder beside ``path``, which replaces ``path`` only when
+    every part is written: an interrupted write leaves the old table (or none), never
+    a folder missing its last parts.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        sizes = []
+        for i, frame in enumerate(frames):
+            write_table(frame, staging / PART.format(i))
+            sizes.append(len(frame))
+        staging.chmod(0o777 & ~_umask())
+        replace_path(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sizes
+
+
+def replace_path(new: Path, target: Path) -> None:
+    """Put ``new`` (a file or folder) at ``target``, whatever ``target`` was."""
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if new.is_dir() and target.exists():
+            target.unlink()  # a file cannot be renamed over; the old table is gone either way
+        os.replace(new, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
