@@ -40,9 +40,23 @@ class Cuts(NamedTuple):
 
 
 def row_hashes(frame: pd.DataFrame, seed: int) -> np.ndarray:
-    """A uint64 per row from its values (not its index), keyed by the seed."""
+    """A uint64 per row from its values (not its index), keyed by the seed.
+
+    pandas keys only the hashes of text columns (``hash_key``); a numeric column hashes
+    the same whatever the key. So the seed is also mixed into every row's hash, through
+    SplitMix64's finaliser (a bijection of 64-bit words): equal rows keep equal hashes,
+    and another seed orders the rows anew.
+    """
     key = f"logreg{seed % 10**10:010d}"  # pandas wants a 16-character key
-    return pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy(np.uint64)
+    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy(np.uint64)
+    return _mix(hashes ^ _mix(np.array([seed], dtype=np.uint64))[0])
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every input bit moves about half the output bits."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def class_index(labels: Sequence, classes: Sequence) -> np.ndarray:

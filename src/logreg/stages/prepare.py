@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 
-from logreg import preprocess
+from logreg import hash_split, preprocess
 from logreg.datasets import load_dataset
 from logreg.errors import UserError, cli
 from logreg.frames import RESERVED, TARGET, class_counts, minority_class, plain_label, write_table
@@ -33,6 +33,7 @@ from logreg.preprocess import Preprocessing
 from logreg.stages import entry
 
 SPLITS = ("train", "val", "test")
+SPLIT_CODE = {name: hash_split.SPLITS.index(name) for name in SPLITS}  # hash_split.assign's codes
 MAX_CLASSES = 100  # more distinct target values than this is almost surely not a class label
 
 
@@ -79,34 +80,30 @@ def check_features(frame: pd.DataFrame, target: str, categorical: Sequence[str] 
 def split_frame(
     frame: pd.DataFrame, val_size: float, test_size: float, seed: int
 ) -> dict[str, pd.DataFrame]:
-    """Stratified train/val/test split; a UserError if any split would miss a class."""
-    from sklearn.model_selection import train_test_split  # slow to import: only when used
-
+    """Stratified train/val/test split by seeded row hashes (:mod:`logreg.hash_split`), as
+    the dask engine splits; a UserError if any split would miss a class."""
     counts = frame[TARGET].value_counts()
-    hint = (
-        f"add rows of that class or change prepare.val_size={val_size} / "
-        f"prepare.test_size={test_size}"
-    )
+    hint = split_hint(val_size, test_size)
     if counts.min() < len(SPLITS):
         raise UserError(
             f"split too small to hold every class: class {plain_label(counts.idxmin())!r} has "
             f"{counts.min()} row(s), but train, val and test each need one; {hint}"
         )
-    # Split row positions, not the frame: each split's rows are then copied once, and
-    # the frame is not copied whole into an intermediate "rest" (same rows, same order).
-    labels = frame[TARGET].to_numpy()
-    try:
-        rest, test = train_test_split(
-            np.arange(len(frame)), test_size=test_size, stratify=labels, random_state=seed
-        )
-        train, val = train_test_split(
-            rest, test_size=val_size / (1 - test_size), stratify=labels[rest], random_state=seed
-        )
-    except ValueError as exc:
-        raise UserError(f"split too small to hold every class ({exc}); {hint}") from None
-    splits = {"train": frame.take(train), "val": frame.take(val), "test": frame.take(test)}
+    classes = np.unique(frame[TARGET].to_numpy())
+    klass = hash_split.class_index(frame[TARGET], classes)
+    split = hash_split.split_in_memory(
+        hash_split.row_hashes(frame, seed), klass, len(classes), val_size, test_size
+    )
+    splits = {name: frame.take(np.flatnonzero(split == SPLIT_CODE[name])) for name in SPLITS}
     check_classes(splits, set(counts.index), hint)
     return splits
+
+
+def split_hint(val_size: float, test_size: float) -> str:
+    return (
+        f"add rows of that class or change prepare.val_size={val_size} / "
+        f"prepare.test_size={test_size}"
+    )
 
 
 def check_classes(splits: dict[str, pd.DataFrame], classes: set[Any], hint: str) -> None:
