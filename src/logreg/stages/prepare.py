@@ -138,6 +138,7 @@ def prepare_splits(
         name: preprocess.transform(prep, raw_splits.pop(name)).reset_index(drop=True)
         for name in SPLITS
     }
+    prep.classes = [plain_label(c) for c in np.unique(splits["train"][TARGET].to_numpy())]
     if labelled[TARGET].nunique() == 2:
         prep.positive_class = minority_class(splits["train"][TARGET].to_numpy())
     if missing == "drop":
