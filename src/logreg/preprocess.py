@@ -286,12 +286,12 @@ def fit(
         raise UserError("no feature columns besides the target")
     columns = []
     for name, kind in kinds.items():
-        values = _typed(train[name], kind)
+        values = as_kind(train[name], kind)
         if kind == NUMERIC:
             columns.append(Column(name, kind, float(values.median())))
         else:
             columns.append(categorical_column(name, values.value_counts().to_dict()))
-    encoded, index, _ = _encode(columns, train, missing)
+    encoded, index, _ = encode(columns, train, missing)
     # Column by column: no full-size matrix or mask beside the encoded columns.
     stats = {
         name: Stats(
@@ -367,7 +367,7 @@ def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
     absent = [c.name for c in prep.columns if c.name not in frame.columns]
     if absent:
         raise UserError(f"missing column(s) {absent} that the preprocessing was fitted on")
-    encoded, index, keep = _encode(prep.columns, frame, prep.missing)
+    encoded, index, keep = encode(prep.columns, frame, prep.missing)
     # Filled column by column into a Fortran-ordered matrix: each output column is
     # contiguous, as the frame's columns (and the Parquet writer) want them.
     values = np.empty((len(index), len(prep.features)), order="F")
@@ -414,7 +414,7 @@ def inverse_transform(prep: Preprocessing, features: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(raw, index=features.index)
 
 
-def _typed(values: pd.Series, kind: str) -> pd.Series:
+def as_kind(values: pd.Series, kind: str) -> pd.Series:
     if kind == NUMERIC:
         if _is_numeric(values):
             return values.astype(np.float64)
@@ -450,7 +450,7 @@ def _category_order(label: str) -> tuple[int, float, str]:
     return (0, value, label) if math.isfinite(value) else (1, 0.0, label)
 
 
-def _encode(
+def encode(
     columns: list[Column], frame: pd.DataFrame, missing: str
 ) -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray]:
     """Numbers as float, categories one-hot (no column for the reference level), gaps handled.
@@ -459,7 +459,7 @@ def _encode(
     boolean mask of the rows of ``frame`` they come from (all True unless
     ``missing="drop"``).
     """
-    typed = {c.name: _typed(frame[c.name], c.kind) for c in columns}
+    typed = {c.name: as_kind(frame[c.name], c.kind) for c in columns}
     if missing == "drop":
         gaps = np.zeros(len(frame), dtype=bool)
         for values in typed.values():

@@ -5,10 +5,13 @@ Run it as DVC does::
     python -m logreg.stages.prepare --params params.yaml --raw-dir data/raw \\
         --out-dir data/prepared --report reports/data.json
 
-Reads the ``data`` and ``prepare`` sections of ``params.yaml``. Writes the loaded table
-to ``<raw-dir>/<data.name>.parquet``, then the stratified ``train``/``val``/``test``
-splits and ``preprocess.json`` to ``<out-dir>``, and rows, features and class counts
-per split to the report. Every file is written atomically.
+Reads the ``data``, ``prepare`` and ``engine`` sections of ``params.yaml``. Writes the
+loaded table to ``<raw-dir>/<data.name>.parquet``, then the stratified
+``train``/``val``/``test`` splits (:mod:`logreg.hash_split`) and ``preprocess.json`` to
+``<out-dir>``, and rows, features and class counts per split to the report. Every file
+is written atomically. With ``engine=dask`` each table is a folder of partitions, written
+by the cluster's workers (:mod:`logreg.engines.dask_prepare`), with the same rows,
+preprocessing and report.
 
 :func:`prepare_splits` does the work on a frame; :func:`run` loads, checks the data and
 writes, given checked params and :class:`Paths`; :func:`main` is the command line.
@@ -161,12 +164,24 @@ class Paths:
     report: Annotated[Path, "JSON report: rows, features, classes"]
 
 
-SECTIONS = ("data", "prepare")
+SECTIONS = ("data", "prepare", "engine")
 
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
     """Load the source, check it, write the raw table, then the splits, preprocessing, report."""
     data, options = params["data"], params["prepare"]
+    if params["engine"]["name"] == "dask":  # the same outputs, as partition folders
+        from logreg.engines.cluster import engine_client
+        from logreg.engines.dask_prepare import prepare_on_dask
+
+        with engine_client(params["engine"]) as client:
+            prep, report = prepare_on_dask(
+                client, data, options, params["engine"]["partition_rows"],
+                paths.raw_dir / f"{data['name']}.parquet", paths.out_dir,
+            )  # fmt: skip
+        preprocess.write_preprocessing(paths.out_dir / "preprocess.json", prep)
+        write_json(paths.report, report)
+        return
     frame, target = load_dataset(data)
     source = data.get("path") or f"data.name={data['name']}"
     categorical = [str(c) for c in data["categorical"]]
