@@ -198,8 +198,8 @@ def test_a_partition_too_big_for_a_worker_names_both_sizes(tmp_path, cluster, ca
     line = capsys.readouterr().err.strip()
     assert re.search(
         r"engine\.partition_rows=100000000: a partition of 100000000 rows × 31 columns needs "
-        r"about [\d.]+ [TG]iB .* above engine\.memory_limit \([\d.]+ [GM]iB per worker\); set "
-        r"engine\.partition_rows to \d+ or fewer",
+        r"about [\d.]+ [TG]iB .* above engine\.memory_limit \([\d.]+ [GM]iB per worker "
+        r"thread\); set engine\.partition_rows to \d+ or fewer",
         line,
     ), line
     assert not (tmp_path / "data/raw/breast_cancer.parquet").exists()

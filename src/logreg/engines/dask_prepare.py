@@ -47,9 +47,10 @@ from logreg.preprocess import CATEGORICAL, NUMERIC, Column, Preprocessing, Profi
 
 SPLITS = ("train", "val", "test")
 MAX_CLASSES = 100  # as the numpy engine: more distinct labels is not a class label
-# A prepare task's peak memory over its part's raw size (rows × columns × 8 bytes):
-# reading, hashing, typing and encoding hold a few copies of the part at once.
-# Measured with bench/prepare_memory.py: see MEMORY_FACTOR's note in the README.
+# Memory a prepare task needs per byte of its part's raw size (rows × columns × 8 B).
+# bench/prepare_memory.py measures a task's peak at 1.9-3.2× (reading, hashing and
+# typing hold copies; text columns cost most), and a Dask worker spills at 60 % of its
+# memory_limit: 3.2 / 0.6 ≈ 5.3, rounded up.
 MEMORY_FACTOR = 6
 
 
@@ -162,8 +163,10 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
 
 
 def worker_memory(client: Any) -> int:
-    """The smallest memory limit of the cluster's workers, in bytes (0: none set)."""
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    """The smallest memory per worker thread (one task each) in the cluster, in bytes
+    (0: no limit set)."""
+    workers = client.scheduler_info()["workers"].values()
+    limits = [(w.get("memory_limit") or 0) // max(w.get("nthreads", 1), 1) for w in workers]
     return min(limits, default=0)
 
 
@@ -177,8 +180,8 @@ def check_partition_memory(partition_rows: int, n_columns: int, limit: int) -> N
         raise UserError(
             f"engine.partition_rows={partition_rows}: a partition of {partition_rows} rows × "
             f"{n_columns} columns needs about {format_bytes(need)} on a worker while prepare "
-            f"works on it, above engine.memory_limit ({format_bytes(limit)} per worker); set "
-            f"engine.partition_rows to {fits} or fewer, or give workers more memory"
+            f"works on it, above engine.memory_limit ({format_bytes(limit)} per worker "
+            f"thread); set engine.partition_rows to {fits} or fewer, or give workers more memory"
         )
 
 
