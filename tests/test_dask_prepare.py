@@ -203,3 +203,25 @@ def test_a_partition_too_big_for_a_worker_names_both_sizes(tmp_path, cluster, ca
         line,
     ), line
     assert not (tmp_path / "data/raw/breast_cancer.parquet").exists()
+
+
+DATA_ERRORS = [
+    "empty target", "one class", "all-NaN feature", "numeric with text", "split too small",
+    "missing target", "categorical not a column", "categorical target", "header only",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", DATA_ERRORS)
+def test_bad_data_gives_the_numpy_engines_line_on_dask(tmp_path, cluster, capsys, case):
+    from test_prepare_stage import BAD_DATA, fails, prepare_argv
+
+    make, message = BAD_DATA[case]
+    data = make(tmp_path)
+    OmegaConf.save(
+        OmegaConf.create({"data": data, "prepare": PREPARE, "engine": engine(cluster, 7)}),
+        tmp_path / "params.yaml",
+    )
+    line = fails(capsys, prepare.main, prepare_argv(tmp_path))  # several parts of 7 rows
+    assert re.search(message, line), line
+    assert not (tmp_path / "data/prepared").exists() and not (tmp_path / "reports").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
