@@ -96,7 +96,9 @@ def prepare_on_dask(
         target = load_raw(client, dict(data), partition_rows, staging)
         try:  # a problem with the data names its source
             parts = part_paths(staging)
-            offsets = np.cumsum([0, *client.gather(client.map(part_rows, parts))])[:-1]
+            offsets = np.cumsum(
+                [0, *results(client, [submit(client, part_rows, p) for p in parts])]
+            )[:-1]
             classes = check_raw(client, parts, offsets, target, data["categorical"])
             replace_path(staging, raw_path)
             parts = part_paths(raw_path)
@@ -109,6 +111,39 @@ def prepare_on_dask(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return prep, report
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A task's UserError, returned as a value: raised, Dask would log it on the worker
+    with its traceback, beside the stage's one line."""
+
+    message: str
+
+
+def _guarded(task: Callable, *args: Any) -> Any:
+    """Run ``task`` on a worker; a Failed argument (an earlier task's) passes through."""
+    failed = next((a for a in args if isinstance(a, Failed)), None)
+    if failed is not None:
+        return failed
+    try:
+        return task(*args)
+    except UserError as exc:
+        return Failed(str(exc))
+
+
+def submit(client: Any, task: Callable, *args: Any) -> Any:
+    """``task(*args)`` on a worker, as a future (futures among ``args`` are resolved)."""
+    return client.submit(_guarded, task, *args, pure=False)
+
+
+def results(client: Any, futures: list[Any]) -> list[Any]:
+    """The futures' results; the first task's UserError raised here."""
+    done = client.gather(futures)
+    failed = next((d for d in done if isinstance(d, Failed)), None)
+    if failed is not None:
+        raise UserError(failed.message)
+    return done
 
 
 # ------------------------------------------------------------------------------ 1. load
@@ -127,7 +162,7 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
         )
         check_partition_memory(partition_rows, n_columns, limit)
         tasks = [
-            client.submit(_write_file, file, schema, data, partition_rows, folder, i, pure=False)
+            submit(client, _write_file, file, schema, data, partition_rows, folder, i)
             for i, file in enumerate(files)
         ]
     elif source == "synthetic":
@@ -136,7 +171,8 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
         check_partition_memory(partition_rows, spec.n_features + 1, limit)
         cut = datasets.minority_cut(spec, _chunk_gather(client, spec, partition_rows))
         tasks = [
-            client.submit(
+            submit(
+                client,
                 _write_synthetic,
                 spec,
                 start,
@@ -145,7 +181,6 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
                 data,
                 target,
                 folder / PART.format(i),
-                pure=False,
             )
             for i, start in enumerate(range(0, spec.n_samples, partition_rows))
         ]
@@ -155,7 +190,7 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
         for i, start in enumerate(range(0, len(frame), partition_rows)):
             write_table(frame.iloc[start : start + partition_rows], folder / PART.format(i))
         return target
-    client.gather(tasks)
+    results(client, tasks)
     renumber(folder)
     if not list(folder.glob("part-*.parquet")):
         raise UserError(f"{data.get('path')}: a header but no data rows")
@@ -239,9 +274,7 @@ def _chunk_gather(client: Any, spec: datasets.Synthetic, partition_rows: int) ->
     runs = [range(i, min(i + per_task, spec.n_chunks)) for i in range(0, spec.n_chunks, per_task)]
 
     def gather(per_chunk: Callable) -> list[Any]:
-        done = client.gather(
-            [client.submit(_on_chunks, per_chunk, spec, run, pure=False) for run in runs]
-        )
+        done = results(client, [submit(client, _on_chunks, per_chunk, spec, run) for run in runs])
         return [result for results in done for result in results]
 
     return gather
@@ -316,11 +349,12 @@ def check_raw(
     clashes = [c for c in RESERVED if c in columns and c != target]
     if clashes:
         raise UserError(f"feature column(s) {clashes} use reserved names; rename or drop them")
-    found = client.gather(
+    found = results(
+        client,
         [
-            client.submit(_profile_raw, p, int(o), target, pure=False)
+            submit(client, _profile_raw, p, int(o), target)
             for p, o in zip(parts, offsets, strict=True)
-        ]
+        ],
     )
     summary = reduce(TargetSummary.merge, (s for s, _ in found))
     if summary.empty:
@@ -460,10 +494,10 @@ def split_fit_transform(
     val_size, test_size = options["val_size"], options["test_size"]
     missing, seed = options["missing"], options["seed"]
     preprocess.check_missing(missing)
-    pairs = [client.submit(_hash_class, p, target, seed, classes, pure=False) for p in parts]
+    pairs = [submit(client, _hash_class, p, target, seed, classes) for p in parts]
 
     def gather(per_part: Callable) -> list[Any]:
-        return client.gather([client.submit(_apply, per_part, h, pure=False) for h in pairs])
+        return results(client, [submit(client, _apply, per_part, h) for h in pairs])
 
     hint = (
         f"add rows of that class or change prepare.val_size={val_size} / "
@@ -482,11 +516,12 @@ def split_fit_transform(
     )
 
     def on_train(task: Callable, *args: Any) -> list[Any]:
-        return client.gather(
+        return results(
+            client,
             [
-                client.submit(_on_train_rows, task, p, int(o), target, h, cuts, *args, pure=False)
+                submit(client, _on_train_rows, task, p, int(o), target, h, cuts, *args)
                 for p, o, h in zip(parts, offsets, pairs, strict=True)
-            ]
+            ],
         )
 
     prep = fit_on_parts(on_train, missing, categorical)
@@ -495,13 +530,12 @@ def split_fit_transform(
         for name in SPLITS
     }
     try:
-        written = client.gather(
+        written = results(
+            client,
             [
-                client.submit(
-                    _write_split_parts, p, int(o), target, h, cuts, prep, staging, i, pure=False
-                )
+                submit(client, _write_split_parts, p, int(o), target, h, cuts, prep, staging, i)
                 for i, (p, o, h) in enumerate(zip(parts, offsets, pairs, strict=True))
-            ]
+            ],
         )
         counts = {name: sum((w[name] for w in written), Counter()) for name in SPLITS}
         if missing == "drop":
