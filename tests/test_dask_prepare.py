@@ -225,3 +225,26 @@ def test_bad_data_gives_the_numpy_engines_line_on_dask(tmp_path, cluster, capsys
     assert re.search(message, line), line
     assert not (tmp_path / "data/prepared").exists() and not (tmp_path / "reports").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow  # a LocalCluster of its own: 10-30 s on a shared 2-core machine
+def test_the_real_entry_point_says_one_line_when_a_worker_finds_a_bad_file(tmp_path):
+    # The stage starts its own LocalCluster: the workers' stderr is the command's.
+    from test_prepare_stage import prepare_argv, run_module
+
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    for i in range(3):
+        mixed_table(100, i).to_parquet(folder / f"t{i}.parquet", index=False)
+    (folder / "t1.parquet").write_bytes(b"PAR1 not really")
+    data = {"name": "tables", "source": "file", "path": str(folder), "target": "y"}
+    dask = {"name": "dask", "address": None, "n_workers": 2, "threads_per_worker": 1,
+            "memory_limit": "1GiB", "partition_rows": 50}  # fmt: skip
+    OmegaConf.save(
+        OmegaConf.create({"data": data, "prepare": PREPARE, "engine": dask}),
+        tmp_path / "params.yaml",
+    )
+    done = run_module("logreg.stages.prepare", prepare_argv(tmp_path), tmp_path)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if "Port 8787" not in line]
+    assert len(lines) == 1 and "t1.parquet: not a readable Parquet file" in lines[0], done.stderr
