@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from logreg import datasets, hash_split, moments, order_stats, preprocess
 from logreg.engines.partitions import PART, part_paths, part_rows, read_part, replace_path
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, plain_label, write_table
+from logreg.frames import RESERVED, TARGET, plain_label, reading_errors, write_table
 from logreg.preprocess import CATEGORICAL, NUMERIC, Column, Preprocessing, Profile, Stats
 
 SPLITS = ("train", "val", "test")
@@ -303,6 +304,12 @@ def _write_synthetic(
 # ----------------------------------------------------------------------------- 2. check
 
 
+def part_columns(path: Path) -> list[str]:
+    """A part's column names, from its footer: no data read."""
+    with reading_errors(path):
+        return list(pq.ParquetFile(path).schema_arrow.names)
+
+
 def _read(path: Path, offset: int) -> pd.DataFrame:
     """A part, its rows labelled by their number in the whole table (for messages)."""
     frame = read_part(path)
@@ -342,7 +349,7 @@ def check_raw(
     client: Any, parts: list[Path], offsets: np.ndarray, target: str, categorical: Sequence[Any]
 ) -> list[Any]:
     """The numpy engine's checks of the target and the features; the sorted class labels."""
-    columns = read_part(parts[0]).columns  # the same in every part (load checked them)
+    columns = part_columns(parts[0])  # the same in every part (load checked them)
     if target not in columns:
         shown = ", ".join(map(str, columns[:10]))
         raise UserError(f"target column '{target}' (data.target) not found; columns are {shown}")
@@ -546,8 +553,11 @@ def split_fit_transform(
         if len(classes) == 2:
             train = np.array([counts["train"][c] for c in classes])
             prep.positive_class = classes[int(np.flatnonzero(train == train.min())[-1])]
-        report: dict[str, Any] = {"raw": {"rows": int(offsets[-1]) + part_rows(parts[-1])}}
-        report["raw"]["columns"] = len(read_part(parts[0]).columns) - 1
+        raw = {
+            "rows": int(offsets[-1]) + part_rows(parts[-1]),
+            "columns": len(part_columns(parts[0])) - 1,
+        }
+        report: dict[str, Any] = {"raw": raw}
         for name in SPLITS:
             renumber(staging[name])
             report[name] = {
