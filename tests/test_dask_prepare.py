@@ -110,13 +110,23 @@ def assert_same_outputs(numpy_dir: Path, dask_dir: Path, partition_rows: int = 5
 
 def test_caravan_prepared_on_dask_equals_the_numpy_engine(tmp_path, cluster):
     caravan = OmegaConf.to_container(OmegaConf.load(CONF / "data/caravan.yaml"))
-    numpy_dir, dask_dir = both_engines(tmp_path, cluster, caravan)
-    assert_same_outputs(numpy_dir, dask_dir)
+    numpy_dir, dask_dir = tmp_path / "numpy", tmp_path / "dask"
+    numpy_dir.mkdir()
+    dask_dir.mkdir()
+    run_stage(numpy_dir, caravan)
+    run_stage(dask_dir, caravan, engine(cluster, partition_rows=2000))
+    assert_same_outputs(numpy_dir, dask_dir, partition_rows=2000)
     raw = dask_dir / "data/raw/caravan.parquet"
-    assert len(part_paths(raw)) == 12  # 5,822 rows in parts of 500
+    assert len(part_paths(raw)) == 3  # 5,822 rows in parts of 2,000
     pd.testing.assert_frame_equal(
         read_table(raw), read_table(numpy_dir / "data/raw/caravan.parquet")
     )
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "iris"])
+def test_sklearn_tables_prepared_on_dask_equal_the_numpy_engine(tmp_path, cluster, name):
+    data = {"name": name, "source": "sklearn", "target": "target"}
+    assert_same_outputs(*both_engines(tmp_path, cluster, data, seed=5))
 
 
 def mixed_table(n: int, seed: int) -> pd.DataFrame:

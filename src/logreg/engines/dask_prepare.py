@@ -89,6 +89,7 @@ def prepare_on_dask(
     ``data`` and ``options`` are the checked ``data`` and ``prepare`` sections.
     """
     source = data.get("path") or f"data.name={data['name']}"
+    raw_path, out_dir = raw_path.absolute(), out_dir.absolute()  # workers may have another cwd
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
         tempfile.mkdtemp(prefix=f".{raw_path.name}.", suffix=".tmp", dir=raw_path.parent)
@@ -155,7 +156,7 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
     source = data.get("source") or datasets.default_source(data["name"])
     limit = worker_memory(client)
     if source == "file":
-        files = datasets.source_files(data)
+        files = [file.absolute() for file in datasets.source_files(data)]
         schema = datasets.BlockSchema.of(files[0], str(data["target"]))
         target = schema.target
         n_columns = len(
