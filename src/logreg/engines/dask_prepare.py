@@ -89,6 +89,7 @@ def prepare_on_dask(
     ``data`` and ``options`` are the checked ``data`` and ``prepare`` sections.
     """
     source = data.get("path") or f"data.name={data['name']}"
+    categorical = [str(c) for c in data["categorical"]]
     raw_path, out_dir = raw_path.absolute(), out_dir.absolute()  # workers may have another cwd
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(
@@ -101,13 +102,12 @@ def prepare_on_dask(
             offsets = np.cumsum(
                 [0, *results(client, [submit(client, part_rows, p) for p in parts])]
             )[:-1]
-            classes = check_raw(client, parts, offsets, target, data["categorical"])
+            classes = check_raw(client, parts, offsets, target, categorical)
             replace_path(staging, raw_path)
             parts = part_paths(raw_path)
             prep, report = split_fit_transform(
-                client, parts, offsets, target, classes, options, out_dir,
-                [str(c) for c in data["categorical"]],
-            )  # fmt: skip
+                client, parts, offsets, target, classes, options, out_dir, categorical
+            )
         except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
     finally:
