@@ -20,6 +20,7 @@ names and the name of its target column. Errors name the config key at fault.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -252,7 +253,8 @@ class BlockSchema:
 
     @classmethod
     def of(cls, file: Path, target: str) -> BlockSchema:
-        block = next(file_blocks(file), None)
+        with contextlib.closing(file_blocks(file)) as blocks:  # the first block only
+            block = next(blocks, None)
         if block is None or block.shape[1] == 0:
             raise UserError(f"{file}: no columns")
         block.columns = [str(c) for c in block.columns]
