@@ -73,6 +73,14 @@ def split_sizes(class_sizes: np.ndarray, val_size: float, test_size: float) -> n
     return np.stack([n_test, n_test + n_val], axis=1)
 
 
+def too_small_hint(val_size: float, test_size: float) -> str:
+    """What to do when a split would miss a class (the end of that error line)."""
+    return (
+        f"add rows of that class or change prepare.val_size={val_size} / "
+        f"prepare.test_size={test_size}"
+    )
+
+
 def find_cuts(gather: Gather, n_classes: int, val_size: float, test_size: float) -> Cuts:
     """The cuts of every class, over the partitions that ``gather`` visits (hashes, class)."""
     sizes = sum(gather(partial(_class_sizes, n_classes=n_classes)))

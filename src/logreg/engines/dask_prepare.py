@@ -507,10 +507,7 @@ def split_fit_transform(
     def gather(per_part: Callable) -> list[Any]:
         return results(client, [submit(client, _apply, per_part, h) for h in pairs])
 
-    hint = (
-        f"add rows of that class or change prepare.val_size={val_size} / "
-        f"prepare.test_size={test_size}"
-    )
+    hint = hash_split.too_small_hint(val_size, test_size)
     sizes = sum(gather(partial(_class_sizes, n_classes=len(classes))))
     if sizes.min() < len(SPLITS):
         raise UserError(

@@ -86,7 +86,7 @@ def split_frame(
     """Stratified train/val/test split by seeded row hashes (:mod:`logreg.hash_split`), as
     the dask engine splits; a UserError if any split would miss a class."""
     counts = frame[TARGET].value_counts()
-    hint = split_hint(val_size, test_size)
+    hint = hash_split.too_small_hint(val_size, test_size)
     if counts.min() < len(SPLITS):
         raise UserError(
             f"split too small to hold every class: class {plain_label(counts.idxmin())!r} has "
@@ -100,13 +100,6 @@ def split_frame(
     splits = {name: frame.take(np.flatnonzero(split == SPLIT_CODE[name])) for name in SPLITS}
     check_classes(splits, set(counts.index), hint)
     return splits
-
-
-def split_hint(val_size: float, test_size: float) -> str:
-    return (
-        f"add rows of that class or change prepare.val_size={val_size} / "
-        f"prepare.test_size={test_size}"
-    )
 
 
 def check_classes(splits: dict[str, pd.DataFrame], classes: set[Any], hint: str) -> None:
