@@ -258,3 +258,17 @@ def test_the_real_entry_point_says_one_line_when_a_worker_finds_a_bad_file(tmp_p
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if "Port 8787" not in line]
     assert len(lines) == 1 and "t1.parquet: not a readable Parquet file" in lines[0], done.stderr
+
+
+def test_the_partition_size_check_by_hand():
+    from logreg.engines.dask_prepare import MEMORY_FACTOR, check_partition_memory
+    from logreg.errors import UserError
+
+    assert MEMORY_FACTOR == 6  # the figures below are worked out for it
+    check_partition_memory(1000, 10, 480_000)  # 1000 × 10 × 8 B × 6 = 480,000 B: fits exactly
+    check_partition_memory(10**9, 10, 0)  # no limit set
+    with pytest.raises(UserError) as error:
+        check_partition_memory(1001, 10, 480_000)
+    message = str(error.value)
+    assert message.startswith("engine.partition_rows=1001: a partition of 1001 rows × 10 columns")
+    assert "set engine.partition_rows to 1000 or fewer" in message  # 480,000 // 480
