@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,7 +114,7 @@ def test_file_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(UserError, match=r"nowhere\.csv: file not found \(data\.path\)"):
         load_dataset(file_cfg(tmp_path / "nowhere.csv"))
     (tmp_path / "dir.csv").mkdir()
-    with pytest.raises(UserError, match=r"dir\.csv: not a regular file"):
+    with pytest.raises(UserError, match=r"dir\.csv: a folder with no CSV or Parquet file"):
         load_dataset(file_cfg(tmp_path / "dir.csv"))
     noise = tmp_path / "noise.csv"
     noise.write_bytes(np.random.default_rng(0).bytes(4096))
@@ -188,3 +190,100 @@ def test_synthetic_bad_sizes_name_the_section():
         load_dataset(synthetic_cfg(n_informative=9))
     with pytest.raises(UserError, match=r"data\.n_samples: required"):
         load_dataset({k: v for k, v in synthetic_cfg().items() if k != "n_samples"})
+
+
+# ---------------------------------------------------------------- many files, read in blocks
+
+
+def _table(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "a": rng.integers(0, 9, n),  # ints: float64 once a file has a gap
+            "b": rng.choice(["p", "q"], n),
+            "y": rng.integers(0, 2, n),
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_folder_or_glob_reads_every_file_in_blocks(tmp_path, monkeypatch, suffix):
+    import logreg.datasets as datasets
+
+    monkeypatch.setattr(datasets, "BLOCK_ROWS", 7)  # several blocks per file
+    parts = [_table(n, seed) for seed, n in enumerate([20, 1, 33])]
+    parts[2].loc[5, "a"] = None  # a gap: pandas makes that file's column float
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for i, part in enumerate(parts):
+        path = folder / f"day{i}{suffix}"
+        part.to_csv(path, index=False) if suffix == ".csv" else part.to_parquet(path, index=False)
+    (folder / "_SUCCESS").write_text("")  # markers that writers leave are not data
+    expected = pd.concat(parts, ignore_index=True).astype({"a": float})
+    for path in (folder, folder / f"day*{suffix}"):
+        frame, target = load_dataset(file_cfg(path))
+        assert target == "y"
+        pd.testing.assert_frame_equal(frame, expected, check_dtype=False)
+        assert frame["a"].dtype == np.float64 and frame.index.equals(pd.RangeIndex(54))
+
+
+def test_a_malformed_csv_line_is_named_with_its_file(tmp_path, monkeypatch):
+    import logreg.datasets as datasets
+
+    monkeypatch.setattr(datasets, "BLOCK_ROWS", 4)  # the bad line is in a later block
+    (tmp_path / "a.csv").write_text("a,b,y\n" + "1,p,0\n" * 10)
+    lines = ["a,b,y"] + ["1,p,0"] * 9 + ["1,p,0,7"] + ["1,p,1"] * 3
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"b\.csv: malformed CSV \(.*line 11, saw 4\)"):
+        load_dataset(file_cfg(tmp_path / "*.csv"))
+
+
+def test_files_that_differ_name_the_first_that_differs(tmp_path):
+    _table(10, 0).to_csv(tmp_path / "1.csv", index=False)
+    _table(10, 1).rename(columns={"b": "c"}).to_csv(tmp_path / "2.csv", index=False)
+    _table(10, 2).to_csv(tmp_path / "3.csv", index=False)
+    with pytest.raises(UserError, match=r"2\.csv: columns differ from those of .*1\.csv "):
+        load_dataset(file_cfg(tmp_path))
+    (tmp_path / "2.csv").unlink()
+    _table(10, 3).assign(a="text").to_csv(tmp_path / "4.csv", index=False)
+    with pytest.raises(UserError, match=r"4\.csv: column 'a' holds text from row 1 .* number"):
+        load_dataset(file_cfg(tmp_path))
+    (tmp_path / "4.csv").unlink()
+    _table(10, 4).to_parquet(tmp_path / "5.parquet", index=False)
+    with pytest.raises(UserError, match=r"mixes CSV \(1\.csv\) and Parquet \(5\.parquet\) files"):
+        load_dataset(file_cfg(tmp_path / "*"))
+    with pytest.raises(UserError, match=r"nothing\*\.csv: no file matches the pattern"):
+        load_dataset(file_cfg(tmp_path / "nothing*.csv"))
+
+
+def test_synthetic_rows_of_any_range_match_the_whole_table(monkeypatch):
+    import logreg.datasets as datasets
+
+    monkeypatch.setattr(datasets, "CHUNK_ROWS", 64)
+    spec = datasets.Synthetic(1000, 5, 2, 3, 0.07, seed=4)
+    whole = make_synthetic(1000, 5, 2, 3, 0.07, seed=4)
+    assert (whole["target"] == 2).sum() == 70
+    cut = datasets.minority_cut(spec, datasets.in_memory_chunks(spec))
+    edges = [0, 1, 63, 64, 65, 300, 999, 1000]  # across and along chunk boundaries
+    parts = [datasets.synthetic_rows(spec, a, b, cut) for a, b in itertools.pairwise(edges)]
+    pd.testing.assert_frame_equal(pd.concat(parts), whole)
+
+
+def test_synthetic_parts_never_hold_the_table():
+    import tracemalloc
+
+    import logreg.datasets as datasets
+
+    spec = datasets.Synthetic(600_000, 10, 4, 2, 0.1, seed=0)
+    table_bytes = spec.n_samples * (spec.n_features + 1) * 8  # 53 MB
+    tracemalloc.start()
+    cut = datasets.minority_cut(spec, datasets.in_memory_chunks(spec))
+    minority = 0
+    for start in range(0, spec.n_samples, 50_000):  # what each Dask task makes and writes
+        part = datasets.synthetic_rows(spec, start, start + 50_000, cut)
+        minority += int(part["target"].sum())
+        del part
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert minority == 60_000
+    assert peak < table_bytes / 4, (peak, table_bytes)  # a part and a chunk: ~13 MB

@@ -79,3 +79,12 @@ def test_tiny_classes(n_rows):
     assert np.bincount(split, minlength=3).tolist() == [
         k_test, round(VAL * n_rows), n_rows - k_test - round(VAL * n_rows),
     ]  # fmt: skip
+
+
+def test_the_seed_chooses_the_split_of_numeric_rows_too():
+    # pandas keys only text columns' hashes: an all-number table must still move with the seed
+    frame = _imbalanced(n=2_000).drop(columns="region")
+    klass = class_index(frame["y"], ["No", "Yes"])
+    numbers = frame.assign(y=klass)
+    first, second = (split_in_memory(row_hashes(numbers, s), klass, 2, VAL, TEST) for s in (0, 1))
+    assert (first != second).mean() > 0.3

@@ -293,7 +293,7 @@ def rows(n_major: int, n_minor: int, extra: str = "") -> str:
 
 BAD_DATA = {
     "missing file": (lambda f: csv_data(f / "absent.csv"), r"absent\.csv: file not found"),
-    "unreadable": (directory, r"folder\.csv: not a regular file"),
+    "empty folder": (directory, r"folder\.csv: a folder with no CSV or Parquet file"),
     "random bytes": (random_bytes, r"noise\.csv: binary data, not a CSV"),
     "header only": (bad_csv("head.csv", "a,b,y\n"), r"head\.csv: a header but no data rows"),
     "missing target": (

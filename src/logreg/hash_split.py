@@ -40,9 +40,23 @@ class Cuts(NamedTuple):
 
 
 def row_hashes(frame: pd.DataFrame, seed: int) -> np.ndarray:
-    """A uint64 per row from its values (not its index), keyed by the seed."""
+    """A uint64 per row from its values (not its index), keyed by the seed.
+
+    pandas keys only the hashes of text columns (``hash_key``); a numeric column hashes
+    the same whatever the key. So the seed is also mixed into every row's hash, through
+    SplitMix64's finaliser (a bijection of 64-bit words): equal rows keep equal hashes,
+    and another seed orders the rows anew.
+    """
     key = f"logreg{seed % 10**10:010d}"  # pandas wants a 16-character key
-    return pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy(np.uint64)
+    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy(np.uint64)
+    return _mix(hashes ^ _mix(np.array([seed], dtype=np.uint64))[0])
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: every input bit moves about half the output bits."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def class_index(labels: Sequence, classes: Sequence) -> np.ndarray:
@@ -57,6 +71,14 @@ def split_sizes(class_sizes: np.ndarray, val_size: float, test_size: float) -> n
     n_test = np.rint(test_size * class_sizes).astype(np.int64)
     n_val = np.rint(val_size * class_sizes).astype(np.int64)
     return np.stack([n_test, n_test + n_val], axis=1)
+
+
+def too_small_hint(val_size: float, test_size: float) -> str:
+    """What to do when a split would miss a class (the end of that error line)."""
+    return (
+        f"add rows of that class or change prepare.val_size={val_size} / "
+        f"prepare.test_size={test_size}"
+    )
 
 
 def find_cuts(gather: Gather, n_classes: int, val_size: float, test_size: float) -> Cuts:

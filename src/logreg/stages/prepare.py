@@ -5,10 +5,13 @@ Run it as DVC does::
     python -m logreg.stages.prepare --params params.yaml --raw-dir data/raw \\
         --out-dir data/prepared --report reports/data.json
 
-Reads the ``data`` and ``prepare`` sections of ``params.yaml``. Writes the loaded table
-to ``<raw-dir>/<data.name>.parquet``, then the stratified ``train``/``val``/``test``
-splits and ``preprocess.json`` to ``<out-dir>``, and rows, features and class counts
-per split to the report. Every file is written atomically.
+Reads the ``data``, ``prepare`` and ``engine`` sections of ``params.yaml``. Writes the
+loaded table to ``<raw-dir>/<data.name>.parquet``, then the stratified
+``train``/``val``/``test`` splits (:mod:`logreg.hash_split`) and ``preprocess.json`` to
+``<out-dir>``, and rows, features and class counts per split to the report. Every file
+is written atomically. With ``engine=dask`` each table is a folder of partitions, written
+by the cluster's workers (:mod:`logreg.engines.dask_prepare`), with the same rows,
+preprocessing and report.
 
 :func:`prepare_splits` does the work on a frame; :func:`run` loads, checks the data and
 writes, given checked params and :class:`Paths`; :func:`main` is the command line.
@@ -24,7 +27,7 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 
-from logreg import preprocess
+from logreg import hash_split, preprocess
 from logreg.datasets import load_dataset
 from logreg.errors import UserError, cli
 from logreg.frames import RESERVED, TARGET, class_counts, minority_class, plain_label, write_table
@@ -33,6 +36,7 @@ from logreg.preprocess import Preprocessing
 from logreg.stages import entry
 
 SPLITS = ("train", "val", "test")
+SPLIT_CODE = {name: hash_split.SPLITS.index(name) for name in SPLITS}  # hash_split.assign's codes
 MAX_CLASSES = 100  # more distinct target values than this is almost surely not a class label
 
 
@@ -79,32 +83,21 @@ def check_features(frame: pd.DataFrame, target: str, categorical: Sequence[str] 
 def split_frame(
     frame: pd.DataFrame, val_size: float, test_size: float, seed: int
 ) -> dict[str, pd.DataFrame]:
-    """Stratified train/val/test split; a UserError if any split would miss a class."""
-    from sklearn.model_selection import train_test_split  # slow to import: only when used
-
+    """Stratified train/val/test split by seeded row hashes (:mod:`logreg.hash_split`), as
+    the dask engine splits; a UserError if any split would miss a class."""
     counts = frame[TARGET].value_counts()
-    hint = (
-        f"add rows of that class or change prepare.val_size={val_size} / "
-        f"prepare.test_size={test_size}"
-    )
+    hint = hash_split.too_small_hint(val_size, test_size)
     if counts.min() < len(SPLITS):
         raise UserError(
             f"split too small to hold every class: class {plain_label(counts.idxmin())!r} has "
             f"{counts.min()} row(s), but train, val and test each need one; {hint}"
         )
-    # Split row positions, not the frame: each split's rows are then copied once, and
-    # the frame is not copied whole into an intermediate "rest" (same rows, same order).
-    labels = frame[TARGET].to_numpy()
-    try:
-        rest, test = train_test_split(
-            np.arange(len(frame)), test_size=test_size, stratify=labels, random_state=seed
-        )
-        train, val = train_test_split(
-            rest, test_size=val_size / (1 - test_size), stratify=labels[rest], random_state=seed
-        )
-    except ValueError as exc:
-        raise UserError(f"split too small to hold every class ({exc}); {hint}") from None
-    splits = {"train": frame.take(train), "val": frame.take(val), "test": frame.take(test)}
+    classes = np.unique(frame[TARGET].to_numpy())
+    klass = hash_split.class_index(frame[TARGET], classes)
+    split = hash_split.split_in_memory(
+        hash_split.row_hashes(frame, seed), klass, len(classes), val_size, test_size
+    )
+    splits = {name: frame.take(np.flatnonzero(split == SPLIT_CODE[name])) for name in SPLITS}
     check_classes(splits, set(counts.index), hint)
     return splits
 
@@ -141,6 +134,7 @@ def prepare_splits(
         name: preprocess.transform(prep, raw_splits.pop(name)).reset_index(drop=True)
         for name in SPLITS
     }
+    prep.classes = [plain_label(c) for c in np.unique(splits["train"][TARGET].to_numpy())]
     if labelled[TARGET].nunique() == 2:
         prep.positive_class = minority_class(splits["train"][TARGET].to_numpy())
     if missing == "drop":
@@ -163,12 +157,24 @@ class Paths:
     report: Annotated[Path, "JSON report: rows, features, classes"]
 
 
-SECTIONS = ("data", "prepare")
+SECTIONS = ("data", "prepare", "engine")
 
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
     """Load the source, check it, write the raw table, then the splits, preprocessing, report."""
     data, options = params["data"], params["prepare"]
+    if params["engine"]["name"] == "dask":  # the same outputs, as partition folders
+        from logreg.engines.cluster import engine_client
+        from logreg.engines.dask_prepare import prepare_on_dask
+
+        with engine_client(params["engine"]) as client:
+            prep, report = prepare_on_dask(
+                client, data, options, params["engine"]["partition_rows"],
+                paths.raw_dir / f"{data['name']}.parquet", paths.out_dir,
+            )  # fmt: skip
+        preprocess.write_preprocessing(paths.out_dir / "preprocess.json", prep)
+        write_json(paths.report, report)
+        return
     frame, target = load_dataset(data)
     source = data.get("path") or f"data.name={data['name']}"
     categorical = [str(c) for c in data["categorical"]]
