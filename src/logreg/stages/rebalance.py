@@ -31,7 +31,7 @@ from logreg.io import write_json
 from logreg.preprocess import read_preprocessing
 from logreg.stages import entry
 
-SECTIONS = ("rebalance",)
+SECTIONS = ("rebalance", "engine")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,13 +54,42 @@ def rebalance_split(
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
     """Read the prepared training split, rebalance it, write it and the report."""
-    train = read_table(paths.train)
     groups = read_preprocessing(paths.preprocess).one_hot_groups() if paths.preprocess else None
+    engine = params.get("engine") or {"name": "numpy"}
+    if engine["name"] == "dask":
+        _run_on_dask(params["rebalance"], engine, paths, groups)
+        return
+    train = read_table(paths.train)
     try:
         balanced, report = rebalance_split(train, params["rebalance"], groups)
     except UserError as exc:
         raise UserError(f"{paths.train}: {exc}") from None
     write_table(balanced, paths.out)
+    write_json(paths.report, report)
+
+
+def _run_on_dask(
+    options: Mapping[str, Any],
+    engine: Mapping[str, Any],
+    paths: Paths,
+    groups: dict[str, list[str]] | None,
+) -> None:
+    """The same outputs, partition by partition on a Dask cluster (engines.dask_rebalance)."""
+    from logreg.engines.cluster import engine_client
+    from logreg.engines.dask_rebalance import rebalance_parts
+
+    with engine_client(engine) as client:
+        try:
+            report = rebalance_parts(
+                client,
+                paths.train,
+                paths.out,
+                options,
+                engine["partition_rows"],
+                groups,
+            )
+        except UserError as exc:
+            raise UserError(f"{paths.train}: {exc}") from None
     write_json(paths.report, report)
 
 
