@@ -129,6 +129,26 @@ def _on_a_segment(point: np.ndarray, rows: np.ndarray) -> bool:
     return False
 
 
+def test_smote_nc_on_one_hot_columns_matches_the_numpy_engine(client, tmp_path):
+    rng = np.random.default_rng(5)
+    train = _train(seed=5)
+    level = rng.integers(0, 3, size=len(train))  # a category: reference level 0, then 2 indicators
+    train.insert(4, "colour_1", np.where(level == 1, 1.3, -0.7))  # standardised 0/1
+    train.insert(5, "colour_2", np.where(level == 2, 1.4, -0.6))
+    groups = {"colour": ["colour_1", "colour_2"]}
+    source = _partitioned(train, tmp_path / "in", 400)
+    options = {"strategy": "smote", **OPTIONS}
+    rebalance_parts(client, source, tmp_path / "out", options, 1_000, groups)
+    ours = read_table(tmp_path / "out")
+    pd.testing.assert_frame_equal(ours, rb.rebalance(train, **options, one_hot_groups=groups))
+    synthetic = ours.iloc[len(train) :]
+    # A synthetic row takes a category, never a blend of indicators.
+    assert set(synthetic["colour_1"]) <= {1.3, -0.7} and set(synthetic["colour_2"]) <= {1.4, -0.6}
+    minority = train.loc[train[TARGET] == "yes", list("abcd")].to_numpy()
+    for row in synthetic[list("abcd")].to_numpy()[:20]:
+        assert _on_a_segment(row, minority)
+
+
 def test_smote_that_does_not_fit_stops_naming_the_alternatives(client, tmp_path):
     train = _train()
     source = _partitioned(train, tmp_path / "in", 500)
