@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 
 from logreg import LogisticRegression
 from logreg.engines.cluster import connect
-from logreg.engines.dask_evaluate import evaluate_parts, poisson_weights
+from logreg.engines.dask_evaluate import evaluate_parts, plot_makers, poisson_weights
 from logreg.engines.partitions import write_parts
 from logreg.frames import TARGET, read_split
 from logreg.stages import evaluate as stage
@@ -222,3 +222,43 @@ def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, tmp_path):
         "loss_curves.png", "pr_curve.png", "roc_curve.png", "confusion_matrix.png",
         "coefficients.png", "calibration.png",
     }  # fmt: skip
+
+
+def test_several_classes_give_scikit_learns_metrics(client, tmp_path):
+    rng = np.random.default_rng(2)
+    frames = {}
+    paths = {}
+    for name, n in SIZES.items():
+        X = rng.normal(size=(n, len(FEATURES)))
+        logit = X @ np.array([1.0, -1.0, 0.5, 0.0]) + rng.logistic(size=n)
+        frame = pd.DataFrame(X, columns=FEATURES)
+        frame[TARGET] = np.array(["a", "b", "c"])[np.digitize(logit, [-1.0, 1.5])]
+        frames[name], paths[name] = frame, tmp_path / f"{name}.parquet"
+        write_parts([frame.iloc[i : i + 600] for i in range(0, n, 600)], paths[name])
+    train = read_split(paths["train"])
+    model = LogisticRegression(solver="newton", alpha=1e-3).fit(train.X, train.y)
+    ours, drawn, positive = evaluate_parts(client, model, {**paths, "rebalanced": None})
+    assert positive is None and drawn.threshold is None
+    splits = {name: read_split(path) for name, path in paths.items()}
+    reference = stage.evaluate_model(model, splits)  # scikit-learn on the rows in memory
+    for section in ("test", "val"):
+        for key, value in reference[section].items():
+            if key == "per_class":
+                for label, report in value.items():
+                    assert ours[section][key][label] == pytest.approx(report, abs=1e-15)
+            elif key.endswith("auc_macro"):
+                bound = ours["test"]["binning"]["auc_error_bound"]
+                assert abs(ours[section][key] - value) <= bound, key
+            else:
+                assert ours[section][key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    assert ours["baseline"] == pytest.approx(reference["baseline"], rel=1e-9)
+    y = frames["test"][TARGET].to_numpy()
+    predicted = model.predict(frames["test"][FEATURES].to_numpy())
+    np.testing.assert_array_equal(drawn.matrix, skm.confusion_matrix(y, predicted))
+    data_files, figures = plot_makers(drawn)
+    for name, make in {**data_files, **figures}.items():
+        make(tmp_path / name)
+    rows = pd.read_csv(tmp_path / "confusion.csv")
+    np.testing.assert_array_equal(
+        skm.confusion_matrix(rows["actual"], rows["predicted"]), drawn.matrix
+    )

@@ -200,10 +200,17 @@ def classification_report(
     prec, rec, f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    return per_class_report(labels, prec, rec, f1, support)
+
+
+def per_class_report(
+    labels: Any, precision: Any, recall: Any, f1: Any, support: Any
+) -> dict[str, dict[str, float]]:
+    """:func:`classification_report`'s dict from the per-class values, in ``labels`` order."""
     return {
         str(plain_label(label)): {
-            "precision": float(prec[i]),
-            "recall": float(rec[i]),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
         }

@@ -56,9 +56,14 @@ from logreg.engines.score_counts import (
     score_counts,
 )
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, plain_label, read_split
-from logreg.hash_split import row_hashes
-from logreg.metrics import baseline_sklearn, confusion_metrics, positive_scores
+from logreg.frames import RESERVED, TARGET, Split, plain_label, read_split
+from logreg.hash_split import class_index, row_hashes
+from logreg.metrics import (
+    baseline_sklearn,
+    confusion_metrics,
+    per_class_report,
+    positive_scores,
+)
 
 BOOTSTRAP_BINS = 1024  # per resample: (2, bins) weighted counts per partition
 # lbfgs holds the features, a copy, the gradient's work arrays: four times the rows' bytes.
@@ -81,6 +86,17 @@ class SplitCounts(NamedTuple):
         return SplitCounts(*(a + b for a, b in zip(self, other, strict=True)))
 
 
+class Drawn(NamedTuple):
+    """What the plots need from the test split: its (one-vs-rest, for several classes)
+    counts, the labels, the confusion matrices at 0.5 and at the tuned threshold."""
+
+    counts: SplitCounts
+    labels: list[Any]
+    matrix: np.ndarray  # (labels, labels): rows actual, columns predicted
+    matrix_tuned: np.ndarray
+    threshold: float | None
+
+
 def evaluate_parts(
     client: Any,
     model: Any,
@@ -91,26 +107,46 @@ def evaluate_parts(
     seed: int = 0,
     threshold_method: str = "cv",
     memory_limit: int | None = None,
-) -> tuple[dict[str, dict[str, Any]], SplitCounts, Any]:
-    """The metrics of ``paths["val"]`` and ``paths["test"]`` (and the baseline), the
-    test split's counts (for the plots) and the positive class.
+) -> tuple[dict[str, dict[str, Any]], Drawn, Any]:
+    """The metrics of ``paths["val"]`` and ``paths["test"]`` (and the baseline), what
+    the plots need, and the positive class (None for several classes).
 
     ``paths`` also holds ``train`` (the prepared train split: its class counts) and
     ``rebalanced`` (what the baseline fits, or None for ``train``). ``memory_limit``
     (bytes per worker) bounds the baseline; None asks the workers.
     """
-    classes = np.asarray(model.classes_)
-    if len(classes) != 2:
-        raise UserError(
-            f"engine=dask evaluates binary problems; this model has {len(classes)} classes "
-            "(use engine=numpy)"
-        )
+    classes = [plain_label(label) for label in model.classes_]
     train_counts = _label_counts(client, part_paths(paths["train"]))
-    positive = _minority(train_counts)
     shared = client.scatter(model, broadcast=True)
+    if len(classes) == 2:
+        positive = _minority(train_counts)
+        options = {"n_bootstrap": n_bootstrap, "seed": seed, "threshold_method": threshold_method}
+        out, drawn = _binary(client, shared, paths, classes, positive, **options)
+    else:
+        positive = None
+        out, drawn = _multiclass(client, shared, paths, classes)
+    test_counts = dict(zip(drawn.labels, drawn.matrix.sum(axis=1).tolist(), strict=True))
+    out["baseline"] = {"majority_accuracy": _majority_accuracy(train_counts, test_counts)}
+    if baseline:
+        out["baseline"] |= _baseline(client, model, paths, positive, memory_limit)
+    return out, drawn, positive
+
+
+def _binary(
+    client: Any,
+    model: Any,
+    paths: Mapping[str, Path | None],
+    classes: list[Any],
+    positive: Any,
+    *,
+    n_bootstrap: int,
+    seed: int,
+    threshold_method: str,
+) -> tuple[dict[str, dict[str, Any]], Drawn]:
+    """Binary metrics at 0.5 and at the threshold tuned on val, with bootstrap intervals."""
     scored = {
         name: [
-            client.submit(_scored, path, shared, positive, seed, pure=False)
+            client.submit(_scored, path, model, positive, seed, pure=False)
             for path in part_paths(paths[name])
         ]
         for name in ("val", "test")
@@ -133,8 +169,8 @@ def evaluate_parts(
         "test": _split_metrics(fine["test"], sums["test"], 0.5),
         "val": _split_metrics(fine["val"], sums["val"], 0.5),
     }
-    negative = plain_label(classes[classes != positive][0])
-    out["test"]["per_class"] = _per_class(_at(fine["test"], 0.5), positive, negative)
+    matrices = [_binary_matrix(_at(fine["test"], t), classes, positive) for t in (0.5, threshold)]
+    out["test"]["per_class"] = _per_class(matrices[0], classes)
     test_grid = _grid(sums["test"].counts, [0.5, threshold])
     test_resampled = _resample(client, scored["test"], test_grid, n_bootstrap, seed)
     at_half = _resampled_at(test_resampled, test_grid, 0.5)
@@ -162,12 +198,26 @@ def evaluate_parts(
         "auc_error_bound": _mixed_share(sums["test"].counts),
         "bootstrap_bins": len(test_grid.starts),
     }
-    out["baseline"] = {
-        "majority_accuracy": _majority_accuracy(train_counts, fine["test"], positive)
+    return out, Drawn(sums["test"], classes, *matrices, threshold)
+
+
+def _multiclass(
+    client: Any, model: Any, paths: Mapping[str, Path | None], classes: list[Any]
+) -> tuple[dict[str, dict[str, Any]], Drawn]:
+    """:func:`logreg.metrics.multiclass_metrics` of val and test, from summed counts."""
+    sums = {
+        name: _sum(client, _class_counts, part_paths(paths[name]), model)
+        for name in ("val", "test")
     }
-    if baseline:
-        out["baseline"] |= _baseline(client, model, paths, positive, memory_limit)
-    return out, sums["test"], positive
+    out = {name: _multiclass_metrics(counts) for name, counts in sums.items()}
+    test = sums["test"]
+    out["test"]["per_class"] = _per_class(test.confusion, classes)
+    out["test"]["binning"] = {
+        "bins": BINS,
+        "auc_error_bound": max(_mixed_share(counts) for counts in test.per_class),
+    }
+    micro = SplitCounts(test.per_class.sum(axis=0), test.score_sums, test.log_loss, test.brier)
+    return out, Drawn(micro, classes, test.confusion, test.confusion, None)
 
 
 # ----------------------------------------------------------------- metrics from counts
@@ -197,19 +247,57 @@ def _at(c: Curves, threshold: float) -> tuple[int, int, int, int]:
     return tp, fp, c.positives - tp, c.negatives - fp
 
 
-def _per_class(counts: tuple[int, int, int, int], positive: Any, negative: Any) -> dict:
-    """:func:`logreg.metrics.classification_report` of the two classes, labels in order."""
+def _per_class(matrix: np.ndarray, labels: list[Any]) -> dict[str, dict[str, float]]:
+    """:func:`logreg.metrics.classification_report` from the confusion matrix."""
+    right, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    return per_class_report(labels, *_prf_per_class(right, support, predicted), support)
+
+
+def _prf_per_class(
+    right: np.ndarray, support: np.ndarray, predicted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and F1 of each class (0 where undefined, as zero_division=0)."""
+    return (
+        _ratio(right, predicted, empty=0.0),
+        _ratio(right, support, empty=0.0),
+        _ratio(2 * right, support + predicted, empty=0.0),
+    )
+
+
+def _binary_matrix(
+    counts: tuple[int, int, int, int], labels: list[Any], positive: Any
+) -> np.ndarray:
+    """The 2×2 confusion matrix in ``labels`` order from (tp, fp, fn, tn)."""
     tp, fp, fn, tn = counts
-    of_positive = confusion_metrics(tp, fp, fn, tn)
-    of_negative = confusion_metrics(tn, fn, fp, tp)  # the negative class seen as positive
-    stats = {positive: (of_positive, tp + fn), negative: (of_negative, tn + fp)}
-    return {
-        str(label): {**_prf(stats[label][0]), "support": stats[label][1]} for label in sorted(stats)
-    }
+    matrix = np.array([[tn, fp], [fn, tp]])  # negative first
+    return matrix if labels[1] == positive else matrix[::-1, ::-1]
 
 
-def _prf(m: dict[str, float]) -> dict[str, float]:
-    return {name: float(m[name]) for name in ("precision", "recall", "f1")}
+def _multiclass_metrics(counts: ClassCounts) -> dict[str, float]:
+    """Accuracy, macro and weighted P/R/F1, one-vs-rest areas, log loss, Brier."""
+    matrix = counts.confusion
+    right, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    n = support.sum()
+    precision, recall, f1 = _prf_per_class(right, support, predicted)
+    out = {"accuracy": float(right.sum() / n)}
+    for average, weights in (
+        ("macro", np.ones(len(support)) / len(support)),
+        ("weighted", support / n),
+    ):
+        out[f"precision_{average}"] = float(precision @ weights)
+        out[f"recall_{average}"] = float(recall @ weights)
+        out[f"f1_{average}"] = float(f1 @ weights)
+    present = support > 0
+    class_curves = [curves(c) for c in counts.per_class]
+    out["roc_auc_macro"] = (
+        float(np.mean([roc_auc(c) for c in class_curves])) if present.all() else float("nan")
+    )
+    out["pr_auc_macro"] = float(
+        np.mean([average_precision(c) for c, p in zip(class_curves, present, strict=True) if p])
+    )
+    out["log_loss"] = counts.log_loss / n
+    out["brier"] = counts.brier / n
+    return out
 
 
 def _f1_of(c: Curves) -> np.ndarray:
@@ -222,12 +310,11 @@ def _minority(counts: dict[Any, int]) -> Any:
     return [label for label in sorted(counts) if counts[label] == smallest][-1]
 
 
-def _majority_accuracy(train: dict[Any, int], test: Curves, positive: Any) -> float:
+def _majority_accuracy(train: dict[Any, int], test: dict[Any, int]) -> float:
     """:func:`logreg.metrics.majority_accuracy` from counts (ties: the label sorting first)."""
     labels = sorted(train)
     majority = labels[int(np.argmax([train[label] for label in labels]))]
-    right = test.positives if majority == positive else test.negatives
-    return right / (test.positives + test.negatives)
+    return test.get(majority, 0) / sum(test.values())
 
 
 def _mixed_share(counts: np.ndarray) -> float:
@@ -337,12 +424,17 @@ class Scored(NamedTuple):
 
 def _scored(path: Path, model: Any, positive: Any, seed: int) -> Scored:
     """A partition's scores (kept on its worker for the passes that follow)."""
+    split = _checked_split(path, model)
+    scores = positive_scores(model.predict_proba(split.X), model.classes_, positive)
+    return Scored(scores, split.y == positive, row_hashes(split.to_frame(), seed))
+
+
+def _checked_split(path: Path, model: Any) -> Split:
     split = read_split(path)
     names = list(model.feature_names_in_ or [])
     if names and split.feature_names != names:
         raise UserError(f"{path}: its feature columns differ from the model's")
-    scores = positive_scores(model.predict_proba(split.X), model.classes_, positive)
-    return Scored(scores, split.y == positive, row_hashes(split.to_frame(), seed))
+    return split
 
 
 def _split_counts(part: Scored) -> SplitCounts:
@@ -354,6 +446,36 @@ def _split_counts(part: Scored) -> SplitCounts:
         score_sums=np.bincount(index, weights=s, minlength=BINS),
         log_loss=float(-np.sum(np.where(y, np.log(clipped), np.log1p(-clipped)))),
         brier=float(np.sum((s - y) ** 2)),
+    )
+
+
+class ClassCounts(NamedTuple):
+    """A split's sums for several classes: confusion matrix, per-class score counts."""
+
+    confusion: np.ndarray  # (K, K) int64, rows actual, columns the most probable class
+    per_class: np.ndarray  # (K, 2, BINS) int64: class k against the rest, per score bin
+    score_sums: np.ndarray  # (BINS,) Σ of every (row, class) probability in the bin
+    log_loss: float  # Σ −log p_{y}, p clipped to [CLIP, 1]
+    brier: float  # Σ_rows Σ_k (p_k − [y = k])²
+
+    def __add__(self, other: Any) -> ClassCounts:  # type: ignore[override]
+        return ClassCounts(*(a + b for a, b in zip(self, other, strict=True)))
+
+
+def _class_counts(path: Path, model: Any) -> ClassCounts:
+    split = _checked_split(path, model)
+    proba = model.predict_proba(split.X)
+    k = len(model.classes_)
+    actual = class_index(split.y, model.classes_)
+    onehot = np.eye(k)[actual]
+    index = np.searchsorted(bin_edges(), proba.ravel(), side="right") - 1
+    chosen = proba[np.arange(len(actual)), actual]
+    return ClassCounts(
+        confusion=np.bincount(actual * k + proba.argmax(axis=1), minlength=k * k).reshape(k, k),
+        per_class=np.stack([score_counts(proba[:, j], actual == j) for j in range(k)]),
+        score_sums=np.bincount(index, weights=proba.ravel(), minlength=BINS),
+        log_loss=float(-np.sum(np.log(np.clip(chosen, CLIP, 1.0)))),
+        brier=float(np.sum((proba - onehot) ** 2)),
     )
 
 
@@ -453,13 +575,13 @@ def _fit_baseline(fit_on: Path, test: Path, model: Any, positive: Any) -> dict[s
 
 
 def plot_makers(
-    test: SplitCounts,
-    classes: np.ndarray,
-    positive: Any,
-    threshold: float,
+    drawn: Drawn,
 ) -> tuple[dict[str, Callable[[Path], Any]], dict[str, Callable[[Path], Any]]]:
-    """The plot data files and figures of the numpy engine, drawn from the test counts."""
-    c = curves(test.counts)
+    """The plot data files and figures of the numpy engine, drawn from the test counts.
+
+    Several classes are drawn one-vs-rest, micro-averaged, as on one machine: every
+    (row, class) pair is one binary decision."""
+    c = curves(drawn.counts.counts)
     moves = np.r_[True, (np.diff(c.tp) != 0) | (np.diff(c.fp) != 0)]  # edges where it moves
     tp, fp, edges = c.tp[moves], c.fp[moves], c.thresholds[moves]
     fpr = np.r_[0.0, fp / max(c.negatives, 1)]
@@ -470,28 +592,24 @@ def plot_makers(
     recall = tp[shown] / max(c.positives, 1)
     # scikit-learn's order: thresholds increasing, then the point (recall 0, precision 1).
     pr = (np.r_[recall[::-1], 0.0], np.r_[precision[::-1], 1.0], edges[shown][::-1])
-    negative = plain_label(np.asarray(classes)[np.asarray(classes) != positive][0])
-    confusion = {
-        name: _confusion_rows(_at(c, t), positive, negative)
-        for name, t in (("confusion.csv", 0.5), ("confusion_tuned.csv", threshold))
+    prevalence = c.positives / max(c.positives + c.negatives, 1)
+    predicted_mean, observed = _calibration(drawn.counts)
+    labels, threshold = drawn.labels, drawn.threshold
+    rows = {
+        "confusion.csv": _confusion_rows(drawn.matrix, labels),
+        "confusion_tuned.csv": _confusion_rows(drawn.matrix_tuned, labels),
     }
-    tp5, fp5, fn5, tn5 = _at(c, 0.5)
-    labels = sorted([positive, negative])
-    cells = {(positive, positive): tp5, (negative, positive): fp5}
-    cells |= {(positive, negative): fn5, (negative, negative): tn5}
-    matrix = np.array([[cells[(a, p)] for p in labels] for a in labels])
-    predicted_mean, observed = _calibration(test)
     data_files = {
         "pr.csv": lambda p: plots.write_pr_table(*pr, p),
         "roc.csv": lambda p: plots.write_roc_table(fpr, tpr, np.r_[np.inf, edges], p),
-        **{name: _writer(rows) for name, rows in confusion.items()},
+        **{name: _writer(table) for name, table in rows.items()},
     }
     figures = {
         "pr_curve.png": lambda p: plots.draw_pr_curve(
-            *pr, average_precision(c), c.positives / (c.positives + c.negatives), p, threshold
+            *pr, average_precision(c), prevalence, p, threshold
         ),
         "roc_curve.png": lambda p: plots.draw_roc_curve(fpr, tpr, roc_auc(c), p),
-        "confusion_matrix.png": lambda p: plots.confusion_matrix(matrix, labels, p),
+        "confusion_matrix.png": lambda p: plots.confusion_matrix(drawn.matrix, labels, p),
         "calibration.png": lambda p: plots.draw_calibration_curve(predicted_mean, observed, p),
     }
     return data_files, figures
@@ -501,16 +619,15 @@ def _writer(rows: tuple[np.ndarray, np.ndarray]) -> Callable[[Path], Any]:
     return lambda p: plots.write_confusion_rows(*rows, p)
 
 
-def _confusion_rows(
-    counts: tuple[int, int, int, int], positive: Any, negative: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def _confusion_rows(matrix: np.ndarray, labels: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """(actual, predicted) per test row, grouped by cell: what DVC's confusion plot counts."""
-    tp, fp, fn, tn = counts
-    cells = [(positive, positive, tp), (negative, positive, fp)]
-    cells += [(positive, negative, fn), (negative, negative, tn)]
-    actual = np.repeat([a for a, _, _ in cells], [n for _, _, n in cells])
-    predicted = np.repeat([p for _, p, _ in cells], [n for _, _, n in cells])
-    return actual, predicted
+    actual, predicted = np.meshgrid(np.arange(len(labels)), np.arange(len(labels)), indexing="ij")
+    repeats = np.asarray(matrix).ravel()
+    named = np.asarray(labels, dtype=object)
+    return (
+        named[np.repeat(actual.ravel(), repeats)].astype(np.asarray(labels).dtype),
+        named[np.repeat(predicted.ravel(), repeats)].astype(np.asarray(labels).dtype),
+    )
 
 
 def _calibration(test: SplitCounts, n_bins: int = 10) -> tuple[np.ndarray, np.ndarray]:

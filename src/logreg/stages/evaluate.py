@@ -395,7 +395,7 @@ def _evaluate_on_dask(
 
     options = params["evaluate"]
     with engine_client(params["engine"]) as client:
-        metrics, test_counts, positive = dask_evaluate.evaluate_parts(
+        metrics, drawn, positive = dask_evaluate.evaluate_parts(
             client,
             model,
             {
@@ -411,8 +411,7 @@ def _evaluate_on_dask(
         )
     metrics["model"] = model_metrics(model)
     metrics = _finite(metrics)
-    threshold = metrics["test"]["threshold_tuned"]["threshold"]
-    makers = dask_evaluate.plot_makers(test_counts, model.classes_, positive, threshold)
+    makers = dask_evaluate.plot_makers(drawn)
     return metrics, write_files(model, metrics, paths.reports_dir, *makers), positive
 
 
