@@ -20,8 +20,9 @@ each partition is rewritten on its own worker into the output folder:
   When the minority does not fit (:data:`SMOTE_MEMORY_SHARE`), one line names the
   strategies that need no gathering.
 
-Each output partition holds at most ``partition_rows`` rows (an oversampled partition is
-cut in pieces). Rows reach the client only as counts.
+Each task writes its partition's output as pieces of at most ``partition_rows`` rows
+(an oversampled partition grows); once all are written, the pieces are renamed
+``part-00000.parquet``, ... in row order. Rows reach the client only as counts.
 """
 
 from __future__ import annotations
@@ -108,13 +109,10 @@ def rebalance_parts(
         del hashed
 
     with staged_folder(out) as staging:
-        # Each partition's output row count first, so its pieces get their global numbers.
-        lengths = client.gather([client.submit(_length, rewrite, path) for path in sources])
-        first = np.concatenate([[0], np.cumsum([_pieces(n, partition_rows) for n in lengths])])
         written = client.gather(
             [
-                client.submit(_write, rewrite, path, staging, int(start), partition_rows)
-                for path, start in zip(sources, first[:-1], strict=True)
+                client.submit(_write, rewrite, path, Place(staging, i, partition_rows))
+                for i, path in enumerate(sources)
             ]
         )
         if strategy == "smote":
@@ -125,10 +123,11 @@ def rebalance_parts(
                     counts,
                     options,
                     one_hot_groups,
-                    Place(staging, int(first[-1]), partition_rows),
+                    Place(staging, len(sources), partition_rows),
                     _smote_bound(client, memory_limit) // (8 * len(columns)),
                 )
             )
+        _number_parts(staging)
     after: Counter = Counter()
     weight: Counter = Counter()
     for part_after, part_weight in written:
@@ -144,11 +143,20 @@ def rebalance_parts(
 
 
 class Place(NamedTuple):
-    """Where a task writes its parts: the folder, its first part's number, rows per part."""
+    """Where a task writes its pieces: the folder, the source's number, rows per piece."""
 
     folder: Path
-    start: int
+    source: int
     rows: int
+
+
+PIECE = "piece-{:05d}-{:05d}.parquet"  # (source, piece): in row order when sorted
+
+
+def _number_parts(folder: Path) -> None:
+    """The pieces, in row order, renamed part-00000.parquet, part-00001.parquet, ..."""
+    for number, piece in enumerate(sorted(folder.glob("piece-*.parquet"))):
+        piece.rename(folder / PART.format(number))
 
 
 def _check_columns(columns: list[str], one_hot_groups: dict[str, list[str]] | None) -> None:
@@ -168,7 +176,7 @@ def _targets(rule: Any, counts: dict[Any, int], ratio: float) -> np.ndarray:
 
 
 def _pieces(n_rows: int, partition_rows: int) -> int:
-    return max(1, math.ceil(n_rows / partition_rows))
+    return math.ceil(n_rows / partition_rows)  # none for a partition left empty
 
 
 # ----------------------------------------------------------------- tasks on the workers
@@ -219,15 +227,9 @@ def _oversampled(
     return _weighted(grown, dict.fromkeys(classes, 1.0))
 
 
-def _length(rewrite: Any, path: Path) -> int:
-    return len(rewrite(read_part(path)))
-
-
-def _write(
-    rewrite: Any, path: Path, folder: Path, start: int, partition_rows: int
-) -> tuple[dict[Any, int], dict[Any, float]]:
-    """Rewrite a partition into parts ``start``, ``start + 1``, ...; its counts and weights."""
-    return _write_pieces(rewrite(read_part(path)), Place(folder, start, partition_rows))
+def _write(rewrite: Any, path: Path, place: Place) -> tuple[dict[Any, int], dict[Any, float]]:
+    """Rewrite a partition as pieces at ``place``; its rows and weight per class."""
+    return _write_pieces(rewrite(read_part(path)), place)
 
 
 def _write_pieces(frame: pd.DataFrame, place: Place) -> tuple[dict[Any, int], dict[Any, float]]:
@@ -235,7 +237,7 @@ def _write_pieces(frame: pd.DataFrame, place: Place) -> tuple[dict[Any, int], di
     size = place.rows
     for i in range(_pieces(len(frame), size)):
         piece = frame.iloc[i * size : (i + 1) * size].reset_index(drop=True)
-        write_table(piece, Path(place.folder) / PART.format(place.start + i))
+        write_table(piece, Path(place.folder) / PIECE.format(place.source, i))
     grouped = frame.groupby(TARGET, sort=True)[WEIGHT]
     return (
         {plain_label(k): int(n) for k, n in grouped.size().items()},
