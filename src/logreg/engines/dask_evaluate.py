@@ -1,6 +1,6 @@
 """The evaluate stage on Dask: the model scores each partition on its worker; only counts return.
 
-Same ``metrics.json`` keys as the numpy engine (binary problems), computed from sums:
+Same ``metrics.json`` keys as the numpy engine, computed from sums. For two classes:
 
 - **Confusion counts, P/R/F1, accuracy: exact.** Each partition counts its rows per score
   bin and class (:mod:`logreg.engines.score_counts`, 2¹⁶ bins even in the logit, 0.0012
@@ -27,9 +27,12 @@ Same ``metrics.json`` keys as the numpy engine (binary problems), computed from 
   :data:`BASELINE_MEMORY_SHARE` of a worker's memory limit; else ``baseline.skipped``
   gives the reason. The majority-class accuracy comes from counts and is always there.
 
-The per-class report (``test.per_class``) and every key of the numpy engine are present;
-the plot files hold one point per bin edge where the curve moves, and ``confusion.csv``
-holds one row per test row, grouped by (actual, predicted) cell.
+For several classes, accuracy, the macro and weighted P/R/F1 and ``per_class`` come from
+the summed confusion matrix (exact), the one-vs-rest areas from per-class bin counts
+(binned); as on one machine, no interval and no tuned threshold.
+
+The plot files hold one point per bin edge where the curve moves, and ``confusion.csv``
+one row per test row, grouped by (actual, predicted) cell.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import pyarrow.parquet as pq
 
 from logreg import plots
 from logreg.bootstrap import INTERVAL_METRICS, percentile_interval
-from logreg.engines.partitions import part_paths, part_rows, read_part
+from logreg.engines.partitions import part_paths, part_rows
 from logreg.engines.score_counts import (
     BINS,
     Curves,
@@ -56,7 +59,7 @@ from logreg.engines.score_counts import (
     score_counts,
 )
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, Split, plain_label, read_split
+from logreg.frames import RESERVED, TARGET, Split, plain_label, read_split, reading_errors
 from logreg.hash_split import class_index, row_hashes
 from logreg.metrics import (
     baseline_sklearn,
@@ -643,6 +646,9 @@ def _calibration(test: SplitCounts, n_bins: int = 10) -> tuple[np.ndarray, np.nd
 
 
 def first_rows(path: Path, n: int = 5) -> pd.DataFrame:
-    """The first rows of a split (a serving example), read from its first part."""
-    frame = read_part(part_paths(path)[0]).head(n)
+    """The features of a split's first rows (a serving example): one batch of its first part."""
+    first = part_paths(path)[0]
+    with reading_errors(first):
+        batch = next(pq.ParquetFile(first).iter_batches(batch_size=n))
+    frame = batch.to_pandas()
     return frame[[c for c in frame.columns if c not in RESERVED]]
