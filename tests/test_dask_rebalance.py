@@ -184,3 +184,12 @@ def test_the_stage_writes_the_numpy_engines_report(tmp_path):
         json.loads(paths.report.read_text()), rb.report(train, expected, "none", 0.5)
     )
     assert [part_rows(p) for p in part_paths(paths.out)] == [500] * 6
+
+
+def test_a_corrupt_partition_is_named_and_nothing_is_written(client, tmp_path):
+    source = _partitioned(_train(), tmp_path / "in", 500)
+    (source / "part-00003.parquet").write_bytes(b"PAR1 not really")
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"part-00003\.parquet: not a readable Parquet file"):
+        rebalance_parts(client, source, out, {"strategy": "undersample", **OPTIONS}, 500)
+    assert not out.exists() and list(tmp_path.iterdir()) == [source]

@@ -505,7 +505,8 @@ def _label_counts(client: Any, sources: list[Path]) -> dict[Any, int]:
 
 
 def _labels_of(path: Path) -> dict[Any, int]:
-    labels = pq.read_table(path, columns=[TARGET]).column(TARGET).to_pandas()
+    with reading_errors(path):
+        labels = pq.read_table(path, columns=[TARGET]).column(TARGET).to_pandas()
     return {plain_label(k): int(n) for k, n in labels.value_counts().items()}
 
 

@@ -36,11 +36,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from logreg import rebalance as rb
 from logreg.engines.partitions import PART, part_paths, read_part, staged_folder
 from logreg.errors import UserError
-from logreg.frames import TARGET, WEIGHT, plain_label, write_table
+from logreg.frames import TARGET, WEIGHT, plain_label, reading_errors, write_table
 from logreg.hash_resample import extra_copies_cut, kept, oversample_copies, undersample_cut
 from logreg.hash_split import class_index, row_hashes
 from logreg.model.equations import balanced_class_weights
@@ -183,10 +184,13 @@ def _pieces(n_rows: int, partition_rows: int) -> int:
 
 
 def _census(path: Path) -> tuple[list[str], dict[Any, int]]:
-    """A partition's columns and its rows per class."""
-    frame = read_part(path)
-    counts = frame[TARGET].value_counts() if TARGET in frame else pd.Series(dtype=int)
-    return list(frame.columns), {plain_label(k): int(n) for k, n in counts.items()}
+    """A partition's columns and its rows per class (its target column read alone)."""
+    with reading_errors(path):
+        columns = pq.read_schema(path).names
+        if TARGET not in columns:
+            return columns, {}
+        labels = pq.read_table(path, columns=[TARGET]).column(TARGET).to_pandas()
+    return columns, {plain_label(k): int(n) for k, n in labels.value_counts().items()}
 
 
 def _hashes(path: Path, seed: int, classes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
