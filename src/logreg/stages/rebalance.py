@@ -89,6 +89,8 @@ def _run_on_dask(
                 groups,
             )
         except UserError as exc:
+            if str(paths.train) in str(exc):  # a part named already
+                raise
             raise UserError(f"{paths.train}: {exc}") from None
     write_json(paths.report, report)
 
