@@ -9,6 +9,7 @@ close, not equal, as one bootstrap is Poisson and the other stratified multinomi
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -185,13 +186,16 @@ def test_poisson_weights_are_poisson_1_and_independent_across_resamples():
     assert not np.array_equal(w, poisson_weights(hashes, seed=5, resample=0))
 
 
-def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, tmp_path):
+def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, isolated_tracking):
+    from mlflow.tracking import MlflowClient
+
+    tmp_path = isolated_tracking  # the project root, with its own MLflow store
     model, paths, _ = data
     model_dir = tmp_path / "models"
     model.save(model_dir / stage.MODEL_FILE)
     params = {
         "evaluate": {"baseline": True, "threshold_method": "cv", "n_bootstrap": 100, "seed": 0},
-        "mlflow": {"enabled": False, "tracking_uri": None, "experiment_name": "e"},
+        "mlflow": {"enabled": True, "tracking_uri": None, "experiment_name": "e"},
         "engine": {
             "name": "dask", "address": None, "n_workers": 1, "threads_per_worker": 1,
             "memory_limit": "1GiB", "partition_rows": 500,
@@ -222,6 +226,15 @@ def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, tmp_path):
         "loss_curves.png", "pr_curve.png", "roc_curve.png", "confusion_matrix.png",
         "coefficients.png", "calibration.png",
     }  # fmt: skip
+    # The run: the metrics, and the partitioned test split's digest, by hand.
+    store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = store.search_runs([store.get_experiment_by_name("e").experiment_id])
+    assert run.data.metrics["test/f1"] == pytest.approx(metrics["test"]["f1"], abs=1e-15)
+    listing = "".join(
+        f"{part.name} {hashlib.sha256(part.read_bytes()).hexdigest()}\n"
+        for part in sorted(paths["test"].iterdir())
+    )
+    assert run.data.tags["dataset.test_sha256"] == hashlib.sha256(listing.encode()).hexdigest()
 
 
 def test_several_classes_give_scikit_learns_metrics(client, tmp_path):
