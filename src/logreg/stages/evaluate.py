@@ -19,6 +19,10 @@ than our fit: sweeps turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
 
+With ``engine=dask`` (the ``engine`` section) the splits may be partition folders, and
+:mod:`logreg.engines.dask_evaluate` computes the same reports from counts summed on the
+workers (what is exact and what is binned is listed there).
+
 :func:`evaluate_model` and :func:`coefficient_table` do the work on a model and splits;
 :func:`run` reads, writes and tracks, given checked params and :class:`Paths`;
 :func:`main` is the command line.
@@ -315,9 +319,8 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
         )
     positive = minority_class(splits["train"].y) if splits and len(model.classes_) == 2 else None
     rebalance_options = None
-    if (
-        options["threshold_method"] in OUT_OF_FOLD and not on_dask
-    ):  # the refits rebalance as the pipeline did
+    # The cv refits rebalance as the pipeline did (numpy only: on Dask cv tunes on val).
+    if options["threshold_method"] in OUT_OF_FOLD and not on_dask:
         rebalance_options = check_section("rebalance", params.get("rebalance") or {})
 
     model_sha256 = file_sha256(model_path)

@@ -11,6 +11,10 @@ see :mod:`logreg.rebalance`). Writes the rebalanced table, always with a
 ``sample_weight`` column, and class counts before and after to the report. The
 preprocessing tells SMOTE which columns are one-hot indicators of a category.
 
+With ``engine=dask`` the train split may be a partition folder, and the output is one:
+:mod:`logreg.engines.dask_rebalance` rewrites each partition on a worker, with the class
+sizes and the report of the numpy engine.
+
 :func:`rebalance_split` does the work on a frame; :func:`run` reads and writes, given
 checked params and :class:`Paths`; :func:`main` is the command line.
 """
