@@ -186,6 +186,7 @@ def test_poisson_weights_are_poisson_1_and_independent_across_resamples():
     assert not np.array_equal(w, poisson_weights(hashes, seed=5, resample=0))
 
 
+@pytest.mark.slow  # its own cluster, and MLflow logging the model: ~20-40 s
 def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, isolated_tracking):
     from mlflow.tracking import MlflowClient
 
