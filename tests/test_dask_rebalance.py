@@ -149,6 +149,15 @@ def test_smote_nc_on_one_hot_columns_matches_the_numpy_engine(client, tmp_path):
         assert _on_a_segment(row, minority)
 
 
+def test_a_clipped_k_neighbors_is_said_on_the_driver(client, tmp_path):
+    train = _train(n=400, seed=1)
+    source = _partitioned(train, tmp_path / "in", 100)
+    n_minority = int((train[TARGET] == "yes").sum())
+    options = {**OPTIONS, "strategy": "smote", "k_neighbors": n_minority + 3}
+    with pytest.warns(UserWarning, match=f"clipped to {n_minority - 1}"):
+        rebalance_parts(client, source, tmp_path / "out", options, 100)
+
+
 def test_smote_that_does_not_fit_stops_naming_the_alternatives(client, tmp_path):
     train = _train()
     source = _partitioned(train, tmp_path / "in", 500)

@@ -28,6 +28,7 @@ Each task writes its partition's output as pieces of at most ``partition_rows`` 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from functools import partial
@@ -305,7 +306,10 @@ def _smote(
         place,
         pure=False,
     )
-    return task.result()
+    written, caught = task.result()
+    for message in caught:  # a clipped k_neighbors, said on the driver as on one machine
+        warnings.warn(message, stacklevel=2)
+    return written
 
 
 def _rows_of(path: Path, labels: list[Any]) -> pd.DataFrame:
@@ -328,14 +332,17 @@ def _synthetic(
     options: dict[str, Any],
     one_hot_groups: dict[str, list[str]] | None,
     place: Place,
-) -> tuple[dict[Any, int], dict[Any, float]]:
-    """The synthetic rows of the gathered classes, written at ``place``."""
+) -> tuple[tuple[dict[Any, int], dict[Any, float]], list[str]]:
+    """The synthetic rows of the gathered classes, written at ``place``; SMOTE's warnings."""
     rows = pd.concat(parts, ignore_index=True)
     X, y = rows.drop(columns=TARGET), rows[TARGET]
-    X_new, y_new, weights = rb.smote(
-        X, y, options["ratio"], options["k_neighbors"], options["seed"], one_hot_groups, counts
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        X_new, y_new, weights = rb.smote(
+            X, y, options["ratio"], options["k_neighbors"], options["seed"], one_hot_groups, counts
+        )
     synthetic = pd.DataFrame(X_new).iloc[len(rows) :].reset_index(drop=True)
     synthetic[TARGET] = pd.Series(y_new).iloc[len(rows) :].to_numpy()
     synthetic[WEIGHT] = np.asarray(weights, dtype=np.float64)[len(rows) :]
-    return _write_pieces(synthetic, place)
+    ours = [str(w.message) for w in caught if str(w.message).startswith("rebalance.")]
+    return _write_pieces(synthetic, place), ours
