@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -76,39 +76,11 @@ def rebalance_parts(
     )
     if len(counts) < 2:
         raise UserError("the train split holds a single class; there is nothing to rebalance")
-    strategy, ratio, seed = options["strategy"], options["ratio"], options["seed"]
-    classes = list(counts)
-    sizes = np.array([counts[c] for c in classes], dtype=np.int64)
-
-    rewrite: Any = partial(_weighted, weights=dict.fromkeys(classes, 1.0))
-    if strategy == "class_weight":
-        weights = dict(zip(classes, balanced_class_weights(sizes).tolist(), strict=True))
-        rewrite = partial(_weighted, weights=weights)
-    elif strategy in ("undersample", "oversample"):
-        hashed = [client.submit(_hashes, path, seed, classes, pure=False) for path in sources]
-
-        def gather(per_part: Any) -> list[Any]:
-            return client.gather([client.submit(_apply, per_part, h) for h in hashed])
-
-        if strategy == "undersample":
-            targets = _targets(rb.under_targets, counts, ratio)
-            rewrite = partial(
-                _undersampled,
-                classes=classes,
-                seed=seed,
-                cut=undersample_cut(gather, sizes, targets),
-            )
-        else:
-            targets = _targets(rb.over_targets, counts, ratio)
-            rewrite = partial(
-                _oversampled,
-                classes=classes,
-                seed=seed,
-                sizes=sizes,
-                targets=targets,
-                extra=extra_copies_cut(gather, sizes, targets),
-            )
-        del hashed
+    strategy = options["strategy"]
+    if strategy == "smote":  # before anything is written
+        max_rows = _smote_bound(client, memory_limit) // (8 * len(columns))
+        _check_smote_fits(counts, options["ratio"], max_rows)
+    rewrite = REWRITES[strategy](Job(client, sources, counts, options))
 
     with staged_folder(out) as staging:
         written = client.gather(
@@ -126,7 +98,6 @@ def rebalance_parts(
                     options,
                     one_hot_groups,
                     Place(staging, len(sources), partition_rows),
-                    _smote_bound(client, memory_limit) // (8 * len(columns)),
                 )
             )
         _number_parts(staging)
@@ -137,11 +108,79 @@ def rebalance_parts(
         weight.update(part_weight)
     return rb.counts_report(
         strategy,
-        ratio,
+        options["ratio"],
         counts,
         dict(after),
         {label: float(w) for label, w in weight.items()},
     )
+
+
+# ----------------------------------------------------------------- each strategy's rewrite
+# A strategy's plan looks at the global counts (and, to resample, at the rows' hashes on
+# the workers) and returns what each partition's task applies to its frame.
+
+Rewrite = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+class Job(NamedTuple):
+    """What a plan sees: the cluster, the partitions, the global class counts, the options."""
+
+    client: Any
+    sources: list[Path]
+    counts: dict[Any, int]
+    options: Mapping[str, Any]
+
+
+def _plan_ones(job: Job) -> Rewrite:
+    """none, and smote's original rows: weight 1."""
+    return partial(_weighted, weights=dict.fromkeys(job.counts, 1.0))
+
+
+def _plan_class_weight(job: Job) -> Rewrite:
+    sizes = np.array(list(job.counts.values()), dtype=np.int64)
+    weights = dict(zip(job.counts, balanced_class_weights(sizes).tolist(), strict=True))
+    return partial(_weighted, weights=weights)
+
+
+def _plan_undersample(job: Job) -> Rewrite:
+    gather, sizes = _hash_gather(job)
+    targets = _targets(rb.under_targets, job.counts, job.options["ratio"])
+    cut = undersample_cut(gather, sizes, targets)
+    return partial(_undersampled, classes=list(job.counts), seed=job.options["seed"], cut=cut)
+
+
+def _plan_oversample(job: Job) -> Rewrite:
+    gather, sizes = _hash_gather(job)
+    targets = _targets(rb.over_targets, job.counts, job.options["ratio"])
+    extra = extra_copies_cut(gather, sizes, targets)
+    return partial(
+        _oversampled,
+        classes=list(job.counts),
+        seed=job.options["seed"],
+        sizes=sizes,
+        targets=targets,
+        extra=extra,
+    )
+
+
+REWRITES: dict[str, Callable[[Job], Rewrite]] = {
+    "none": _plan_ones,
+    "class_weight": _plan_class_weight,
+    "undersample": _plan_undersample,
+    "oversample": _plan_oversample,
+    "smote": _plan_ones,  # + the synthetic rows, as extra parts (_smote)
+}
+
+
+def _hash_gather(job: Job) -> tuple[Callable[[Any], list[Any]], np.ndarray]:
+    """A ``gather`` over the partitions' (hashes, class) held on the workers; class sizes."""
+    client, classes, seed = job.client, list(job.counts), job.options["seed"]
+    hashed = [client.submit(_hashes, path, seed, classes, pure=False) for path in job.sources]
+
+    def gather(per_part: Any) -> list[Any]:
+        return client.gather([client.submit(_apply, per_part, h) for h in hashed])
+
+    return gather, np.array(list(job.counts.values()), dtype=np.int64)
 
 
 class Place(NamedTuple):
@@ -274,25 +313,12 @@ def _smote(
     options: Mapping[str, Any],
     one_hot_groups: dict[str, list[str]] | None,
     place: Place,
-    max_rows: int,
 ) -> tuple[dict[Any, int], dict[Any, float]]:
-    """SMOTE's synthetic rows, made on one worker from the gathered growing classes;
-    ``max_rows`` bounds the gathered rows plus the synthetic ones."""
-    ratio = options["ratio"]
-    targets = rb.over_targets(counts, ratio)
-    growing = [label for label in counts if targets[label] > counts[label]]
+    """SMOTE's synthetic rows, made on one worker from the gathered growing classes."""
+    growing = _growing(counts, options["ratio"])
     if not growing:
         return {}, {}
-    rows = sum(targets[label] for label in growing)  # the gathered rows and the synthetic ones
-    if rows > max_rows:
-        raise UserError(
-            f"rebalance.strategy=smote: the {sum(counts[c] for c in growing):,} rows of the "
-            f"class(es) to grow and their synthetic rows ({rows:,} in all) do not fit in "
-            f"{SMOTE_MEMORY_SHARE:.0%} of a worker's engine.memory_limit ({max_rows:,} rows "
-            "of float64 columns); use rebalance.strategy=undersample, oversample or "
-            "class_weight, or more worker memory"
-        )
-    gathered = [client.submit(_rows_of, path, growing, pure=False) for path in sources]
+    gathered = [client.submit(_rows_of, path, list(growing), pure=False) for path in sources]
     # imbalanced-learn wants two classes: one row of a class that does not grow comes
     # last; it is given no synthetic rows and draws on no randomness.
     other = next(label for label in counts if label not in growing)
@@ -310,6 +336,26 @@ def _smote(
     for message in caught:  # a clipped k_neighbors, said on the driver as on one machine
         warnings.warn(message, stacklevel=2)
     return written
+
+
+def _growing(counts: dict[Any, int], ratio: float) -> dict[Any, int]:
+    """The classes SMOTE grows, and the size each grows to."""
+    targets = rb.over_targets(counts, ratio)
+    return {label: targets[label] for label in counts if targets[label] > counts[label]}
+
+
+def _check_smote_fits(counts: dict[Any, int], ratio: float, max_rows: int) -> None:
+    """SMOTE's gathered rows plus its synthetic ones fit in ``max_rows``, else one line."""
+    growing = _growing(counts, ratio)
+    rows = sum(growing.values())  # the gathered rows and the synthetic ones
+    if rows > max_rows:
+        raise UserError(
+            f"rebalance.strategy=smote: the {sum(counts[c] for c in growing):,} rows of the "
+            f"class(es) to grow and their synthetic rows ({rows:,} in all) do not fit in "
+            f"{SMOTE_MEMORY_SHARE:.0%} of a worker's engine.memory_limit ({max_rows:,} rows "
+            "of float64 columns); use rebalance.strategy=undersample, oversample or "
+            "class_weight, or more worker memory"
+        )
 
 
 def _rows_of(path: Path, labels: list[Any]) -> pd.DataFrame:
