@@ -33,6 +33,10 @@ the summed confusion matrix (exact), the one-vs-rest areas from per-class bin co
 
 The plot files hold one point per bin edge where the curve moves, and ``confusion.csv``
 one row per test row, grouped by (actual, predicted) cell.
+
+Memory: for two classes each worker keeps its partitions' scores, labels and row hashes
+(17 bytes a row) for the three passes over them (counts, then the validation and the
+test bootstraps), instead of reading and scoring each partition three times.
 """
 
 from __future__ import annotations
