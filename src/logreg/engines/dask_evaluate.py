@@ -12,12 +12,13 @@ Same ``metrics.json`` keys as the numpy engine, computed from sums. For two clas
 - **95 % intervals: a Poisson bootstrap.** Resample r gives each row the weight
   w ~ Poisson(1), drawn from the row's content hash and (``evaluate.seed``, r)
   (:func:`poisson_weights`), so no row is collected and a rerun task draws the same
-  weights (rows of equal content draw equal weights). Unlike the numpy engine's bootstrap it is not multinomial (the resample's size
-  varies, ±√n) nor stratified (its class counts vary too), so its intervals are close to
-  the numpy engine's, a little wider for recall, not equal. Each resample is counted on a
-  coarser grid of at most :data:`BOOTSTRAP_BINS` bins of about equal rows (a quantile grid
-  of the scores, its edges among the fine ones), which keeps 0.5 and the tuned threshold
-  as edges: resampled P/R/F1 are exact, resampled PR-AUC binned.
+  weights (rows of equal content draw equal weights). Unlike the numpy engine's bootstrap
+  it is not multinomial (the resample's size varies, ±√n) nor stratified (its class
+  counts vary too), so its intervals are close to the numpy engine's, not equal. Each
+  resample is counted on a coarser grid of at most :data:`BOOTSTRAP_BINS` bins of about
+  equal rows (a quantile grid of the scores, its edges among the fine ones), which keeps
+  0.5 and the tuned threshold as edges: resampled P/R/F1 are exact, resampled PR-AUC
+  binned.
 - **Threshold tuning, from the validation split's counts.** ``val_max``: the F1-maximising
   bin edge. ``bootstrap_median``: the lower median of the resamples' F1-maximising edges
   (an edge itself, so the test counts at it stay exact). ``cv`` would refit the model on
