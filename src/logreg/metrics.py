@@ -107,15 +107,21 @@ def binary_metrics(
 def thresholded_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Accuracy, precision, recall, F1 and the confusion counts of boolean predictions."""
     y, yhat = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
-    tp = int(np.sum(y & yhat))
-    fp = int(np.sum(~y & yhat))
-    fn = int(np.sum(y & ~yhat))
-    tn = int(np.sum(~y & ~yhat))
+    return confusion_metrics(
+        int(np.sum(y & yhat)),
+        int(np.sum(~y & yhat)),
+        int(np.sum(y & ~yhat)),
+        int(np.sum(~y & ~yhat)),
+    )
+
+
+def confusion_metrics(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """:func:`thresholded_metrics` from the four confusion counts (summed over partitions)."""
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     return {
-        "accuracy": (tp + tn) / len(y) if len(y) else float("nan"),
+        "accuracy": (tp + tn) / (tp + fp + fn + tn) if tp + fp + fn + tn else float("nan"),
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -194,10 +200,17 @@ def classification_report(
     prec, rec, f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    return per_class_report(labels, prec, rec, f1, support)
+
+
+def per_class_report(
+    labels: Any, precision: Any, recall: Any, f1: Any, support: Any
+) -> dict[str, dict[str, float]]:
+    """:func:`classification_report`'s dict from the per-class values, in ``labels`` order."""
     return {
         str(plain_label(label)): {
-            "precision": float(prec[i]),
-            "recall": float(rec[i]),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
         }

@@ -37,6 +37,13 @@ def write_pr_points(y_true: np.ndarray, scores: np.ndarray, path: PathLike) -> p
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    return write_pr_table(recall, precision, thresholds, path)
+
+
+def write_pr_table(
+    recall: np.ndarray, precision: np.ndarray, thresholds: np.ndarray, path: PathLike
+) -> pd.DataFrame:
+    """PR points as scikit-learn's ``precision_recall_curve`` orders them (one threshold fewer)."""
     # The last point (recall 0, precision 1) has no threshold: left blank.
     frame = pd.DataFrame(
         {"recall": recall, "precision": precision, "threshold": np.r_[thresholds, np.nan]}
@@ -50,6 +57,13 @@ def write_roc_points(y_true: np.ndarray, scores: np.ndarray, path: PathLike) -> 
     from sklearn.metrics import roc_curve
 
     fpr, tpr, thresholds = roc_curve(y_true, scores)
+    return write_roc_table(fpr, tpr, thresholds, path)
+
+
+def write_roc_table(
+    fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray, path: PathLike
+) -> pd.DataFrame:
+    """ROC points as scikit-learn's ``roc_curve`` gives them, highest threshold first."""
     # The first point (0, 0) has threshold +inf, which plotting tools can't parse: left blank.
     thresholds = np.where(np.isfinite(thresholds), thresholds, np.nan)
     frame = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds})
@@ -99,9 +113,23 @@ def pr_curve(
 
     y = np.asarray(y_true, dtype=bool)
     precision, recall, thresholds = precision_recall_curve(y, scores)
+    ap = average_precision_score(y, scores)
+    draw_pr_curve(recall, precision, thresholds, ap, y.mean(), path, threshold)
+
+
+def draw_pr_curve(
+    recall: np.ndarray,
+    precision: np.ndarray,
+    thresholds: np.ndarray,
+    ap: float,
+    prevalence: float,
+    path: PathLike,
+    threshold: float | None = None,
+) -> None:
+    """:func:`pr_curve` from the curve's points (``thresholds`` increasing, one fewer)."""
     fig, ax = _figure()
-    ax.step(recall, precision, where="post", label=f"AP = {average_precision_score(y, scores):.3f}")
-    ax.axhline(y.mean(), color="grey", linestyle="--", label=f"prevalence = {y.mean():.3f}")
+    ax.step(recall, precision, where="post", label=f"AP = {ap:.3f}")
+    ax.axhline(prevalence, color="grey", linestyle="--", label=f"prevalence = {prevalence:.3f}")
     if threshold is not None and len(thresholds):
         i = int(np.argmin(np.abs(thresholds - threshold)))
         ax.plot(recall[i], precision[i], "o", color="C3", label=f"threshold = {threshold:.3f}")
@@ -116,8 +144,13 @@ def roc_curve(y_true: np.ndarray, scores: np.ndarray, path: PathLike) -> None:
     from sklearn.metrics import roc_curve as sk_roc_curve
 
     fpr, tpr, _ = sk_roc_curve(y_true, scores)
+    draw_roc_curve(fpr, tpr, roc_auc_score(y_true, scores), path)
+
+
+def draw_roc_curve(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: PathLike) -> None:
+    """:func:`roc_curve` from the curve's points."""
     fig, ax = _figure()
-    ax.plot(fpr, tpr, label=f"AUC = {roc_auc_score(y_true, scores):.3f}")
+    ax.plot(fpr, tpr, label=f"AUC = {auc:.3f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC curve")
     ax.legend()
@@ -178,6 +211,11 @@ def calibration_curve(
     from sklearn.calibration import calibration_curve as sk_calibration_curve
 
     observed, predicted = sk_calibration_curve(y_true, scores, n_bins=n_bins, strategy="quantile")
+    draw_calibration_curve(predicted, observed, path)
+
+
+def draw_calibration_curve(predicted: np.ndarray, observed: np.ndarray, path: PathLike) -> None:
+    """:func:`calibration_curve` from each bin's mean predicted probability and positive rate."""
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
     ax.plot(predicted, observed, marker="o", label="model")

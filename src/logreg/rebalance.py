@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from logreg.errors import UserError
-from logreg.frames import TARGET, WEIGHT, class_counts, plain_label
+from logreg.frames import TARGET, WEIGHT, plain_label
 from logreg.model.equations import balanced_class_weights
 
 _EPS = 1e-9  # keeps ratio·n from rounding the wrong way, e.g. 0.3·100 = 30.000000000000004
@@ -84,15 +84,25 @@ def _resampled(sampler: Any, X: pd.DataFrame, y: pd.Series) -> Resampled:
     return X_new, y_new, np.ones(len(y_new))
 
 
-def _smote(
+def smote(
     X: pd.DataFrame,
     y: pd.Series,
     ratio: float,
     k_neighbors: int,
     seed: int,
     one_hot_groups: dict[str, list[str]] | None = None,
+    counts: dict[Any, int] | None = None,
 ) -> Resampled:
-    counts = _counts(y)
+    """SMOTE (SMOTE-NC given one-hot groups) up to :func:`over_targets` of ``counts``.
+
+    ``counts`` are the class sizes the targets come from: ``y``'s own, or the whole
+    table's when ``X``, ``y`` hold only the rows of the classes that grow (Dask gathers
+    just those, :mod:`logreg.engines.dask_rebalance`). Each class gains targets − counts
+    synthetic rows, appended after the rows given; a class's synthetic rows depend only
+    on its own rows and the seed, so the rows of the other classes need not be there.
+    """
+    held = _counts(y)
+    counts = counts or held
     targets = over_targets(counts, ratio)
     growing = {label: counts[label] for label in counts if targets[label] > counts[label]}
     if not growing:
@@ -111,11 +121,12 @@ def _smote(
             f"class {label!r} has {smallest} rows",
             stacklevel=3,
         )
+    goals = {label: n + targets[label] - counts[label] for label, n in held.items()}
     if one_hot_groups:
-        return _smote_nc(X, y, targets, k, seed, one_hot_groups)
+        return _smote_nc(X, y, goals, k, seed, one_hot_groups)
     from imblearn.over_sampling import SMOTE
 
-    return _resampled(SMOTE(sampling_strategy=targets, k_neighbors=k, random_state=seed), X, y)
+    return _resampled(SMOTE(sampling_strategy=goals, k_neighbors=k, random_state=seed), X, y)
 
 
 def _smote_nc(
@@ -168,7 +179,7 @@ STRATEGIES: dict[str, Callable[[pd.DataFrame, pd.Series, float, int, int], Resam
     "none": _none,
     "undersample": _undersample,
     "oversample": _oversample,
-    "smote": _smote,
+    "smote": smote,
     "class_weight": _class_weight,
 }
 
@@ -198,7 +209,7 @@ def rebalance(
     if absent:
         raise UserError(f"the train split lacks the one-hot column(s) {absent[:5]}")
     if strategy == "smote":
-        X_new, y_new, weights = _smote(X, y, ratio, k_neighbors, seed, one_hot_groups)
+        X_new, y_new, weights = smote(X, y, ratio, k_neighbors, seed, one_hot_groups)
     else:
         X_new, y_new, weights = STRATEGIES[strategy](X, y, ratio, k_neighbors, seed)
     out = pd.DataFrame(X_new).reset_index(drop=True)
@@ -212,13 +223,34 @@ def report(
 ) -> dict[str, Any]:
     """Class counts before and after, and the total weight per class after (for the report)."""
     weighted = after.groupby(TARGET, sort=True)[WEIGHT].sum()
+    return counts_report(
+        strategy,
+        ratio,
+        _counts(before[TARGET]),
+        _counts(after[TARGET]),
+        {label: float(w) for label, w in weighted.items()},
+    )
+
+
+def counts_report(
+    strategy: str,
+    ratio: float,
+    before: dict[Any, int],
+    after: dict[Any, int],
+    weight: dict[Any, float],
+) -> dict[str, Any]:
+    """The report from the class counts before and after and the weight per class after."""
+
+    def by_label(values: dict[Any, Any]) -> dict[str, Any]:
+        return {str(plain_label(label)): values[label] for label in sorted(values)}
+
     return {
         "strategy": strategy,
         "ratio": ratio,
-        "before": {"rows": len(before), "classes": class_counts(before[TARGET])},
+        "before": {"rows": sum(before.values()), "classes": by_label(before)},
         "after": {
-            "rows": len(after),
-            "classes": class_counts(after[TARGET]),
-            "weight": {str(label): float(w) for label, w in weighted.items()},
+            "rows": sum(after.values()),
+            "classes": by_label(after),
+            "weight": by_label(weight),
         },
     }

@@ -10,10 +10,11 @@ worker's memory bounds a partition, never the table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -52,23 +53,31 @@ def read_part(path: str | os.PathLike[str]) -> pd.DataFrame:
 def write_parts(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str]) -> list[int]:
     """Each frame as the next part of the folder ``path``; the rows per part.
 
-    The parts go to a temp folder beside ``path``, which replaces ``path`` only when
-    every part is written: an interrupted write leaves the old table (or none), never
-    a folder missing its last parts.
+    The parts go to a temp folder beside ``path`` (:func:`staged_folder`), which
+    replaces ``path`` only when every part is written: an interrupted write leaves the
+    old table (or none), never a folder missing its last parts.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with staged_folder(path) as staging:
         sizes = []
         for i, frame in enumerate(frames):
             write_table(frame, staging / PART.format(i))
             sizes.append(len(frame))
+    return sizes
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temp folder beside ``path`` to write parts into (from workers too: it is on the
+    same file system); it replaces ``path`` when the block ends without an error."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
         staging.chmod(0o777 & ~_umask())
         replace_path(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return sizes
 
 
 def replace_path(new: Path, target: Path) -> None:

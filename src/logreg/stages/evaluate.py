@@ -19,6 +19,10 @@ than our fit: sweeps turn it off). Reads only
 the ``evaluate`` and ``mlflow`` sections of the params (and ``data.name`` as a label):
 the model carries its own hyperparameters.
 
+With ``engine=dask`` (the ``engine`` section) the splits may be partition folders, and
+:mod:`logreg.engines.dask_evaluate` computes the same reports from counts summed on the
+workers (what is exact and what is binned is listed there).
+
 :func:`evaluate_model` and :func:`coefficient_table` do the work on a model and splits;
 :func:`run` reads, writes and tracks, given checked params and :class:`Paths`;
 :func:`main` is the command line.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,15 +145,20 @@ def evaluate_model(
             positive,
             seed=int(getattr(model, "seed", 0) or 0),
         )
+    out["model"] = model_metrics(model)
+    return _finite(out)
+
+
+def model_metrics(model: LogisticRegression) -> dict[str, Any]:
+    """The ``model`` section: epochs, nonzero coefficients, last train loss, best val loss."""
     history = model.history_ or [{}]
     val_losses = [r["val_loss"] for r in history if r.get("val_loss") is not None]
-    out["model"] = {
+    return {
         "epochs": int(model.n_iter_),
         "n_nonzero_coef": int(np.count_nonzero(model.coef_)),
         "train_loss": history[-1].get("train_loss"),
         "best_val_loss": min(val_losses) if val_losses else None,
     }
-    return _finite(out)
 
 
 def coefficient_table(model: LogisticRegression, prep: Preprocessing | None = None) -> pd.DataFrame:
@@ -213,13 +222,6 @@ def write_reports(
         threshold = None
         predicted = predicted_tuned = classes[np.argmax(proba, axis=1)]
 
-    written: dict[str, list[Path]] = {"reports": [], "plots": [], "figures": []}
-    write_json(reports / METRICS_FILE, metrics)
-    table = coefficient_table(model, model_preprocessing(model))
-    with atomic_path(reports / "coefficients.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    written["reports"] += [reports / METRICS_FILE, reports / "coefficients.csv"]
-
     data_files = {
         "pr.csv": lambda p: plots.write_pr_points(y_bin, scores, p),
         "roc.csv": lambda p: plots.write_roc_points(y_bin, scores, p),
@@ -227,14 +229,39 @@ def write_reports(
         "confusion_tuned.csv": lambda p: plots.write_confusion_rows(test.y, predicted_tuned, p),
     }
     figures = {
-        "loss_curves.png": lambda p: plots.loss_curves(model.history_, p),
         "pr_curve.png": lambda p: plots.pr_curve(y_bin, scores, p, threshold),
         "roc_curve.png": lambda p: plots.roc_curve(y_bin, scores, p),
         "confusion_matrix.png": lambda p: plots.confusion_matrix(
             confusion(test.y, predicted, classes), classes.tolist(), p
         ),
-        "coefficients.png": lambda p: plots.coefficient_chart(table, p),
         "calibration.png": lambda p: plots.calibration_curve(y_bin, scores, p),
+    }
+    return write_files(model, metrics, reports, data_files, figures)
+
+
+Maker = Callable[[Path], Any]
+
+
+def write_files(
+    model: LogisticRegression,
+    metrics: dict[str, dict[str, Any]],
+    reports_dir: str | Path,
+    data_files: dict[str, Maker],
+    figures: dict[str, Maker],
+) -> dict[str, list[Path]]:
+    """metrics.json, coefficients.csv, the loss and coefficient figures, and the plot
+    files and figures that ``data_files`` and ``figures`` make; the paths by folder."""
+    reports = Path(reports_dir)
+    written: dict[str, list[Path]] = {"reports": [], "plots": [], "figures": []}
+    write_json(reports / METRICS_FILE, metrics)
+    table = coefficient_table(model, model_preprocessing(model))
+    with atomic_path(reports / "coefficients.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    written["reports"] += [reports / METRICS_FILE, reports / "coefficients.csv"]
+    figures = {
+        "loss_curves.png": lambda p: plots.loss_curves(model.history_, p),
+        **figures,
+        "coefficients.png": lambda p: plots.coefficient_chart(table, p),
     }
     for folder, makers in (("plots", data_files), ("figures", figures)):
         for name, make in makers.items():
@@ -255,7 +282,7 @@ class Paths:
     run_file: Annotated[Path | None, "train's run file: the MLflow run to resume"] = None
 
 
-SECTIONS = ("evaluate", "mlflow")
+SECTIONS = ("evaluate", "mlflow", "engine")
 
 
 def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
@@ -271,25 +298,29 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     if not model_path.is_file():
         raise UserError(f"{model_path}: file not found (run the train stage first)")
     model = LogisticRegression.load(model_path)
-    splits = {
-        "train": read_split(paths.train),
-        "val": read_split(paths.val),
-        "test": read_split(paths.test),
-    }
+    on_dask = (params.get("engine") or {}).get("name") == "dask"
+    splits: dict[str, Split] = {}
+    if not on_dask:
+        splits = {
+            "train": read_split(paths.train),
+            "val": read_split(paths.val),
+            "test": read_split(paths.test),
+        }
     names = list(model.feature_names_in_ or [])
     for name, split in splits.items():
         if names and split.feature_names != names:
             raise UserError(f"{name} split: its feature columns differ from the model's")
-    rebalanced = read_split(paths.rebalanced) if paths.rebalanced else None
-    if rebalanced is None and options["baseline"]:
+    rebalanced = read_split(paths.rebalanced) if paths.rebalanced and not on_dask else None
+    if paths.rebalanced is None and options["baseline"]:
         print(
             "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
             "without the rebalancing, so its objective is not comparable to ours",
             file=sys.stderr,
         )
-    positive = minority_class(splits["train"].y) if len(model.classes_) == 2 else None
+    positive = minority_class(splits["train"].y) if splits and len(model.classes_) == 2 else None
     rebalance_options = None
-    if options["threshold_method"] in OUT_OF_FOLD:  # the refits rebalance as the pipeline did
+    # The cv refits rebalance as the pipeline did (numpy only: on Dask cv tunes on val).
+    if options["threshold_method"] in OUT_OF_FOLD and not on_dask:
         rebalance_options = check_section("rebalance", params.get("rebalance") or {})
 
     model_sha256 = file_sha256(model_path)
@@ -301,18 +332,21 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id, run_name="evaluate"):
-        metrics = evaluate_model(
-            model,
-            splits,
-            positive,
-            rebalanced,
-            options["baseline"],
-            n_bootstrap=options["n_bootstrap"],
-            seed=options["seed"],
-            threshold_method=options["threshold_method"],
-            rebalance_options=rebalance_options,
-        )
-        written = write_reports(model, splits, metrics, paths.reports_dir, positive)
+        if on_dask:
+            metrics, written, positive = _evaluate_on_dask(model, params, paths)
+        else:
+            metrics = evaluate_model(
+                model,
+                splits,
+                positive,
+                rebalanced,
+                options["baseline"],
+                n_bootstrap=options["n_bootstrap"],
+                seed=options["seed"],
+                threshold_method=options["threshold_method"],
+                rebalance_options=rebalance_options,
+            )
+            written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
         sklearn_f1 = metrics["baseline"].get("f1")
         f1_ci = metrics["test"].get("ci95", {}).get("f1")
@@ -335,23 +369,62 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             }
         )
         dataset = (params.get("data") or {}).get("name") or "data"
-        tracker.log_dataset(
-            splits["test"].to_frame(),
-            source=paths.test,
-            name=f"{dataset}/test",
-            context="test",
-            targets=TARGET,
-        )
+        if not on_dask:  # a partitioned split is not one frame to profile
+            tracker.log_dataset(
+                splits["test"].to_frame(),
+                source=paths.test,
+                name=f"{dataset}/test",
+                context="test",
+                targets=TARGET,
+            )
         for folder, files in written.items():
             for path in files:
                 tracker.log_artifact(path, folder)
         tracker.log_model(
             model_path,
-            input_example=serving_example(model, splits["test"]),
+            input_example=serving_example(model, _first_test_rows(splits, paths.test)),
             positive=positive,
             threshold=float(tuned.get("threshold", 0.5)),
         )
     return metrics
+
+
+def _evaluate_on_dask(
+    model: LogisticRegression, params: Mapping[str, Any], paths: Paths
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[Path]], Any]:
+    """Metrics and reports from counts summed over the partitions (engines.dask_evaluate)."""
+    from logreg.engines import dask_evaluate
+    from logreg.engines.cluster import engine_client
+
+    options = params["evaluate"]
+    with engine_client(params["engine"]) as client:
+        metrics, drawn, positive = dask_evaluate.evaluate_parts(
+            client,
+            model,
+            {
+                "train": paths.train,
+                "val": paths.val,
+                "test": paths.test,
+                "rebalanced": paths.rebalanced,
+            },
+            baseline=options["baseline"],
+            n_bootstrap=options["n_bootstrap"],
+            seed=options["seed"],
+            threshold_method=options["threshold_method"],
+        )
+    metrics["model"] = model_metrics(model)
+    metrics = _finite(metrics)
+    makers = dask_evaluate.plot_makers(drawn)
+    return metrics, write_files(model, metrics, paths.reports_dir, *makers), positive
+
+
+def _first_test_rows(splits: dict[str, Split], test: Path, rows: int = 5) -> pd.DataFrame:
+    """The features of the first test rows: from the split in memory, or its first part."""
+    if splits:
+        return pd.DataFrame(splits["test"].X[:rows], columns=splits["test"].feature_names)
+    from logreg.engines.dask_evaluate import first_rows
+
+    return first_rows(test, rows)
 
 
 @cli
@@ -359,13 +432,13 @@ def main(argv: list[str] | None = None) -> None:
     run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.evaluate", __doc__))
 
 
-def serving_example(model: LogisticRegression, test: Split, rows: int = 5) -> pd.DataFrame:
-    """The first test rows in the form the served model takes.
+def serving_example(model: LogisticRegression, test: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+    """The first test rows (``test``: their features) in the form the served model takes.
 
     That is rows of the original columns when the model carries its preprocessing (the
     numbers rounded to 9 decimals, off the noise of un-standardising), else features.
     """
-    features = pd.DataFrame(test.X[:rows], columns=test.feature_names)
+    features = test.head(rows).reset_index(drop=True)
     prep = model_preprocessing(model)
     if prep is None:
         return features

@@ -11,6 +11,10 @@ see :mod:`logreg.rebalance`). Writes the rebalanced table, always with a
 ``sample_weight`` column, and class counts before and after to the report. The
 preprocessing tells SMOTE which columns are one-hot indicators of a category.
 
+With ``engine=dask`` the train split may be a partition folder, and the output is one:
+:mod:`logreg.engines.dask_rebalance` rewrites each partition on a worker, with the class
+sizes and the report of the numpy engine.
+
 :func:`rebalance_split` does the work on a frame; :func:`run` reads and writes, given
 checked params and :class:`Paths`; :func:`main` is the command line.
 """
@@ -31,7 +35,7 @@ from logreg.io import write_json
 from logreg.preprocess import read_preprocessing
 from logreg.stages import entry
 
-SECTIONS = ("rebalance",)
+SECTIONS = ("rebalance", "engine")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,13 +58,44 @@ def rebalance_split(
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
     """Read the prepared training split, rebalance it, write it and the report."""
-    train = read_table(paths.train)
     groups = read_preprocessing(paths.preprocess).one_hot_groups() if paths.preprocess else None
+    engine = params.get("engine") or {"name": "numpy"}
+    if engine["name"] == "dask":
+        _run_on_dask(params["rebalance"], engine, paths, groups)
+        return
+    train = read_table(paths.train)
     try:
         balanced, report = rebalance_split(train, params["rebalance"], groups)
     except UserError as exc:
         raise UserError(f"{paths.train}: {exc}") from None
     write_table(balanced, paths.out)
+    write_json(paths.report, report)
+
+
+def _run_on_dask(
+    options: Mapping[str, Any],
+    engine: Mapping[str, Any],
+    paths: Paths,
+    groups: dict[str, list[str]] | None,
+) -> None:
+    """The same outputs, partition by partition on a Dask cluster (engines.dask_rebalance)."""
+    from logreg.engines.cluster import engine_client
+    from logreg.engines.dask_rebalance import rebalance_parts
+
+    with engine_client(engine) as client:
+        try:
+            report = rebalance_parts(
+                client,
+                paths.train,
+                paths.out,
+                options,
+                engine["partition_rows"],
+                groups,
+            )
+        except UserError as exc:
+            if str(paths.train) in str(exc):  # a part named already
+                raise
+            raise UserError(f"{paths.train}: {exc}") from None
     write_json(paths.report, report)
 
 
