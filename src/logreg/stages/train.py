@@ -72,8 +72,9 @@ def fit_model(
 
 
 def working_dtype(model_params: Mapping[str, Any], train_params: Mapping[str, Any]) -> np.dtype:
-    """The dtype the estimator fits in: ``train.dtype`` for SGD; Newton works in float64."""
-    return np.dtype(np.float64 if model_params.get("solver") == "newton" else train_params["dtype"])
+    """The dtype the estimator fits in: ``train.dtype`` for SGD; Newton and proximal: float64."""
+    full_batch = model_params.get("solver") in ("newton", "proximal")
+    return np.dtype(np.float64 if full_batch else train_params["dtype"])
 
 
 def model_metadata(model: LogisticRegression, prep: Preprocessing, positive: Any) -> dict[str, Any]:
