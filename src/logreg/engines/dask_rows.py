@@ -87,10 +87,10 @@ class DaskRows:
 
 
 def on_opened(
-    open: Callable[[Any], Block], of: Callable[..., Any], handle: Any, *items: Any
+    open: Callable[[Any], Block], of: Callable[..., Any], handle: Any, *items: Any, **settings: Any
 ) -> Any:
     """``of`` on the block behind ``handle``, opened for this task only."""
-    return of(open(handle), *items)
+    return of(open(handle), *items, **settings)
 
 
 def _n_rows(block: Block) -> int:

@@ -154,16 +154,7 @@ class LogisticRegression:
             )
 
     def _encode_targets(self, y: Any) -> np.ndarray:
-        """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more."""
-        labels = np.asarray(y)
-        index = np.searchsorted(self.classes_, labels)
-        index = np.clip(index, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[index], labels):
-            unknown = labels[self.classes_[index] != labels][0]
-            raise ValueError(f"y contains the label {unknown!r}, unseen when fitting")
-        if len(self.classes_) == 2:
-            return index[:, None].astype(np.float64)
-        return np.eye(len(self.classes_))[index]
+        return encode_targets(self.classes_, y)
 
     def _sample_weights(self, y: np.ndarray, sample_weight: Any) -> np.ndarray:
         n = len(y)
@@ -427,3 +418,16 @@ def misclassified_rows(block: Block, W: np.ndarray, b: np.ndarray) -> int:
     else:
         predicted, actual = Z.argmax(axis=1), block.Y.argmax(axis=1)
     return int(np.count_nonzero(predicted != actual))
+
+
+def encode_targets(classes: np.ndarray, y: Any) -> np.ndarray:
+    """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more (``classes`` sorted)."""
+    labels = np.asarray(y)
+    index = np.searchsorted(classes, labels)
+    index = np.clip(index, 0, len(classes) - 1)
+    if not np.array_equal(classes[index], labels):
+        unknown = labels[classes[index] != labels][0]
+        raise ValueError(f"y contains the label {unknown!r}, unseen when fitting")
+    if len(classes) == 2:
+        return index[:, None].astype(np.float64)
+    return np.eye(len(classes))[index]
