@@ -8,9 +8,6 @@ two single-threaded worker processes is shared by the module.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +16,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.linear_model import LogisticRegression as SklearnLogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from conftest import KillAWorker, local_dask_client
 from logreg import LogisticRegression, preprocess
 from logreg.engines.dask_train import (
     check_part_sizes,
@@ -34,19 +32,14 @@ from logreg.model.sgd import sgd_solve
 from logreg.preprocess import write_preprocessing
 from logreg.stages import train
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
 
 PART_ROWS = 100  # breast_cancer's 569 rows: 6 partitions, the last short
 
 
 @pytest.fixture(scope="module")
 def client():
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with local_dask_client() as client:
         yield client
 
 
@@ -182,25 +175,12 @@ def test_a_worker_killed_mid_sgd_changes_nothing(tmp_path):
     frame = table()
     parts = partitioned(frame.iloc[:450], tmp_path / "train.parquet")
     val_parts = partitioned(frame.iloc[450:], tmp_path / "val.parquet")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        victim = next(iter(client.run(os.getpid).values()))
-        killed = []
-
-        def kill_once(record):
-            if not killed:
-                os.kill(victim, signal.SIGKILL)
-                killed.append(record["epoch"])
-
+    with local_dask_client() as client:
+        kill_once = KillAWorker(client)
         model = dask_fit(
             client, parts, val_parts, cache_dir=tmp_path / "cache", callback=kill_once, **SGD
         )
-        alive = client.run(os.getpid).values()
-    assert killed == [1] and victim not in alive, "a worker died after the first epoch"
+        assert kill_once.replaced(), "a worker died after the first epoch"
     W, b, _ = streamed_reference(parts, val_parts, model.classes_)
     np.testing.assert_array_equal(model.coef_, W.T)
     np.testing.assert_array_equal(model.intercept_, b)
