@@ -342,7 +342,7 @@ RUN_CASES = {
         ["--multirun", "model=logistic,newton", "model.penalty=l2,l1"],
         "error: logreg.run: job [model=newton model.penalty=l1]: model.solver: got 'newton' "
         "with model.penalty='l1'; allowed: newton with penalty 'l2' or 'none' (use solver "
-        "'sgd' for 'l1' and 'elasticnet')",
+        "'proximal' or 'sgd' for 'l1' and 'elasticnet')",
     ),
 }
 
