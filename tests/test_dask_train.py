@@ -32,7 +32,6 @@ from logreg.model.sgd import sgd_solve
 from logreg.preprocess import write_preprocessing
 from logreg.stages import train
 
-
 PART_ROWS = 100  # breast_cancer's 569 rows: 6 partitions, the last short
 
 
@@ -283,3 +282,33 @@ def test_a_chain_task_rerun_takes_the_same_steps(tmp_path):
         np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
     assert first.progressive_sum == again.progressive_sum
     np.testing.assert_array_equal(carry.theta, 0.01)  # the input is untouched
+
+
+def test_the_clients_memory_does_not_grow_with_the_rows(client, tmp_path):
+    # Four partitions of 1,000 rows, then of 4,000: what the client allocates while the
+    # cluster fits (weights, sums, futures) must not follow the data (0.96 → 3.84 MB of X).
+    # Not Newton on large data: its sketched Hessian draws its rows on the client (8
+    # bytes a row), which the two engines share so that both draw the same rows.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    for rows in (1_000, 4_000):
+        X = rng.standard_normal((4 * rows, 30))
+        frame = pd.DataFrame(X).rename(columns=lambda c: f"x{c}")
+        frame[TARGET] = np.where(X[:, 0] + rng.logistic(size=len(X)) > 1, "yes", "no")
+        path = tmp_path / f"{rows}.parquet"
+        write_parts((frame.iloc[i : i + rows] for i in range(0, len(frame), rows)), path)
+        parts = part_paths(path)
+        classes, _ = class_counts(client, parts)
+        tracemalloc.start()
+        for solver in ("sgd", "proximal"):
+            fit_on_cluster(
+                client, parts, None, classes, {"solver": solver, "penalty": "l1"},
+                {"epochs": 2, "batch_size": 256, "tol": 0.0}, dtype=np.float64,
+                cache_dir=tmp_path / f"cache-{rows}",
+            )  # fmt: skip
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    data_growth = 4 * 3_000 * 30 * 8  # bytes of X the second table adds
+    assert peaks[1] - peaks[0] < 0.05 * data_growth, peaks
