@@ -39,7 +39,7 @@ from logreg.engines.dask_rows import DaskRows
 from logreg.engines.memmap_rows import MemmapRows, write_row_cache
 from logreg.engines.partitions import part_paths, part_rows
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, read_split, reading_errors
+from logreg.frames import RESERVED, TARGET, plain_label, read_split, reading_errors
 from logreg.model.estimator import LogisticRegression, encode_targets
 from logreg.model.rows import Block
 
@@ -156,9 +156,9 @@ def train_on_dask(
     val_path: Path,
     dtype: Any,
     callback: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[LogisticRegression, np.ndarray]:
+) -> tuple[LogisticRegression, Any]:
     """The train stage's fit on the cluster of the checked ``engine`` section: the model
-    and the training split's rows per class (in ``model.classes_`` order).
+    and the training split's minority class (ties: the label that sorts last).
 
     The row cache goes beside the training split (a path every worker sees) and is
     removed after the fit.
@@ -177,7 +177,7 @@ def train_on_dask(
             )  # fmt: skip
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
-    return model, counts
+    return model, plain_label(classes[counts == counts.min()][-1])
 
 
 def _label_counts(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -192,7 +192,7 @@ class LogisticRegression:
         (a progress bar, say); it must not change the record.
         """
         check_parameters(self.get_params())
-        # SGD's copy of X checks it for NaN and inf; Newton reads X as it is.
+        # SGD's copy of X checks it for NaN and inf; Newton and proximal read X as it is.
         X_array = self._check_X(X, fitting=True, finite=self.solver != "sgd")
         labels = np.asarray(y)
         if labels.ndim != 1 or len(labels) != X_array.shape[0]:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from logreg import LogisticRegression
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, minority_class, plain_label, read_split
+from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
@@ -187,13 +187,12 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
         start_ms, started = int(time.time() * 1000), time.perf_counter()
         try:
             if splits is None:
-                from logreg.engines.dask_train import train_on_dask
+                from logreg.engines.dask_train import train_on_dask  # Dask: only when wanted
 
-                model, counts = train_on_dask(
+                model, minority = train_on_dask(
                     params["engine"], model_params, train_params, paths.train, paths.val,
                     dtype, callback=progress,
                 )  # fmt: skip
-                minority = plain_label(model.classes_[np.flatnonzero(counts == counts.min())[-1]])
             else:
                 model = fit_model(*splits, model_params, train_params, callback=progress)
                 minority = minority_class(splits[0].y)
