@@ -8,6 +8,9 @@ two single-threaded worker processes is shared by the module.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,10 +21,14 @@ from sklearn.preprocessing import StandardScaler
 
 from conftest import KillAWorker, local_dask_client
 from logreg import LogisticRegression, preprocess
+from logreg.engines.dask_epochs import PartitionChains
+from logreg.engines.dask_rows import DaskRows
 from logreg.engines.dask_train import (
     check_part_sizes,
     class_counts,
     fit_on_cluster,
+    load_rows,
+    open_cached,
     read_block,
 )
 from logreg.engines.partitions import part_paths, write_parts
@@ -168,6 +175,7 @@ def test_k_chains_reach_the_neighbourhood_of_the_optimum(client, tmp_path):
     assert not np.array_equal(one.coef_, two.coef_)
 
 
+@pytest.mark.slow  # its own cluster, a worker's death and restart: 10-30 s
 def test_a_worker_killed_mid_sgd_changes_nothing(tmp_path):
     # Its own cluster: this test kills one of the workers.
     frame = table()
@@ -312,3 +320,43 @@ def test_the_clients_memory_does_not_grow_with_the_rows(client, tmp_path):
         tracemalloc.stop()
     data_growth = 4 * 3_000 * 30 * 8  # bytes of X the second table adds
     assert peaks[1] - peaks[0] < 0.05 * data_growth, peaks
+
+
+class KillInsideATask:
+    """A block opener that kills its own worker process (SIGKILL) inside the ``at``-th task
+    that opens a block, cluster-wide, counted in a file; then opens blocks as usual."""
+
+    def __init__(self, counter, at: int) -> None:
+        self.counter, self.at = counter, at
+
+    def __call__(self, folder: str):
+        with open(self.counter, "ab") as count:  # O_APPEND: one byte per call, atomically
+            count.write(b".")
+        if os.path.getsize(self.counter) == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return open_cached(folder)
+
+
+@pytest.mark.slow  # its own cluster, a worker's death and restart: 20-100 s on a busy machine
+def test_a_worker_killed_inside_an_sgd_chain_changes_nothing(tmp_path):
+    # Killed in the middle of an epoch's chain: Dask reruns the lost tasks (the blocks'
+    # reads and the chain's steps held by the dead worker) from their inputs.
+    frame = table()
+    parts = partitioned(frame.iloc[:450], tmp_path / "train.parquet")
+    val_parts = partitioned(frame.iloc[450:], tmp_path / "val.parquet")
+    classes = np.array(["benign", "malignant"])
+    with local_dask_client() as client:
+        pids = set(client.run(os.getpid).values())
+        rows = load_rows(client, parts, classes, np.float64, tmp_path / "train")
+        validation = load_rows(client, val_parts, classes, np.float64, tmp_path / "val", True)
+        # The opens before the kill: the row counts (5), the smoothness (5), epoch 1's
+        # chain (5), its loss and validation passes (5 + 1), then 2 into epoch 2's chain.
+        killer = KillInsideATask(tmp_path / "opens", at=5 + 5 + 5 + 5 + 2)
+        rows = DaskRows(client, rows.parts, rows.sizes, open=killer)
+        model = LogisticRegression(**SGD).fit_rows(
+            rows, classes, validation, visits=PartitionChains
+        )
+        assert not pids <= set(client.run(os.getpid).values()), "a worker died"
+    W, b, _ = streamed_reference(parts, val_parts, classes)
+    np.testing.assert_array_equal(model.coef_, W.T)
+    np.testing.assert_array_equal(model.intercept_, b)
