@@ -15,6 +15,12 @@ once, so load from other processes hits all alike), it prints medians of:
   LocalCluster (blocks read once by the workers, then kept);
 - a whole Newton fit, in memory and on Dask, with its iterations; the answers compared:
   the optimum (max relative difference) and the Wald standard errors √diag(H⁻¹)/√n;
+- the train stage's engine (logreg.engines.dask_train): an SGD epoch and a Newton
+  iteration of the estimator on Dask partitions (each read once by a worker into its
+  row cache on disk, memory-mapped by every task; or kept in the worker's memory),
+  against the numpy engine on the same data and against the floor of reading the
+  cached blocks plus the in-memory compute (the same streamed solver on the memmap
+  cache, in this process); goal ≤ 1.5× both;
 - the peak RSS of the process tree (driver and workers), sampled every 50 ms.
 
 Timings are noisy on a shared machine; the load average is printed with them.
@@ -30,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +44,15 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from logreg.engines.dask_epochs import PartitionChains
 from logreg.engines.dask_rows import DaskRows
+from logreg.engines.dask_train import load_rows
 from logreg.engines.memmap_rows import MemmapRows, write_row_cache
+from logreg.frames import TARGET, WEIGHT
 from logreg.model.equations import data_term_sums
 from logreg.model.newton import newton_solve
 from logreg.model.rows import Block, InMemoryRows
+from logreg.model.sgd import sgd_solve
 
 ALPHA = 1e-4
 
@@ -61,7 +72,7 @@ def write_parquet(blocks, folder: Path) -> list[Path]:
     paths = []
     for i, block in enumerate(blocks):
         columns = {f"x{j}": block.X[:, j] for j in range(block.X.shape[1])}
-        table = pa.table({**columns, "y": block.Y[:, 0], "s": block.s})
+        table = pa.table({**columns, TARGET: block.Y[:, 0], WEIGHT: block.s})
         paths.append(folder / f"part-{i:05d}.parquet")
         pq.write_table(table, paths[-1])
     return paths
@@ -75,8 +86,8 @@ def read_parquet_block(path: Path) -> Block:
     X = np.empty((table.num_rows, len(names)), dtype=first.dtype)
     for j, name in enumerate(names):
         X[:, j] = table.column(name).to_numpy()
-    y = table.column("y").to_numpy()
-    return Block(X, y[:, None], table.column("s").to_numpy())
+    y = table.column(TARGET).to_numpy()
+    return Block(X, y[:, None], table.column(WEIGHT).to_numpy())
 
 
 def gradient_pass(rows, W: np.ndarray, b: np.ndarray):
@@ -122,6 +133,56 @@ def median_times(measurements: dict[str, Callable[[], object]], repeats: int) ->
 
 def standard_errors(hessian: np.ndarray, n: int) -> np.ndarray:
     return np.sqrt(np.diag(np.linalg.inv(hessian)) / n)
+
+
+SGD_EPOCHS = 5  # the first epoch (setup, the rows' first read) is not counted
+SGD_SETTINGS = {
+    "alpha": ALPHA, "l1_ratio": 0.0, "fit_intercept": True, "batch_size": 256,
+    "learning_rate0": 0.05, "lr_schedule": "constant", "momentum": 0.0, "epochs": SGD_EPOCHS,
+    "epoch_loss": "progressive", "tol": 0.0, "patience": None, "max_time": None,
+}  # fmt: skip
+
+
+def per_epoch(history: list[dict]) -> float:
+    """The median seconds of an epoch (or iteration) after the first, from the history."""
+    elapsed = [record["elapsed"] for record in history]
+    return statistics.median(np.diff(elapsed)) if len(elapsed) > 1 else elapsed[0]
+
+
+def train_engine_figures(client, parquet, cache, memory, folder: Path, args) -> None:
+    """An SGD epoch and a Newton iteration: the numpy engine, the floor, the Dask engine."""
+    classes = np.array([0.0, 1.0])
+    on_dask = {
+        "Dask, row cache": load_rows(client, parquet, classes, args.dtype, folder / "workers"),
+        "Dask, in memory": load_rows(client, parquet, classes, args.dtype, None),
+    }
+    chains = partial(PartitionChains, chains=1)
+    sgd_runs = {
+        "numpy engine": lambda: sgd_solve(memory or cache, rng=np.random.default_rng(0),
+                                          streamed=memory is None, **SGD_SETTINGS),
+        "cached blocks": lambda: sgd_solve(cache, rng=np.random.default_rng(0), streamed=True,
+                                           **SGD_SETTINGS),
+        **{name: partial(sgd_solve, rows, rng=np.random.default_rng(0), visits=chains,
+                         **SGD_SETTINGS) for name, rows in on_dask.items()},
+    }  # fmt: skip
+    newton = {"alpha": ALPHA, "fit_intercept": True, "max_iter": 50, "tol": 1e-20,
+              "max_time": None}  # fmt: skip
+    newton_runs = {
+        name: partial(newton_solve, rows, rng=np.random.default_rng(0), **newton)
+        for name, rows in {"numpy engine": memory or cache, "cached blocks": cache,
+                           **on_dask}.items()
+    }  # fmt: skip
+    for what, runs in {"SGD epoch (batch 256)": sgd_runs, "Newton iteration": newton_runs}.items():
+        seconds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(args.repeats):  # interleaved rounds
+            for name, run in runs.items():
+                seconds[name].append(per_epoch(run()[2].history))
+        medians = {name: statistics.median(values) for name, values in seconds.items()}
+        numpy_engine, floor = medians["numpy engine"], medians["cached blocks"]
+        print(f"\n{what}, median of {args.repeats} rounds (goal for Dask: <= 1.5x both):")
+        for name, value in medians.items():
+            print(f"  {name:<18} {value:8.4f} s   {value / numpy_engine:5.2f}x numpy engine   "
+                  f"{value / floor:5.2f}x cached blocks + compute")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             se_a, se_b = (standard_errors(f.hessian, args.n) for f in (fit_a, fit_b))
             print(f"same answer: optimum {relative:.1e} relative (goal 1e-8), standard errors "
                   f"{np.abs(se_a / se_b - 1).max():.1e} (goal 1e-6)")  # fmt: skip
+            train_engine_figures(client, parquet, cache, memory, folder, args)
         print(f"peak RSS of driver + workers: {rss.peak / gib:.2f} GiB "
               f"({rss.peak / data_bytes:.2f}× the features)")  # fmt: skip
     return 0

@@ -95,6 +95,39 @@ def dask_cluster(
             stop(process)
 
 
+@contextlib.contextmanager
+def local_dask_client() -> Iterator[object]:
+    """A Client of a LocalCluster of two single-threaded worker processes, no dashboard."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+class KillAWorker:
+    """A fit's callback that kills one worker process of ``client`` (SIGKILL) once, at the
+    end of the first epoch; ``killed`` records that epoch."""
+
+    def __init__(self, client: object) -> None:
+        self.client = client
+        self.victim = next(iter(client.run(os.getpid).values()))  # type: ignore[attr-defined]
+        self.killed: list[int] = []
+
+    def __call__(self, record: dict) -> None:
+        if not self.killed:
+            os.kill(self.victim, signal.SIGKILL)
+            self.killed.append(record["epoch"])
+
+    def replaced(self) -> bool:
+        """The victim is dead, and the cluster runs as many workers as before."""
+        alive = self.client.run(os.getpid).values()  # type: ignore[attr-defined]
+        return self.killed == [1] and self.victim not in alive
+
+
 def mlflow_cli() -> str:
     return str(Path(sys.executable).with_name("mlflow"))
 

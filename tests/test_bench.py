@@ -136,6 +136,11 @@ def test_the_scale_benchmark_runs_and_its_engines_agree():
     out = completed.stdout
     for line in ("in memory", "memmap cache", "Parquet decoded", "Dask partitions", "Newton Dask"):
         assert line in out
+    # The train engine's figures: each of the four ways, for SGD and for Newton.
+    for what in ("SGD epoch", "Newton iteration"):
+        section = out[out.index(what) :]
+        for name in ("numpy engine", "cached blocks", "Dask, row cache", "Dask, in memory"):
+            assert re.search(rf"{name} +[0-9.]+ s +[0-9.]+x numpy engine", section), name
     # Not a timing: the two engines' answers, which the benchmark prints.
     same = next(line for line in out.splitlines() if line.startswith("same answer"))
     measured = re.match(r"same answer: optimum (\S+) relative .*standard errors (\S+) ", same)

@@ -195,7 +195,7 @@ def _fit(**kwargs):
         ({"X": np.array([[0.0, np.inf]] * 4)}, "NaN or inf"),
         ({"y": np.array([1, 1, 1, 1])}, "at least two"),
         ({"penalty": "l3"}, "penalty: got 'l3'; allowed: one of 'l2', 'l1', 'none', 'elasticnet'"),
-        ({"solver": "lbfgs"}, "solver: got 'lbfgs'; allowed: one of 'sgd', 'newton'"),
+        ({"solver": "lbfgs"}, "solver: got 'lbfgs'; allowed: one of 'sgd', 'newton', 'proximal'"),
         ({"class_weight": "auto"}, "class_weight: got 'auto'; allowed: null, 'balanced'"),
         ({"batch_size": 0}, "batch_size: got 0; allowed: an integer >= 1 or 'full'"),
         ({"batch_size": -4}, "batch_size: got -4; allowed"),

@@ -135,6 +135,7 @@ SECTIONS: dict[str, dict[str, Rule]] = {
             default="2GiB",
         ),
         "partition_rows": integer(1, default=250_000),
+        "chains": integer(1, default=1),  # SGD chains run at once, averaged every epoch
     },
     "mlflow": {
         "enabled": boolean(),

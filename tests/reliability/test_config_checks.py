@@ -100,7 +100,7 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
     ),
     "unknown solver": (
         {"model.solver": "lbfgs"},
-        "model.solver: got 'lbfgs'; allowed: one of 'sgd', 'newton'",
+        "model.solver: got 'lbfgs'; allowed: one of 'sgd', 'newton', 'proximal'",
     ),
     "unknown strategy": (
         {"rebalance.strategy": "adasyn"},
@@ -119,12 +119,14 @@ CASES: dict[str, tuple[dict[str, object], str]] = {
     "newton with l1": (
         {"model.solver": "newton", "model.penalty": "l1"},
         "model.solver: got 'newton' with model.penalty='l1'; allowed: newton with penalty "
-        "'l2' or 'none' (use solver 'sgd' for 'l1' and 'elasticnet')",
+        "'l2' or 'none' (use solver 'proximal' or 'sgd' for 'l1' and "
+        "'elasticnet')",
     ),
     "newton with elasticnet": (
         {"model.solver": "newton", "model.penalty": "elasticnet"},
         "model.solver: got 'newton' with model.penalty='elasticnet'; allowed: newton with "
-        "penalty 'l2' or 'none' (use solver 'sgd' for 'l1' and 'elasticnet')",
+        "penalty 'l2' or 'none' (use solver 'proximal' or 'sgd' for 'l1' and "
+        "'elasticnet')",
     ),
     "ratio 0": (
         {"rebalance.ratio": 0},
@@ -341,7 +343,7 @@ RUN_CASES = {
         ["--multirun", "model=logistic,newton", "model.penalty=l2,l1"],
         "error: logreg.run: job [model=newton model.penalty=l1]: model.solver: got 'newton' "
         "with model.penalty='l1'; allowed: newton with penalty 'l2' or 'none' (use solver "
-        "'sgd' for 'l1' and 'elasticnet')",
+        "'proximal' or 'sgd' for 'l1' and 'elasticnet')",
     ),
 }
 

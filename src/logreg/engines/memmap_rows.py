@@ -71,7 +71,10 @@ class MemmapRows:
 
     def block(self, i: int) -> Block:
         arrays = [np.load(self.folder / f"block-{i:05d}.{p}.npy", mmap_mode="r") for p in PARTS]
-        return Block(*arrays)
+        # Plain ndarray views of the maps: what a solver derives from an np.memmap (a
+        # gather, a slice per batch) would stay an np.memmap, each operation on it paying
+        # the subclass's overhead (a streamed SGD epoch 1.3× slower at batch 256).
+        return Block(*(np.asarray(array) for array in arrays))
 
     def blocks(self) -> Iterator[Block]:
         for i in range(len(self.sizes)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from logreg.model import inference, persistence
 from logreg.model.equations import balanced_class_weights, objective_value, softmax
 from logreg.model.newton import newton_solve
 from logreg.model.parameters import PARAMETERS, check_parameters, effective_penalty
-from logreg.model.rows import InMemoryRows
+from logreg.model.prox_newton import prox_newton_solve
+from logreg.model.rows import Block, InMemoryRows, RowBlocks
 from logreg.model.sgd import FitRecord, sgd_solve
 from logreg.model.sgd_kernels import NonFiniteRows
 
@@ -28,8 +30,10 @@ class LogisticRegression:
         Penalty strength α ≥ 0; the optimum matches scikit-learn's C = 1/(α·n_samples).
     l1_ratio : float in [0, 1], default 0.5
         Elastic-net mix ρ (used only by ``penalty="elasticnet"``).
-    solver : {"sgd", "newton"}
-        Minibatch SGD (any penalty) or full-batch Newton (l2/none, with ``summary()``).
+    solver : {"sgd", "newton", "proximal"}
+        Minibatch SGD (any penalty), full-batch Newton (l2/none, with ``summary()``), or
+        full-batch proximal Newton (any penalty; exact zeros under L1, few passes over the
+        rows, which suits partitions on a cluster).
     batch_size : int or "full", default 256
         Rows per SGD step; ``"full"`` or any value ≥ n_samples is full-batch descent.
     learning_rate : "auto" or float, default "auto"
@@ -150,16 +154,7 @@ class LogisticRegression:
             )
 
     def _encode_targets(self, y: Any) -> np.ndarray:
-        """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more."""
-        labels = np.asarray(y)
-        index = np.searchsorted(self.classes_, labels)
-        index = np.clip(index, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[index], labels):
-            unknown = labels[self.classes_[index] != labels][0]
-            raise ValueError(f"y contains the label {unknown!r}, unseen when fitting")
-        if len(self.classes_) == 2:
-            return index[:, None].astype(np.float64)
-        return np.eye(len(self.classes_))[index]
+        return encode_targets(self.classes_, y)
 
     def _sample_weights(self, y: np.ndarray, sample_weight: Any) -> np.ndarray:
         n = len(y)
@@ -197,8 +192,8 @@ class LogisticRegression:
         (a progress bar, say); it must not change the record.
         """
         check_parameters(self.get_params())
-        # SGD's copy of X checks it for NaN and inf; Newton reads X as it is.
-        X_array = self._check_X(X, fitting=True, finite=self.solver == "newton")
+        # SGD's copy of X checks it for NaN and inf; Newton and proximal read X as it is.
+        X_array = self._check_X(X, fitting=True, finite=self.solver != "sgd")
         labels = np.asarray(y)
         if labels.ndim != 1 or len(labels) != X_array.shape[0]:
             raise ValueError(
@@ -216,17 +211,9 @@ class LogisticRegression:
         alpha, l1_ratio = effective_penalty(self.penalty, self.alpha, self.l1_ratio)
         n = X_array.shape[0]
 
-        if self.solver == "newton":
-            W, b, record = newton_solve(
-                InMemoryRows.of(X_array.astype(np.float64, copy=False), Y, s),
-                alpha=alpha,
-                fit_intercept=self.fit_intercept,
-                max_iter=self.epochs,
-                tol=max(self.tol, 1e-15) ** 2,  # the gain is quadratic in the gradient
-                max_time=self.max_time,
-                rng=np.random.default_rng(self.seed),
-                callback=callback,
-            )
+        if self.solver != "sgd":
+            rows = InMemoryRows.of(X_array.astype(np.float64, copy=False), Y, s)
+            W, b, record = self._solve(rows, None, alpha, l1_ratio, callback)
         else:
             dtype = np.dtype(self.dtype)
             validation = None
@@ -243,6 +230,93 @@ class LogisticRegression:
             except NonFiniteRows:
                 self._check_finite(X_array, self.feature_names_in_)
                 raise
+        self._set_fitted(W, b, record, n)
+        if alpha == 0:
+            self.separable_ = self._warn_if_separable(
+                bool(np.array_equal(self.predict(X_array), labels))
+            )
+        return self
+
+    def fit_rows(
+        self,
+        rows: RowBlocks,
+        classes: Any,
+        validation: RowBlocks | None = None,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+        feature_names: list[str] | None = None,
+        visits: Callable[..., Any] | None = None,
+    ) -> LogisticRegression:
+        """Fit on row blocks (on disk, on a cluster): the same solvers as :meth:`fit`.
+
+        The blocks hold X, the targets Y already encoded with ``classes`` (the sorted
+        labels: a 0/1 column for two, one-hot for more) and the sample weights s, class
+        weights included, in the working dtype (float64 for Newton and proximal, ``dtype``
+        for SGD); ``validation`` (SGD only) is encoded alike, with weights 1. ``visits``
+        replaces how SGD's epochs visit the blocks (see :func:`logreg.model.sgd.sgd_solve`).
+        """
+        check_parameters(self.get_params())
+        if self.class_weight is not None:
+            raise ValueError("fit_rows: put the class weights in the blocks' s; class_weight=None")
+        self.classes_ = np.asarray(classes)
+        if len(self.classes_) < 2:
+            raise ValueError(f"classes: got {self.classes_.tolist()}; at least two are needed")
+        alpha, l1_ratio = effective_penalty(self.penalty, self.alpha, self.l1_ratio)
+        W, b, record = self._solve(rows, validation, alpha, l1_ratio, callback, visits)
+        self.n_features_in_, self.feature_names_in_ = W.shape[0], feature_names
+        self._set_fitted(W, b, record, rows.n_rows)
+        if alpha == 0:
+            misclassified = rows.sum(partial(misclassified_rows, W=W, b=b))
+            self.separable_ = self._warn_if_separable(misclassified == 0)
+        return self
+
+    def _solve(
+        self,
+        rows: RowBlocks,
+        validation: RowBlocks | None,
+        alpha: float,
+        l1_ratio: float,
+        callback: Callable[[dict[str, Any]], None] | None,
+        visits: Callable[..., Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
+        """The solver on the rows: W (D, K'), b (K',) and its record."""
+        if self.solver == "sgd":
+            n = rows.n_rows
+            return sgd_solve(
+                rows,
+                alpha=alpha,
+                l1_ratio=l1_ratio,
+                fit_intercept=self.fit_intercept,
+                batch_size=n if self.batch_size == "full" else int(self.batch_size),
+                learning_rate0=self.learning_rate,
+                lr_schedule=self.lr_schedule,
+                momentum=float(self.momentum),
+                epochs=int(self.epochs),
+                epoch_loss=self.epoch_loss,
+                tol=float(self.tol),
+                patience=self.patience if validation is not None else None,
+                max_time=self.max_time,
+                rng=np.random.default_rng(self.seed),
+                validation=validation,
+                callback=callback,
+                visits=visits,
+            )
+        if self.solver == "newton":
+            # The gain is quadratic in the gradient; proximal Newton's tol bounds the gradient.
+            solver, settings = newton_solve, {"tol": max(self.tol, 1e-15) ** 2}
+        else:
+            solver, settings = prox_newton_solve, {"tol": self.tol, "l1_ratio": l1_ratio}
+        return solver(
+            rows,
+            alpha=alpha,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.epochs,
+            max_time=self.max_time,
+            rng=np.random.default_rng(self.seed),
+            callback=callback,
+            **settings,
+        )
+
+    def _set_fitted(self, W: np.ndarray, b: np.ndarray, record: FitRecord, n: int) -> None:
         self.coef_ = np.ascontiguousarray(W.T)
         self.intercept_ = np.asarray(b)
         self.learning_rate_ = record.learning_rate
@@ -251,8 +325,7 @@ class LogisticRegression:
         self.stop_reason_ = record.stop_reason
         self.n_samples_fit_ = n
         self._hessian = record.hessian
-        self.separable_ = None if alpha > 0 else self._warn_if_separable(X_array, labels)
-        return self
+        self.separable_ = None
 
     def _fit_sgd(
         self,
@@ -265,30 +338,12 @@ class LogisticRegression:
         callback: Callable[[dict[str, Any]], None] | None,
     ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
         dtype = np.dtype(self.dtype)
-        n = X.shape[0]
-        return sgd_solve(
-            # X is copied once, shuffled, checked and in `dtype`, inside sgd_solve.
-            InMemoryRows.of(X, Y.astype(dtype, copy=False), s.astype(dtype, copy=False)),
-            alpha=alpha,
-            l1_ratio=l1_ratio,
-            fit_intercept=self.fit_intercept,
-            batch_size=n if self.batch_size == "full" else int(self.batch_size),
-            learning_rate0=self.learning_rate,
-            lr_schedule=self.lr_schedule,
-            momentum=float(self.momentum),
-            epochs=int(self.epochs),
-            epoch_loss=self.epoch_loss,
-            tol=float(self.tol),
-            patience=self.patience if validation is not None else None,
-            max_time=self.max_time,
-            rng=np.random.default_rng(self.seed),
-            validation=validation,
-            callback=callback,
-        )
+        # X is copied once, shuffled, checked and in `dtype`, inside sgd_solve.
+        rows = InMemoryRows.of(X, Y.astype(dtype, copy=False), s.astype(dtype, copy=False))
+        return self._solve(rows, validation, alpha, l1_ratio, callback)
 
-    def _warn_if_separable(self, X: np.ndarray, labels: np.ndarray) -> bool:
+    def _warn_if_separable(self, separable: bool) -> bool:
         """Without a penalty, perfectly separated training data have no finite optimum."""
-        separable = bool(np.array_equal(self.predict(X), labels))
         if separable:
             warnings.warn(
                 "the training data are perfectly separable: without a penalty the weights "
@@ -353,3 +408,26 @@ class LogisticRegression:
     def load(cls, path: str | Path) -> LogisticRegression:
         """Read a model written by :meth:`save`, exactly as it was but the history's ``elapsed``."""
         return persistence.load(cls, path)
+
+
+def misclassified_rows(block: Block, W: np.ndarray, b: np.ndarray) -> int:
+    """Rows of the block whose most probable class is not their label (Y encoded)."""
+    Z = block.X @ W + b
+    if block.Y.shape[1] == 1:
+        predicted, actual = Z[:, 0] > 0, block.Y[:, 0] > 0.5
+    else:
+        predicted, actual = Z.argmax(axis=1), block.Y.argmax(axis=1)
+    return int(np.count_nonzero(predicted != actual))
+
+
+def encode_targets(classes: np.ndarray, y: Any) -> np.ndarray:
+    """Y as (n, 1) 0/1 for two classes, one-hot (n, K) for more (``classes`` sorted)."""
+    labels = np.asarray(y)
+    index = np.searchsorted(classes, labels)
+    index = np.clip(index, 0, len(classes) - 1)
+    if not np.array_equal(classes[index], labels):
+        unknown = labels[classes[index] != labels][0]
+        raise ValueError(f"y contains the label {unknown!r}, unseen when fitting")
+    if len(classes) == 2:
+        return index[:, None].astype(np.float64)
+    return np.eye(len(classes))[index]

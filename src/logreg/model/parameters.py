@@ -16,7 +16,7 @@ from logreg.rules import Rule, boolean, check_value, choice, integer, is_int, nu
 
 PENALTY_L1_RATIO = {"l2": 0.0, "l1": 1.0, "none": 0.0}  # elasticnet uses the l1_ratio argument
 PENALTIES = (*PENALTY_L1_RATIO, "elasticnet")
-SOLVERS = ("sgd", "newton")
+SOLVERS = ("sgd", "newton", "proximal")
 LR_SCHEDULES = ("constant", "invscaling", "step", "adaptive")
 EPOCH_LOSSES = ("full", "progressive")
 DTYPES = ("float64", "float32")
@@ -73,7 +73,8 @@ def check_combination(values: Mapping[str, Any], label: Callable[[str], str] = s
     if values.get("solver") == "newton" and penalty in ("l1", "elasticnet"):
         raise UserError(
             f"{label('solver')}: got 'newton' with {label('penalty')}={penalty!r}; allowed: "
-            "newton with penalty 'l2' or 'none' (use solver 'sgd' for 'l1' and 'elasticnet')"
+            "newton with penalty 'l2' or 'none' (use solver 'proximal' or 'sgd' for 'l1' and "
+            "'elasticnet')"
         )
 
 

@@ -96,6 +96,7 @@ def sgd_solve(
     validation: RowBlocks | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     streamed: bool | None = None,
+    visits: Callable[..., Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
     """Minibatch SGD with momentum, a step-size schedule, the L1 cumulative penalty and stops.
 
@@ -116,12 +117,17 @@ def sgd_solve(
     the weights its batch was visited with, before its step, as SGDClassifier and Keras
     report it. It reuses the batches' logits, so it costs no pass; it runs above J while
     J is still falling. The penalty term of both is taken at the epoch's final weights.
+
+    ``visits`` replaces how an epoch visits the blocks: a class with StreamedEpochs'
+    members, such as :class:`logreg.engines.dask_epochs.PartitionChains`, whose steps run
+    where the blocks are.
     """
     started = time.perf_counter()
     n = rows.n_rows
     B = min(batch_size, n)
     streamed = not rows.in_memory if streamed is None else streamed
-    epochs_over = (StreamedEpochs if streamed else ResidentEpochs)(rows, rng, fit_intercept, B)
+    visits = visits or (StreamedEpochs if streamed else ResidentEpochs)
+    epochs_over = visits(rows, rng, fit_intercept, B)
     first = next(iter(rows.blocks()))
     D, K, dtype = first.X.shape[1], first.Y.shape[1], first.Y.dtype
     theta = np.zeros((D + 1 if fit_intercept else D, K), dtype=dtype)
@@ -231,8 +237,13 @@ class BlockSmoothness:
     head_weights: np.ndarray
 
     @classmethod
-    def of(cls, design: BlockDesign, n: int, keep: bool = False) -> BlockSmoothness:
-        """``keep`` copies the head, so that the design itself can be freed."""
+    def of(
+        cls, design: BlockDesign | BlockSmoothness, n: int, keep: bool = False
+    ) -> BlockSmoothness:
+        """``keep`` copies the head, so that the design itself can be freed. A smoothness
+        already taken where the block is (a Dask worker) passes through."""
+        if isinstance(design, BlockSmoothness):
+            return design
         rows = design.X_tilde.shape[0]
         count = math.ceil(smoothness_sample_rows(design.X_tilde.shape[1]) * rows / n)
         head, weights = design.X_tilde[:count], design.s[:count]

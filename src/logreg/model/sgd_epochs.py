@@ -74,13 +74,10 @@ class StreamedEpochs:
     ) -> None:  # fmt: skip
         self.progressive_sum = 0.0
         for index in rng.permutation(len(self.rows.sizes)).tolist():
-            design = BlockDesign.shuffled(self.rows.block(index), rng, self.fit_intercept, self.B)
-            design.scale_residual_coefficients(1.0 if momentum else lr)
-            batches = design.batches(state)
-            visit = rng.permutation(len(batches)).tolist()
-            epoch_steps(theta, batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
-            # The logits each batch saw are in this copy only: take the progressive loss now.
-            self.progressive_sum += design.epoch_loss_sum(theta, full=False)
+            self.progressive_sum += block_steps(
+                self.rows.block(index), theta, state, rng, self.fit_intercept, self.B,
+                lr=lr, l2=l2, l1=l1, momentum=momentum,
+            )  # fmt: skip
 
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
         if not full:
@@ -88,6 +85,21 @@ class StreamedEpochs:
         D = theta.shape[0] - (1 if self.fit_intercept else 0)
         W, b = theta[:D], (theta[D] if self.fit_intercept else np.zeros(theta.shape[1]))
         return self.rows.sum(lambda block: _loss_sum(block, W, b))
+
+
+def block_steps(
+    block: Block, theta: np.ndarray, state: LoopState, rng: np.random.Generator,
+    fit_intercept: bool, B: int, *, lr: float, l2: float, l1: float, momentum: float,
+) -> float:  # fmt: skip
+    """One streamed visit of a block: its rows shuffled into a copy, its batches stepped
+    in random order (θ and ``state`` in place); the block's progressive loss sum."""
+    design = BlockDesign.shuffled(block, rng, fit_intercept, B)
+    design.scale_residual_coefficients(1.0 if momentum else lr)
+    batches = design.batches(state)
+    visit = rng.permutation(len(batches)).tolist()
+    epoch_steps(theta, batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
+    # The logits each batch saw are in this copy only: take the progressive loss now.
+    return design.epoch_loss_sum(theta, full=False)
 
 
 def _loss_sum(block: Block, W: np.ndarray, b: np.ndarray) -> float:

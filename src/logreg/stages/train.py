@@ -36,10 +36,11 @@ from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
-from logreg.tracking.provenance import file_sha256, git_info, project_root
+from logreg.tracking.provenance import file_sha256, git_info, project_root, split_sha256
 from logreg.tracking.runs import MODEL_TAG, open_tracker, write_run_file
 
 MODEL_FILE = "model.npz"  # in --model-dir, with model.json beside it
+DATASETS = (("train", "train"), ("val", "validation"))  # MLflow's name and context per split
 
 
 def fit_model(
@@ -72,8 +73,9 @@ def fit_model(
 
 
 def working_dtype(model_params: Mapping[str, Any], train_params: Mapping[str, Any]) -> np.dtype:
-    """The dtype the estimator fits in: ``train.dtype`` for SGD; Newton works in float64."""
-    return np.dtype(np.float64 if model_params.get("solver") == "newton" else train_params["dtype"])
+    """The dtype the estimator fits in: ``train.dtype`` for SGD; Newton and proximal: float64."""
+    full_batch = model_params.get("solver") in ("newton", "proximal")
+    return np.dtype(np.float64 if full_batch else train_params["dtype"])
 
 
 def model_metadata(model: LogisticRegression, prep: Preprocessing, positive: Any) -> dict[str, Any]:
@@ -89,9 +91,10 @@ def model_metadata(model: LogisticRegression, prep: Preprocessing, positive: Any
     }
 
 
-def positive_class(prep: Preprocessing, y_train: np.ndarray) -> Any:
-    """The positive class: prepare's record of the minority class, else the minority here."""
-    return prep.positive_class if prep.positive_class is not None else minority_class(y_train)
+def positive_class(prep: Preprocessing, minority: Any) -> Any:
+    """The positive class: prepare's record of the minority class, else the training
+    split's minority class (``minority``)."""
+    return prep.positive_class if prep.positive_class is not None else minority
 
 
 class _Progress:
@@ -138,7 +141,7 @@ class Paths:
     run_file: Annotated[Path | None, "untracked: MLflow run id, model digest, seconds"] = None
 
 
-SECTIONS = ("model", "train", "mlflow")
+SECTIONS = ("model", "train", "mlflow", "engine")
 
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
@@ -152,7 +155,9 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
     tracker = open_tracker(mlflow_params)  # an unreachable server fails here, before any work
 
     dtype = working_dtype(model_params, train_params)
-    train_split, val_split = read_split(paths.train, dtype), read_split(paths.val, dtype)
+    # engine=dask: the workers read the splits, partition by partition; here, nothing.
+    on_dask = params.get("engine", {}).get("name") == "dask"
+    splits = None if on_dask else (read_split(paths.train, dtype), read_split(paths.val, dtype))
     prep = read_preprocessing(paths.preprocess)
     dataset = str(_get(params, "data", "name") or paths.train.parent.name)
 
@@ -165,37 +170,38 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
             {
                 **git_info(project_root()),
                 "dataset.name": dataset,
-                "dataset.sha256": file_sha256(paths.train),
-                "dataset.val_sha256": file_sha256(paths.val),
+                "dataset.sha256": split_sha256(paths.train),
+                "dataset.val_sha256": split_sha256(paths.val),
                 "rebalance.strategy": _get(params, "rebalance", "strategy"),
                 "model.solver": model_params.get("solver"),
             }
         )
-        tracker.log_dataset(
-            train_split.to_frame(),
-            source=paths.train,
-            name=f"{dataset}/train",
-            context="train",
-            targets=TARGET,
-        )
-        tracker.log_dataset(
-            val_split.to_frame(),
-            source=paths.val,
-            name=f"{dataset}/val",
-            context="validation",
-            targets=TARGET,
-        )
+        logged = zip(splits or (), (paths.train, paths.val), DATASETS, strict=False)
+        for split, path, (name, context) in logged:
+            tracker.log_dataset(
+                split.to_frame(), source=path, name=f"{dataset}/{name}", context=context,
+                targets=TARGET,
+            )  # fmt: skip
 
         progress = _Progress(int(train_params.get("epochs", 0) or 0))
         start_ms, started = int(time.time() * 1000), time.perf_counter()
         try:
-            model = fit_model(train_split, val_split, model_params, train_params, callback=progress)
+            if splits is None:
+                from logreg.engines.dask_train import train_on_dask  # Dask: only when wanted
+
+                model, minority = train_on_dask(
+                    params["engine"], model_params, train_params, paths.train, paths.val,
+                    dtype, callback=progress,
+                )  # fmt: skip
+            else:
+                model = fit_model(*splits, model_params, train_params, callback=progress)
+                minority = minority_class(splits[0].y)
         finally:
             progress.close()
         seconds = time.perf_counter() - started
         print(summary_line(model, seconds), file=sys.stderr)
 
-        positive = positive_class(prep, train_split.y) if len(model.classes_) == 2 else None
+        positive = positive_class(prep, minority) if len(model.classes_) == 2 else None
         model_path = paths.model_dir / MODEL_FILE
         model.save(model_path, metadata=model_metadata(model, prep, positive))
         write_history(model.history_, paths.history)
