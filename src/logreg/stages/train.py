@@ -36,7 +36,7 @@ from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
-from logreg.tracking.provenance import file_sha256, git_info, project_root, split_sha256
+from logreg.tracking.provenance import file_sha256, git_info, project_root
 from logreg.tracking.runs import MODEL_TAG, open_tracker, write_run_file
 
 MODEL_FILE = "model.npz"  # in --model-dir, with model.json beside it
@@ -170,8 +170,8 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
             {
                 **git_info(project_root()),
                 "dataset.name": dataset,
-                "dataset.sha256": split_sha256(paths.train),
-                "dataset.val_sha256": split_sha256(paths.val),
+                "dataset.sha256": file_sha256(paths.train),
+                "dataset.val_sha256": file_sha256(paths.val),
                 "rebalance.strategy": _get(params, "rebalance", "strategy"),
                 "model.solver": model_params.get("solver"),
             }

@@ -43,18 +43,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return _sha256(file, stat.st_size, stat.st_mtime_ns)
 
 
-def split_sha256(path: str | os.PathLike[str]) -> str:
-    """A split's SHA-256: the file's, or for a partition folder (engine=dask) the hash of
-    its parts' names and hashes, in order."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return file_sha256(folder)
-    digest = hashlib.sha256()
-    for part in sorted(folder.glob("part-*.parquet")):
-        digest.update(f"{part.name} {file_sha256(part)}\n".encode())
-    return digest.hexdigest()
-
-
 @functools.lru_cache(maxsize=16)
 def _sha256(file: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
