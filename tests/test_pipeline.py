@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -246,3 +247,30 @@ def test_plots_show_and_diff_draw_every_chart_offline(repo, chromium):
         assert all(count == 1 for count in marks.values()), marks
         # Inline, so the page draws wherever `-o` writes it, and no file beside it is needed.
         assert not re.search(r"<script[^>]*\ssrc=", index.read_text())
+
+
+def test_repro_on_the_dask_engine_gives_the_numpy_engines_answer(repo):
+    # Newton's optimum does not depend on where the rows are: the engines must agree on it,
+    # on the split's counts and on the confusion counts at 0.5.
+    newton = [*TINY, "model=newton"]
+    _run([sys.executable, "-m", "logreg.params", *newton], repo)
+    _run([BIN / "dvc", "repro"], repo)
+    on_numpy = {
+        "data": json.loads((repo / "reports" / "data.json").read_text()),
+        "metrics": json.loads((repo / "reports" / "metrics.json").read_text()),
+        "coef": np.load(repo / "models" / "model.npz")["coef"],
+    }
+    dask = ["engine=dask", "engine.partition_rows=150", "engine.memory_limit=1GiB"]
+    _run([sys.executable, "-m", "logreg.params", *newton, *dask], repo)
+    ran = _run([BIN / "dvc", "repro"], repo)
+    assert _stages_run(ran.stdout) == ["prepare", "rebalance", "train", "evaluate"]
+    parts = sorted(p.name for p in (repo / "data" / "prepared" / "train.parquet").iterdir())
+    assert len(parts) > 1 and parts[0] == "part-00000.parquet"
+    assert json.loads((repo / "reports" / "data.json").read_text()) == on_numpy["data"]
+    np.testing.assert_allclose(
+        np.load(repo / "models" / "model.npz")["coef"], on_numpy["coef"], rtol=1e-8, atol=1e-12
+    )
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    for key in ("tp", "fp", "fn", "tn"):
+        assert metrics["test"][key] == on_numpy["metrics"]["test"][key], key
+    assert _stages_run(_run([BIN / "dvc", "repro"], repo).stdout) == []
