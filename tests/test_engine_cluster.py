@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import free_port
 from omegaconf import OmegaConf
 
+from conftest import free_port
 from logreg.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,18 +20,12 @@ def test_an_unreachable_engine_address_stops_the_stage_with_one_line(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     params = OmegaConf.to_container(load_params(ROOT / "params.yaml"), resolve=True)
     params["engine"] = {"name": "dask", "address": address}
-    params["data"] = {"name": "synthetic", "n_samples": 300, "n_features": 3}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    paths = ["--raw-dir", tmp_path / "raw", "--out-dir", tmp_path / "prepared"]
-    paths += ["--report", tmp_path / "data.json"]
+    command = [sys.executable, "-m", "logreg.stages.prepare", "--params", tmp_path / "params.yaml"]
+    command += ["--raw-dir", tmp_path / "raw", "--out-dir", tmp_path / "prepared"]
+    command += ["--report", tmp_path / "data.json"]
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "logreg.stages.prepare", "--params", tmp_path / "params.yaml"]
-        + paths,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     waited = time.monotonic() - started
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
