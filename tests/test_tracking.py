@@ -368,6 +368,59 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(env):
     assert time.monotonic() - start < 10
 
 
+def test_a_sweep_job_waits_for_its_server_then_says_it_stayed_down(env, monkeypatch):
+    """A job of a sweep (its parent run named) polls a refused server until the outage
+    timeout, then fails in one line; a run of its own fails at the first refusal."""
+    monkeypatch.setenv("LOGREG_TRACKING_OUTAGE_TIMEOUT", "1.5")
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"did not answer within 1.5 s"):
+        open_tracker(mlflow_cfg(uri) | {"parent_run_id": "0" * 32})
+    assert 1.5 <= time.monotonic() - start < 5
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not answer"):
+        open_tracker(mlflow_cfg(uri))
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_server_that_comes_back_within_the_wait_is_reachable():
+    """Nothing listens for a second, then a server answers every GET: the check returns."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from logreg.tracking.store import check_reachable
+
+    class Answers(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None: ...
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(UserError):  # without waiting, the refusal decides
+        check_reachable(uri, 10.0)
+    servers: list[HTTPServer] = []
+
+    def come_back() -> None:
+        time.sleep(1.0)
+        servers.append(HTTPServer(("127.0.0.1", port), Answers))
+        servers[0].serve_forever()
+
+    thread = threading.Thread(target=come_back, daemon=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        check_reachable(uri, 10.0, wait=True)
+        assert 1.0 <= time.monotonic() - start < 10.0
+    finally:
+        while not servers:
+            time.sleep(0.05)
+        servers[0].shutdown()
+        servers[0].server_close()
+
+
 def test_git_info_reads_the_commit_and_tolerates_no_repository(tmp_path):
     assert git_info(tmp_path) == {}
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]

@@ -39,6 +39,7 @@ from logreg.tracking.store import (
     ensure_experiment,
     import_mlflow,
     no_integer_schema_hint,
+    outage_timeout,
     resolve_tracking_uri,
     retry,
 )
@@ -57,7 +58,10 @@ def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
     root = (root or project_root()).resolve()
     uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
     name = cfg.get("experiment_name") or "logreg"
-    check_reachable(uri)
+    # A sweep's job: its server answered when the sweep began, so one that is gone now
+    # is most likely restarting; wait for it rather than fail the job.
+    in_sweep = bool(cfg.get("parent_run_id"))
+    check_reachable(uri, outage_timeout() if in_sweep else None, wait=in_sweep)
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(uri)
     return MlflowTracker(uri, ensure_experiment(uri, str(name), root), root)
