@@ -9,11 +9,14 @@ restarted on the same study.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -103,6 +106,25 @@ def wait_until(condition, what: str, process: subprocess.Popen, timeout: float =
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def sweep_in_background(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen]:
+    """The sweep in its own process group, its output in ``cwd/sweep.log``; killed after,
+    with its LocalCluster if it has one, when it still runs."""
+    with (cwd / "sweep.log").open("w") as log:
+        sweep = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield sweep
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait(timeout=30)
+
+
 def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
     """Both workers run a job with its MLflow run open; one dies; its job runs again."""
     from mlflow.tracking import MlflowClient
@@ -120,12 +142,7 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
 
     with dask_cluster(2, tmp_path, env) as (address, workers):
         command = sweep_command(f"hydra.launcher.address={address}", "hydra.launcher.retries=1")
-        with (tmp_path / "sweep.log").open("w") as log:
-            sweep = subprocess.Popen(
-                [*command, *GRID], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
+        with sweep_in_background([*command, *GRID], tmp_path, env) as sweep:
             # A job's folder: the sweep has made the store (read it no sooner: it migrates).
             wait_until(lambda: any(tmp_path.glob("multirun/*/*/[0-9]")), "a job", sweep)
             wait_until(lambda: len(running_children()) == 2, "two jobs running at once", sweep)
@@ -134,10 +151,6 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
             (worker,) = [w for w in workers if process_group(job_pid) == w.pid]
             os.killpg(worker.pid, signal.SIGKILL)
             sweep.wait(timeout=600)
-        finally:
-            if sweep.poll() is None:
-                os.killpg(sweep.pid, signal.SIGKILL)
-                sweep.wait(timeout=30)
     assert sweep.returncode == 0, (tmp_path / "sweep.log").read_text()[-4000:]
 
     parent, children = children_of_the_sweep(uri, "logreg")
@@ -164,12 +177,8 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
         study = optuna.load_study(study_name="logreg", storage=storage)
         return len(study.get_trials(deepcopy=False, states=states))
 
-    with (tmp_path / "first.log").open("w") as log:
-        sweep = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
+    # Killed at the end of the block: the sweep and its LocalCluster.
+    with sweep_in_background(command, tmp_path, env) as sweep:
         # The sweeper saves multirun.yaml once the study exists: no second process makes it.
         saved = "multirun/*/*/multirun.yaml"
         wait_until(lambda: any(tmp_path.glob(saved)), "the study", sweep)
@@ -179,9 +188,6 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
             "3 completed trials and more running",
             sweep,
         )
-    finally:
-        os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its LocalCluster
-        sweep.wait(timeout=30)
     killed = optuna.load_study(study_name="logreg", storage=storage)
     interrupted = [t.params for t in killed.get_trials(states=(TrialState.RUNNING,))]
     assert interrupted and count(TrialState.COMPLETE) + len(interrupted) <= 6
@@ -235,12 +241,7 @@ def test_a_tracking_server_restarted_mid_sweep_leaves_no_run_running(tmp_path):
 
         with dask_cluster(2, tmp_path, sweep_env()) as (address, _):
             command = sweep_command(f"hydra.launcher.address={address}", *tracking, *RESTART_GRID)
-            with (tmp_path / "sweep.log").open("w") as log:
-                sweep = subprocess.Popen(
-                    command, cwd=tmp_path, env=sweep_env(), stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            try:
+            with sweep_in_background(command, tmp_path, sweep_env()) as sweep:
                 wait_until(lambda: finished_children() >= 1, "a finished job", sweep)
                 layout = server.Layout.of(team.folder)
                 server.stop_process_group(server.mlflow_pid(layout))
@@ -249,10 +250,6 @@ def test_a_tracking_server_restarted_mid_sweep_leaves_no_run_running(tmp_path):
                 assert restarted.returncode == 0, restarted.stderr
                 assert sweep.poll() is None, "the sweep ended before the server came back"
                 sweep.wait(timeout=600)
-            finally:
-                if sweep.poll() is None:
-                    os.killpg(sweep.pid, signal.SIGKILL)
-                    sweep.wait(timeout=30)
         assert sweep.returncode == 0, (tmp_path / "sweep.log").read_text()[-4000:]
 
         parent, children = children_of_the_sweep(team.uri, "restart")
