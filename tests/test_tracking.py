@@ -276,7 +276,34 @@ def test_a_failing_block_marks_the_run_failed(env):
     tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
     with pytest.raises(ZeroDivisionError), tracker.run(run_name="boom"):
         1 / 0  # noqa: B018
-    assert tracker.client.get_run(tracker.run_id).info.status == "FAILED"
+    run = tracker.client.get_run(tracker.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["logreg.error"] == "ZeroDivisionError: division by zero"
+
+
+def test_a_run_whose_store_fails_at_its_end_is_ended_when_the_store_answers(env, monkeypatch):
+    """The store refuses the run's end once (a server restarting): the run still ends,
+    and no run is left on MLflow's stack for the process's next job."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    real = MlflowClient.set_terminated
+    refusals = []
+
+    def refuse_once(self, run_id, status=None, end_time=None):
+        if not refusals:
+            refusals.append(run_id)
+            raise MlflowException("Max retries exceeded: [Errno 111] Connection refused")
+        return real(self, run_id, status, end_time)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", refuse_once)
+    with tracker.run(run_name="outage"):
+        pass
+    assert refusals == [tracker.run_id]
+    assert tracker.client.get_run(tracker.run_id).info.status == "FINISHED"
+    assert mlflow.active_run() is None
 
 
 def test_interrupts_and_sigterm_mark_the_run_killed(env):
