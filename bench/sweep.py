@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -139,16 +140,35 @@ def run_sweep(sweep: Sweep, grid: Sequence[str], workspace: Path, number: int) -
     env.pop("MLFLOW_TRACKING_URI", None)  # the workspace's mlflow.db unless the sweep says
     env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "NO_PROXY": "127.0.0.1,localhost"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    cpu_before = _children_cpu_s()
     started_at, started = time.time(), time.perf_counter()
     done = subprocess.run(
         command, cwd=workspace, env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT
     )
     wall = time.perf_counter() - started
+    cpu = _children_cpu_s() - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"{sweep.name}: the sweep failed:\n{done.stderr[-3000:]}")
     jobs = [job_record(job) for job in sorted(sweep_dir.iterdir()) if job.is_dir()]
     jobs = [job for job in jobs if job is not None]
-    return {"wall_s": wall, "started_at": started_at, "ended_at": time.time(), "jobs": jobs}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "started_at": started_at,
+        "ended_at": time.time(),
+        "load": os.getloadavg()[0],
+        "jobs": jobs,
+    }
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs.
+
+    Less sensitive than wall time to what else the machine runs: a sweep's CPU seconds
+    are its own work (the team server's are not counted, it runs on until the end).
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def job_record(job: Path) -> dict[str, Any] | None:
@@ -192,17 +212,27 @@ def print_report(results: dict[str, list[dict[str, Any]]], n_jobs: int) -> None:
     wall = {name: statistics.median(r["wall_s"] for r in runs) for name, runs in results.items()}
     print(f"\n== sweeps ({n_jobs} jobs, {SLOTS} slots each; wall time, median of "
           f"{len(next(iter(results.values())))})")  # fmt: skip
-    print(f"{'configuration':<20} {'wall s':>8} {'ratio':>14} {'goal':>7}  met?")
+    cpu = {name: statistics.median(r["cpu_s"] for r in runs) for name, runs in results.items()}
+    print(f"{'configuration':<20} {'wall s':>8} {'ratio':>14} {'goal':>7}  met?  "
+          f"{'cpu s':>7} {'ratio':>6}  load")  # fmt: skip
     goals = {"dask": ("joblib", GOAL_DASK), "dask + server": ("dask", GOAL_SERVER)}
     for name, seconds in wall.items():
+        load = " ".join(f"{r['load']:.1f}" for r in results[name])
         if name in goals and goals[name][0] in wall:
             reference, goal = goals[name]
             ratio = seconds / wall[reference]
             met = "yes" if ratio <= goal else "NO"
+            cpu_ratio = cpu[name] / cpu[reference]
             print(f"{name:<20} {seconds:>8.1f} {ratio:>5.2f}x {reference:>7} "
-                  f"{f'<= {goal}x':>7}  {met}")  # fmt: skip
+                  f"{f'<= {goal}x':>7}  {met:<4}  {cpu[name]:>7.1f} {cpu_ratio:>5.2f}x  "
+                  f"{load}")  # fmt: skip
         else:
-            print(f"{name:<20} {seconds:>8.1f} {'':>14} {'':>7}  -")
+            print(f"{name:<20} {seconds:>8.1f} {'':>14} {'':>7}  {'-':<4}  {cpu[name]:>7.1f} "
+                  f"{'':>6}  {load}")  # fmt: skip
+    print(
+        "cpu: the sweep's processes' CPU seconds (its ratio: against the same reference); "
+        f"load: the 1-minute load average at the end of each sweep, {os.cpu_count()} cores"
+    )
 
     print("\n== where the time goes (s; per job: medians over the jobs of the last repeat)")
     parts = {name: breakdown(runs[-1]) for name, runs in results.items()}
@@ -221,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 4-job grid, to check it runs")
     parser.add_argument("--repeats", type=int, default=1, help="each sweep this many times")
+    parser.add_argument("--reverse", action="store_true", help="the sweeps in reverse order")
     args = parser.parse_args(argv)
     grid = QUICK if args.quick else STUDY
     n_jobs = 4 if args.quick else 40
@@ -233,13 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             configurations = sweeps(server_uri)
             results: dict[str, list[dict[str, Any]]] = {c.name: [] for c in configurations}
             number = 0
-            for _ in range(args.repeats):
-                for sweep in configurations:
+            for repeat in range(args.repeats):
+                # Every other repeat in reverse order: a load that drifts during the run
+                # then weighs on every configuration alike.
+                backwards = (repeat % 2 == 1) != args.reverse
+                for sweep in configurations[::-1] if backwards else configurations:
                     number += 1
                     result = run_sweep(sweep, grid, workspace, number)
                     if len(result["jobs"]) != n_jobs:
                         raise SystemExit(f"{sweep.name}: {len(result['jobs'])} of {n_jobs} jobs")
-                    print(f"{sweep.name}: {result['wall_s']:.1f} s", flush=True)
+                    print(f"{sweep.name}: {result['wall_s']:.1f} s, load average "
+                          f"{result['load']:.2f} at its end", flush=True)  # fmt: skip
                     results[sweep.name].append(result)
     print_report(results, n_jobs)
     return 0

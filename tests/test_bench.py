@@ -165,17 +165,22 @@ def test_the_sweep_benchmark_prints_every_configuration_and_where_the_time_goes(
     assert re.search(r", \d+ cores \(\d+ usable\)", machine), machine
 
     table = out.split("== sweeps (4 jobs, 2 slots each")[1].split("== where the time goes")[0]
-    rows = {line[:20].strip(): line[20:].split() for line in table.splitlines()[2:] if line}
+    lines = [line for line in table.splitlines()[2:] if line and not line.startswith("cpu:")]
+    rows = {line[:20].strip(): line[20:].split() for line in lines}
     assert list(rows) == SWEEPS
     wall = {name: float(row[0]) for name, row in rows.items()}
-    assert all(seconds > 0 for seconds in wall.values())
+    cpu = {name: float(row[-2] if row[1] == "-" else row[6]) for name, row in rows.items()}
+    assert all(seconds > 0 for seconds in [*wall.values(), *cpu.values()])
     for name, reference, goal in (("dask", "joblib", "1.2x"), ("dask + server", "dask", "1.3x")):
-        ratio, named, _, printed_goal, met = rows[name][1:]
+        ratio, named, _, printed_goal, met = rows[name][1:6]
         # Not a timing: the printed ratio is the quotient of the printed wall times.
         assert float(ratio.rstrip("x")) == pytest.approx(wall[name] / wall[reference], abs=0.01)
         assert (named, printed_goal) == (reference, goal)
         assert met == ("yes" if float(ratio.rstrip("x")) <= float(goal.rstrip("x")) else "NO")
-    assert rows["joblib"][1:] == ["-"] and rows["dask, no tracking"][1:] == ["-"]
+        cpu_ratio = float(rows[name][7].rstrip("x"))
+        assert cpu_ratio == pytest.approx(cpu[name] / cpu[reference], abs=0.01)
+    assert rows["joblib"][1] == "-" and rows["dask, no tracking"][1] == "-"
+    assert all(float(row[-1]) >= 0 for row in rows.values())  # the load average
 
     parts = out.split("== where the time goes")[1].splitlines()
     header = parts[1].split()
