@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_postgres, server_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SECTION_KEYS = {
@@ -146,3 +148,53 @@ def test_the_scale_benchmark_runs_and_its_engines_agree():
     measured = re.match(r"same answer: optimum (\S+) relative .*standard errors (\S+) ", same)
     optimum, errors = float(measured[1]), float(measured[2])
     assert optimum <= 1e-8 and errors <= 1e-6
+
+
+SWEEPS = ["joblib", "dask", "dask + server", "dask, no tracking"]
+
+
+@pytest.mark.slow
+def test_the_sweep_benchmark_prints_every_configuration_and_where_the_time_goes():
+    require_postgres()  # the team server's row
+    completed = subprocess.run(
+        [sys.executable, "bench/sweep.py", "--quick"],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    machine = out.split("== machine\n")[1].splitlines()[0]
+    assert re.search(r", \d+ cores \(\d+ usable\)", machine), machine
+
+    table = out.split("== sweeps (4 jobs, 2 slots each")[1].split("== where the time goes")[0]
+    lines = [line for line in table.splitlines()[2:] if line and not line.startswith("cpu:")]
+    rows = {line[:20].strip(): line[20:].split() for line in lines}
+    assert list(rows) == SWEEPS
+    wall = {name: float(row[0]) for name, row in rows.items()}
+    cpu = {name: float(row[-2] if row[1] == "-" else row[6]) for name, row in rows.items()}
+    assert all(seconds > 0 for seconds in [*wall.values(), *cpu.values()])
+    for name, reference, goal in (("dask", "joblib", "1.2x"), ("dask + server", "dask", "1.3x")):
+        ratio, named, _, printed_goal, met = rows[name][1:6]
+        # Not a timing: the printed ratio is the quotient of the printed wall times.
+        assert float(ratio.rstrip("x")) == pytest.approx(wall[name] / wall[reference], abs=0.01)
+        assert (named, printed_goal) == (reference, goal)
+        assert met == ("yes" if float(ratio.rstrip("x")) <= float(goal.rstrip("x")) else "NO")
+        cpu_ratio = float(rows[name][7].rstrip("x"))
+        assert cpu_ratio == pytest.approx(cpu[name] / cpu[reference], abs=0.01)
+    assert rows["joblib"][1] == "-" and rows["dask, no tracking"][1] == "-"
+    assert all(float(row[-1]) >= 0 for row in rows.values())  # the load average
+
+    parts = out.split("== where the time goes")[1].splitlines()
+    header = parts[1].split()
+    assert header[:3] == ["configuration", "sweep", "start"] and header[-1] == "busy"
+    breakdown = {line[:20].strip(): line[20:].split() for line in parts[2:6]}
+    assert list(breakdown) == SWEEPS
+    for name, cells in breakdown.items():
+        assert len(cells) == 9, name
+        sweep_start, _, data, fit = map(float, cells[:4])
+        assert sweep_start > 0 and data > 0 and fit > 0, name
+        assert 0 < float(cells[-1].rstrip("%")) <= 100, name
+    assert float(breakdown["dask, no tracking"][6]) == 0.0  # tracking: measured against it

@@ -9,15 +9,19 @@ restarted on the same study.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import dask_cluster, server_env
+from conftest import dask_cluster, server_command, server_env, started_team_server
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +106,25 @@ def wait_until(condition, what: str, process: subprocess.Popen, timeout: float =
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def sweep_in_background(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen]:
+    """The sweep in its own process group, its output in ``cwd/sweep.log``; killed after,
+    with its LocalCluster if it has one, when it still runs."""
+    with (cwd / "sweep.log").open("w") as log:
+        sweep = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield sweep
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait(timeout=30)
+
+
 def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
     """Both workers run a job with its MLflow run open; one dies; its job runs again."""
     from mlflow.tracking import MlflowClient
@@ -119,12 +142,7 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
 
     with dask_cluster(2, tmp_path, env) as (address, workers):
         command = sweep_command(f"hydra.launcher.address={address}", "hydra.launcher.retries=1")
-        with (tmp_path / "sweep.log").open("w") as log:
-            sweep = subprocess.Popen(
-                [*command, *GRID], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
+        with sweep_in_background([*command, *GRID], tmp_path, env) as sweep:
             # A job's folder: the sweep has made the store (read it no sooner: it migrates).
             wait_until(lambda: any(tmp_path.glob("multirun/*/*/[0-9]")), "a job", sweep)
             wait_until(lambda: len(running_children()) == 2, "two jobs running at once", sweep)
@@ -133,10 +151,6 @@ def test_a_worker_killed_mid_sweep_costs_a_rerun_not_a_job(tmp_path):
             (worker,) = [w for w in workers if process_group(job_pid) == w.pid]
             os.killpg(worker.pid, signal.SIGKILL)
             sweep.wait(timeout=600)
-        finally:
-            if sweep.poll() is None:
-                os.killpg(sweep.pid, signal.SIGKILL)
-                sweep.wait(timeout=30)
     assert sweep.returncode == 0, (tmp_path / "sweep.log").read_text()[-4000:]
 
     parent, children = children_of_the_sweep(uri, "logreg")
@@ -163,12 +177,8 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
         study = optuna.load_study(study_name="logreg", storage=storage)
         return len(study.get_trials(deepcopy=False, states=states))
 
-    with (tmp_path / "first.log").open("w") as log:
-        sweep = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
+    # Killed at the end of the block: the sweep and its LocalCluster.
+    with sweep_in_background(command, tmp_path, env) as sweep:
         # The sweeper saves multirun.yaml once the study exists: no second process makes it.
         saved = "multirun/*/*/multirun.yaml"
         wait_until(lambda: any(tmp_path.glob(saved)), "the study", sweep)
@@ -178,9 +188,6 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
             "3 completed trials and more running",
             sweep,
         )
-    finally:
-        os.killpg(sweep.pid, signal.SIGKILL)  # the sweep and its LocalCluster
-        sweep.wait(timeout=30)
     killed = optuna.load_study(study_name="logreg", storage=storage)
     interrupted = [t.params for t in killed.get_trials(states=(TrialState.RUNNING,))]
     assert interrupted and count(TrialState.COMPLETE) + len(interrupted) <= 6
@@ -207,3 +214,51 @@ def test_an_optuna_search_on_the_cluster_killed_after_3_trials_resumes_to_6(tmp_
     assert len(finished) == sum(t.state == TrialState.COMPLETE for t in trials)
     best_f1 = max(r.data.metrics["val/f1"] for r in finished)
     assert study.best_value == pytest.approx(best_f1, abs=1e-12)
+
+
+RESTART_GRID = ["train.batch_size=16,64,256,full", "model.penalty=l1,l2"]  # 8 jobs
+OUTAGE_S = 3.0  # seconds the tracking server stays down before it starts again
+
+
+def test_a_tracking_server_restarted_mid_sweep_leaves_no_run_running(tmp_path):
+    """The team's ``mlflow server`` stops while jobs run and starts again on the same port
+    and store: the jobs ride over the outage, and every run of the sweep ends."""
+    from mlflow.tracking import MlflowClient
+
+    from logreg.tracking import server
+
+    with started_team_server() as team:
+        port = str(urlsplit(team.uri).port)
+        tracking = [f"mlflow.tracking_uri={team.uri}", "mlflow.experiment_name=restart"]
+        client = MlflowClient(team.uri)
+
+        def finished_children() -> int:
+            experiment = client.get_experiment_by_name("restart")
+            if experiment is None:
+                return 0
+            query = "attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` != ''"
+            return len(client.search_runs([experiment.experiment_id], query))
+
+        with dask_cluster(2, tmp_path, sweep_env()) as (address, _):
+            command = sweep_command(f"hydra.launcher.address={address}", *tracking, *RESTART_GRID)
+            with sweep_in_background(command, tmp_path, sweep_env()) as sweep:
+                wait_until(lambda: finished_children() >= 1, "a finished job", sweep)
+                layout = server.Layout.of(team.folder)
+                server.stop_process_group(server.mlflow_pid(layout))
+                time.sleep(OUTAGE_S)
+                restarted = server_command("start", "--folder", str(team.folder), "--port", port)
+                assert restarted.returncode == 0, restarted.stderr
+                assert sweep.poll() is None, "the sweep ended before the server came back"
+                sweep.wait(timeout=600)
+        assert sweep.returncode == 0, (tmp_path / "sweep.log").read_text()[-4000:]
+
+        parent, children = children_of_the_sweep(team.uri, "restart")
+        experiment = client.get_experiment_by_name("restart").experiment_id
+        running = client.search_runs([experiment], "attributes.status = 'RUNNING'")
+    assert [r.info.run_id for r in running] == []
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["sweep/jobs"] == 8 and parent.data.metrics["sweep/jobs_failed"] == 0
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    combos = {(c.data.params["train.batch_size"], c.data.params["model.penalty"]) for c in finished}
+    assert len(combos) == 8 and all("val/f1" in c.data.metrics for c in finished)
+    assert {c.info.status for c in children} == {"FINISHED"}

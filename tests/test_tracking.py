@@ -276,7 +276,34 @@ def test_a_failing_block_marks_the_run_failed(env):
     tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
     with pytest.raises(ZeroDivisionError), tracker.run(run_name="boom"):
         1 / 0  # noqa: B018
-    assert tracker.client.get_run(tracker.run_id).info.status == "FAILED"
+    run = tracker.client.get_run(tracker.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["logreg.error"] == "ZeroDivisionError: division by zero"
+
+
+def test_a_run_whose_store_fails_at_its_end_is_ended_when_the_store_answers(env, monkeypatch):
+    """The store refuses the run's end once (a server restarting): the run still ends,
+    and no run is left on MLflow's stack for the process's next job."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    tracker = open_tracker(mlflow_cfg(f"sqlite:///{env}/store.db"))
+    real = MlflowClient.set_terminated
+    refusals = []
+
+    def refuse_once(self, run_id, status=None, end_time=None):
+        if not refusals:
+            refusals.append(run_id)
+            raise MlflowException("Max retries exceeded: [Errno 111] Connection refused")
+        return real(self, run_id, status, end_time)
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", refuse_once)
+    with tracker.run(run_name="outage"):
+        pass
+    assert refusals == [tracker.run_id]
+    assert tracker.client.get_run(tracker.run_id).info.status == "FINISHED"
+    assert mlflow.active_run() is None
 
 
 def test_interrupts_and_sigterm_mark_the_run_killed(env):
@@ -366,6 +393,59 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(env):
     with pytest.raises(UserError, match="did not answer"):
         open_tracker(mlflow_cfg(f"http://127.0.0.1:{free_port()}"))
     assert time.monotonic() - start < 10
+
+
+def test_a_sweep_job_waits_for_its_server_then_says_it_stayed_down(env, monkeypatch):
+    """A job of a sweep (its parent run named) polls a refused server until the outage
+    timeout, then fails in one line; a run of its own fails at the first refusal."""
+    monkeypatch.setenv("LOGREG_TRACKING_OUTAGE_TIMEOUT", "1.5")
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    with pytest.raises(UserError, match=r"did not answer within 1.5 s"):
+        open_tracker(mlflow_cfg(uri) | {"parent_run_id": "0" * 32})
+    assert 1.5 <= time.monotonic() - start < 5
+    start = time.monotonic()
+    with pytest.raises(UserError, match="did not answer"):
+        open_tracker(mlflow_cfg(uri))
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_server_that_comes_back_within_the_wait_is_reachable():
+    """Nothing listens for a second, then a server answers every GET: the check returns."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from logreg.tracking.store import check_reachable
+
+    class Answers(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None: ...
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    with pytest.raises(UserError):  # without waiting, the refusal decides
+        check_reachable(uri, 10.0)
+    servers: list[HTTPServer] = []
+
+    def come_back() -> None:
+        time.sleep(1.0)
+        servers.append(HTTPServer(("127.0.0.1", port), Answers))
+        servers[0].serve_forever()
+
+    thread = threading.Thread(target=come_back, daemon=True)
+    thread.start()
+    start = time.monotonic()
+    try:
+        check_reachable(uri, 10.0, wait=True)
+        assert 1.0 <= time.monotonic() - start < 10.0
+    finally:
+        while not servers:
+            time.sleep(0.05)
+        servers[0].shutdown()
+        servers[0].server_close()
 
 
 def test_git_info_reads_the_commit_and_tolerates_no_repository(tmp_path):

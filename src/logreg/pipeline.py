@@ -9,13 +9,17 @@ files here too.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from logreg.io import write_json
 from logreg.stages import evaluate, prepare, rebalance, train
 
 PARAMS_FILE = "params.yaml"  # every stage's --params: the composed config
+STAGES = {"prepare": prepare, "rebalance": rebalance, "train": train, "evaluate": evaluate}
 
 
 def layout(folder: str | Path = "") -> dict[str, Any]:
@@ -57,14 +61,29 @@ def metrics_file(folder: str | Path = "") -> Path:
     return layout(folder)["evaluate"].reports_dir / evaluate.METRICS_FILE
 
 
+def timings_file(folder: str | Path = "") -> Path:
+    """Where :func:`run_stages` records when the job ran and each stage's seconds.
+
+    Beside train's run file, untracked: clock times change on every run.
+    """
+    return Path(folder) / ".logreg/timings.json"
+
+
 def run_stages(params: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
     """prepare, rebalance, train and evaluate on checked ``params``; returns the metrics.
 
     ``params`` holds every section, checked (:func:`logreg.schema.validate`): the stages
-    check nothing again.
+    check nothing again. The job's process, its start and end (epoch seconds) and each
+    stage's seconds go to :func:`timings_file`, where ``bench/sweep.py`` reads where a
+    sweep's time goes.
     """
     paths = layout(folder)
-    prepare.run(params, paths["prepare"])
-    rebalance.run(params, paths["rebalance"])
-    train.run(params, paths["train"])
-    return evaluate.run(params, paths["evaluate"])
+    started_at, seconds = time.time(), {}
+    metrics: dict[str, Any] = {}
+    for name, stage in STAGES.items():
+        started = time.perf_counter()
+        metrics = stage.run(params, paths[name])
+        seconds[name] = time.perf_counter() - started
+    record = {"pid": os.getpid(), "started_at": started_at, "ended_at": time.time()}
+    write_json(timings_file(folder), record | {"stage_s": seconds})
+    return metrics

@@ -39,6 +39,7 @@ from logreg.tracking.store import (
     ensure_experiment,
     import_mlflow,
     no_integer_schema_hint,
+    outage_timeout,
     resolve_tracking_uri,
     retry,
 )
@@ -48,6 +49,8 @@ PARAMS_PER_BATCH = 100  # ... and for params and tags
 MODEL_TAG = "model.sha256"  # train's run: the SHA-256 of its model.npz (`sha256sum` prints it)
 SCHEMA_SAMPLE_ROWS = 1000  # a logged dataset's schema is inferred from its first rows
 DIGEST_CHARS = 16  # of a dataset file's SHA-256 (MLflow stores digests of up to 36 characters)
+ERROR_TAG = "logreg.error"  # a FAILED run: the exception that ended it, "<type>: <message>"
+ERROR_CHARS = 5000  # of that message (MLflow keeps tag values of up to 8000 characters)
 
 
 def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
@@ -57,7 +60,10 @@ def open_tracker(cfg: Mapping[str, Any], root: Path | None = None) -> Tracker:
     root = (root or project_root()).resolve()
     uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
     name = cfg.get("experiment_name") or "logreg"
-    check_reachable(uri)
+    # A sweep's job: its server answered when the sweep began, so one that is gone now
+    # is most likely restarting; wait for it rather than fail the job.
+    in_sweep = bool(cfg.get("parent_run_id"))
+    check_reachable(uri, outage_timeout() if in_sweep else None, wait=in_sweep)
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(uri)
     return MlflowTracker(uri, ensure_experiment(uri, str(name), root), root)
@@ -250,7 +256,7 @@ class MlflowTracker:
             )
         )
         outer, self.run_id = self.run_id, active.info.run_id
-        status = "FAILED"
+        status, error = "FAILED", None
         try:
             with sigterm_as_interrupt():
                 yield self
@@ -261,13 +267,41 @@ class MlflowTracker:
         except SystemExit as exc:
             status = "FINISHED" if exc.code in (0, None) else "FAILED"
             raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            try:
-                retry(lambda: mlflow.end_run(status))
-            except Exception as exc:  # never hide the error that got us here
-                print(f"warning: could not end MLflow run {self.run_id}: {exc}", file=sys.stderr)
+            self._end_run(mlflow, status, error)
             if outer is not None and parent_run_id is not None:
                 self.run_id = outer  # back to logging into the parent
+
+    def _end_run(self, mlflow: Any, status: str, error: str | None) -> None:
+        """End the active run ``status``, with its ``error`` (:data:`ERROR_TAG`) if it failed.
+
+        ``mlflow.end_run`` takes the run off this process's stack first, then tells the
+        store. When the store does not answer (a server restarting for longer than
+        MLflow's client retries), the run is ended through the client once the server is
+        back, within :func:`~logreg.tracking.store.outage_timeout`: a worker process
+        outlives its jobs, so no later run would end this one as an orphan. Never raises
+        (it must not hide the error that got us here): a store still down is a warning.
+        """
+        run_id = self.run_id
+        recorded = error is None
+        with contextlib.suppress(Exception):
+            if error is not None:
+                self.client.set_tag(run_id, ERROR_TAG, error[:ERROR_CHARS])
+                recorded = True
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)  # off this process's stack first, then to the store
+            if recorded:
+                return
+        try:
+            check_reachable(self.uri, outage_timeout(), wait=True)
+            if error is not None:
+                retry(lambda: self.client.set_tag(run_id, ERROR_TAG, error[:ERROR_CHARS]))
+            retry(lambda: self.client.set_terminated(run_id, status))
+        except Exception as exc:
+            print(f"warning: could not end MLflow run {run_id}: {exc}", file=sys.stderr)
 
     def open_run(self, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
         """Create a run and log to it, without making it MLflow's active run.

@@ -424,7 +424,13 @@ def free_port() -> int:
 
 
 def check_port_free(port: int, option: str, host: str = HOST) -> None:
+    """Fail in one line when something listens on ``port``.
+
+    SO_REUSEADDR, as the servers themselves bind: the closed connections of a server
+    just stopped (TIME_WAIT, for a minute) do not make its port busy for its restart.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

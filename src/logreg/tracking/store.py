@@ -26,6 +26,12 @@ from logreg.tracking.provenance import project_root
 
 REACHABLE_TIMEOUT = 10.0  # seconds to wait for an http(s) tracking server before giving up
 TIMEOUT_VARIABLE = "LOGREG_TRACKING_TIMEOUT"  # overrides REACHABLE_TIMEOUT (seconds)
+# A sweep's job waits this long for a server that answered when the sweep began and is
+# gone now: a restart. MLflow's client rides over an outage within a call (it retries
+# refused connections and 5xx, MLFLOW_HTTP_REQUEST_MAX_RETRIES times with backoff).
+OUTAGE_TIMEOUT = 60.0
+OUTAGE_VARIABLE = "LOGREG_TRACKING_OUTAGE_TIMEOUT"  # overrides OUTAGE_TIMEOUT (seconds)
+POLL_INTERVAL = 0.5  # seconds between two checks of a server that is coming back
 
 # Errors that a second try clears: sqlite's lock, and conflicts. A conflict is two jobs
 # inserting the same row at once: MLflow checks whether a dataset of the experiment (or a
@@ -97,19 +103,29 @@ def is_remote(uri: str) -> bool:
 
 def reachable_timeout() -> float:
     """Seconds to wait for a server: ``$LOGREG_TRACKING_TIMEOUT`` or :data:`REACHABLE_TIMEOUT`."""
-    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    return _seconds(TIMEOUT_VARIABLE, REACHABLE_TIMEOUT)
+
+
+def outage_timeout() -> float:
+    """Seconds a sweep's job waits for its server to come back: ``$LOGREG_TRACKING_OUTAGE_TIMEOUT``
+    or :data:`OUTAGE_TIMEOUT`."""
+    return _seconds(OUTAGE_VARIABLE, OUTAGE_TIMEOUT)
+
+
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "").strip()
     if not raw:
-        return REACHABLE_TIMEOUT
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise UserError(f"{TIMEOUT_VARIABLE}: got {raw!r}; allowed: a number of seconds > 0")
+        raise UserError(f"{variable}: got {raw!r}; allowed: a number of seconds > 0")
     return value
 
 
-def check_reachable(uri: str, timeout: float | None = None) -> None:
+def check_reachable(uri: str, timeout: float | None = None, *, wait: bool = False) -> None:
     """Fail fast with a clear :class:`UserError` when an http(s) server does not answer.
 
     Waits at most ``timeout`` seconds in all (default :func:`reachable_timeout`): for the
@@ -119,14 +135,32 @@ def check_reachable(uri: str, timeout: float | None = None) -> None:
     database: with the database down, the server answers it, but each store call fails
     or hangs while the server retries its database, and MLflow's client retries those
     calls for minutes.
+
+    ``wait``: a refused connection or a failing store is asked again every
+    :data:`POLL_INTERVAL` seconds until ``timeout`` ends, for a server that is
+    restarting (a sweep's job, :func:`outage_timeout`); without it, the first answer
+    decides.
     """
     if not is_remote(uri):
         return
     timeout = reachable_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _check_once(uri, timeout, deadline)
+            return
+        except UserError:
+            left = deadline - time.monotonic()
+            if not wait or left <= 0:
+                raise
+            time.sleep(min(POLL_INTERVAL, left))
+
+
+def _check_once(uri: str, timeout: float, deadline: float) -> None:
+    """One try of :func:`check_reachable`, within what is left of ``deadline``."""
     base = uri.rstrip("/")
     try:
-        _get(base + "/health", timeout)
+        _get(base + "/health", max(deadline - time.monotonic(), 0.1))
     except urllib.error.HTTPError:
         return  # the server answered, even if it has no /health page
     except (OSError, ValueError) as exc:
