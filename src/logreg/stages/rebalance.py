@@ -29,6 +29,7 @@ from typing import Annotated, Any
 import pandas as pd
 
 from logreg import rebalance as rb
+from logreg.engines.partitions import part_paths
 from logreg.errors import UserError, cli
 from logreg.frames import read_table, write_table
 from logreg.io import write_json
@@ -58,6 +59,7 @@ def rebalance_split(
 
 def run(params: Mapping[str, Any], paths: Paths) -> None:
     """Read the prepared training split, rebalance it, write it and the report."""
+    part_paths(paths.train)  # a missing split is named first: it is what the user must make
     groups = read_preprocessing(paths.preprocess).one_hot_groups() if paths.preprocess else None
     engine = params.get("engine") or {"name": "numpy"}
     if engine["name"] == "dask":
