@@ -6,7 +6,7 @@ Run from the project root (all in one process, so the ratios compare like with l
     python bench/run.py --quick         # tiny sizes, a few seconds: checks that it runs
     python bench/run.py --n 200000 --d 100 --repeats 5 --out bench/results/latest.json
 
-It prints a table of medians and the issue-7 goals (PASS/MISS, and by how much), writes
+It prints a table of medians and the goals of issues 7 and 16 (met? PASS/MISS, by how much), writes
 the same figures as JSON, and records the machine it ran on. Timings are medians of
 ``--repeats`` runs measured with ``time.perf_counter``; on a machine shared with other
 work they are noisy, so read the load average printed next to them.
@@ -21,7 +21,9 @@ measurement of the block once, so load from other processes hits all of them ali
   (``epoch_loss="full"``, the default), or, in the rows marked "progressive loss", the
   progressive loss, which reuses the batches' logits and needs no pass. The weights,
   and so the time-to-objective epoch counts, are the same with either.
-- SGDClassifier epoch: ``partial_fit`` on a warmed-up model (one shuffled pass).
+- SGDClassifier epoch: ``partial_fit`` on a warmed-up model (one shuffled pass). The
+  B=32 goal holds in every run: besides the ratio of the medians, the worst ratio of
+  one round's pair (the two epochs timed back to back) must meet it.
 - Time to objective: J* is the best objective of scikit-learn lbfgs at ``tol=1e-12`` and
   our Newton; the target is J*·(1 + 1e-4). For every solver the smallest number of
   epochs/iterations that reaches the target is found first, then a whole ``fit`` capped
@@ -31,7 +33,8 @@ measurement of the block once, so load from other processes hits all of them ali
 - Fixed cost (issue 16): the wall time of a whole ``fit(epochs=1)`` (validation, target
   encoding, weights, the shuffled copy, the auto step and one epoch with its loss)
   minus the SGD epoch B=256 measured in the same rounds; and ``fit(epochs=1)`` on the
-  same data given as C- and Fortran-ordered float64, C-ordered float32 and a DataFrame.
+  same data given as C- and Fortran-ordered float64, C-ordered float32 and a DataFrame;
+  beside them ``X.copy()``, the floor of any pass that writes a full copy of X.
 - Memory: the tracemalloc peak of NumPy allocations during a fit, as a multiple of X.
 - Where the time goes: the BLAS products of every batch, the loss pass, the shuffled
   copy and Newton's Hessians, each timed alone in the same rounds as the epochs; an
@@ -103,6 +106,14 @@ GOALS = (
         "sgd_b32_float64",
         "sklearn_sgd",
         "<=",
+        0.5,
+    ),
+    (
+        "sgd32_vs_sklearn_every_round",
+        "  the same, the worst of the interleaved rounds",
+        "sgd_b32_float64",
+        "sklearn_sgd",
+        "max<=",
         0.5,
     ),
     (
@@ -313,7 +324,9 @@ def measure_fixed_cost(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
         f"fit1_{form}": lambda X=X: wall(lambda: ours(epochs=1).fit(X, data.y))
         for form, X in forms.items()
     }
-    results = interleaved(timers | {"fixed_epoch_b256": epoch}, repeats)
+    # X.copy(): the floor of any pass that writes a full copy of X, the shuffled one included.
+    floor = {"copy_floor": lambda: wall(data.X.copy)}
+    results = interleaved(timers | {"fixed_epoch_b256": epoch} | floor, repeats)
     fixed = [
         fit - one
         for fit, one in zip(
@@ -588,12 +601,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def goal_ratio(results: dict[str, Any], top: str, bottom: str, worst: bool) -> float | None:
+    """The ratio of the medians, or (``worst``) the largest ratio of one round's pair."""
+    a, b = results.get(top, {}), results.get(bottom, {})
+    if a.get("median_s") is None or not b.get("median_s"):
+        return None
+    if worst:
+        pairs = zip(a["samples_s"], b["samples_s"], strict=True)
+        return max(top_s / bottom_s for top_s, bottom_s in pairs)
+    return a["median_s"] / b["median_s"]
+
+
 def evaluate_goals(results: dict[str, Any], memory: dict[str, Any]) -> list[dict[str, Any]]:
     goals = []
     for key, text, top, bottom, op, goal in GOALS:
-        a = results.get(top, {}).get("median_s")
-        b = results.get(bottom, {}).get("median_s")
-        ratio = a / b if a is not None and b else None
+        ratio = goal_ratio(results, top, bottom, worst=op.startswith("max"))
+        op = op.removeprefix("max")
         if ratio is None:
             status, by = "MISS", "not measured / target not reached"
         elif (ratio <= goal) if op == "<=" else (ratio >= goal):
@@ -654,6 +677,7 @@ LABELS = {
     "fit1_frame": "fit(epochs=1), X a DataFrame of float64",
     "fixed_epoch_b256": "SGD epoch B=256 (same rounds as fit1)",
     "fixed_cost": "fixed cost: fit(epochs=1) C − that epoch",
+    "copy_floor": "X.copy() (same rounds): floor of a full copy",
 }
 
 
@@ -713,8 +737,8 @@ def print_parts(results: dict[str, Any], parts: dict[str, Any]) -> None:
 
 
 def print_goals(goals: list[dict[str, Any]]) -> None:
-    print("\n== goals (issue 7), binary case ==")
-    print(f"{'goal':50s} {'ratio':>7s}  {'target':>7s}  status")
+    print("\n== goals (issues 7 and 16), binary case ==")
+    print(f"{'goal':50s} {'ratio':>7s}  {'target':>7s}  met?")
     for goal in goals:
         ratio = "—" if goal["ratio"] is None else f"{goal['ratio']:.2f}"
         print(

@@ -137,25 +137,40 @@ def test_order_dtype_and_frames_take_the_same_steps():
     )
 
 
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_the_setup_copies_X_once(order):
-    # X̃ is 1.02 X (one column wider). Beside it, at D = 50: 12 vectors of n floats
-    # (labels, weights and their shuffled copies in the fit's dtype, logits, residual
-    # coefficients, the inverse permutation) 0.24 X, a block of 8,192 rows 0.08 X and
-    # twice the 4,096-row sample behind the auto step 0.08 X: at most 1.42 X. A second
-    # copy of X
-    # anywhere (a C-ordered or float64 copy before the shuffled one, X[order] in one go)
-    # would pass 2 X.
+SETUP_INPUTS = {
+    "C float64": lambda X: X,
+    "Fortran float64": np.asfortranarray,
+    "C float32": lambda X: X.astype(np.float32),
+    "Fortran float32": lambda X: np.asfortranarray(X, dtype=np.float32),
+    "DataFrame": lambda X: pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])]),
+}
+
+
+@pytest.mark.parametrize("working", ["float64", "float32"])
+@pytest.mark.parametrize("form", SETUP_INPUTS)
+def test_the_setup_copies_X_once(form, working):
+    # The shuffled copy X̃ is (n, D + 1) in the fit's dtype. Beside it, at D = 50: 12
+    # vectors of n floats (labels, class indices, weights and their shuffled copies in
+    # the fit's dtype, logits, residual coefficients, the inverse permutation), 0.24 of
+    # a float64 X; a block of 1,024 rows and twice the 4,096-row sample behind the auto
+    # step, 0.09 of X̃. A second copy of X anywhere (a C-ordered or converted copy before
+    # the shuffled one, X[order] in one go, a float64 copy for a float32 fit) adds at
+    # least a float32 X, 0.5 of a float64 X: the bound below has 0.1 to spare.
     X, y = _problem(n=100_000, d=50)
-    X = np.asarray(X, order=order)
-    LogisticRegression(epochs=1).fit(X, y)  # warm-up: imports and caches
+    X = SETUP_INPUTS[form](X)
+    n, d = X.shape
+    X_tilde_bytes = n * (d + 1) * np.dtype(working).itemsize
+    allowance = 0.24 * n * d * 8 + 0.09 * X_tilde_bytes
+    LogisticRegression(epochs=1, dtype=working).fit(X, y)  # warm-up: imports and caches
     tracemalloc.start()
     try:
-        LogisticRegression(epochs=2, tol=0.0).fit(X, y)
+        LogisticRegression(epochs=2, tol=0.0, dtype=working).fit(X, y)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak <= 1.42 * X.nbytes, f"{peak / X.nbytes:.2f}× X beyond X"
+    assert peak <= X_tilde_bytes + allowance, (
+        f"{(peak - X_tilde_bytes) / (n * d * 8):.2f}× a float64 X beyond the shuffled copy"
+    )
 
 
 def test_nan_found_by_the_copy_is_named_like_the_check():
@@ -223,3 +238,43 @@ def test_the_fit_takes_the_reference_auto_step(n_classes):
         np.column_stack([X, np.ones(700)]), s, 1 if n_classes == 2 else n_classes, 0.01
     )
     assert model.learning_rate_ == pytest.approx(auto_step_size(L, L_mean, 700, 64, 0.01), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, -2, 3, 7, -2, 3]),
+        np.array([True, False, True]),
+        np.array([200, 3, 3, 250], dtype=np.uint8),
+        np.array([10**12, 5, 10**12, 5]),  # a range wider than the labels: np.unique's path
+        np.array(["b", "a", "c", "a"]),
+    ],
+)
+def test_distinct_labels_are_numpys_unique(labels):
+    from logreg.model.estimator import distinct_labels
+
+    classes, index = distinct_labels(labels)
+    expected_classes, expected_index = np.unique(labels, return_inverse=True)
+    assert classes.dtype == expected_classes.dtype
+    np.testing.assert_array_equal(classes, expected_classes)
+    np.testing.assert_array_equal(index, expected_index)
+
+
+@pytest.mark.parametrize("form", ["C", "F", "float32"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_shuffled_copy_is_scale_times_the_rows_in_order(form, fit_intercept):
+    from logreg.model.sgd_kernels import ROWS_PER_COPY, shuffled_design
+
+    rng = np.random.default_rng(4)
+    n = 2 * ROWS_PER_COPY + 37  # a short last block
+    X = rng.standard_normal((n, 6)) * [1.0, 1e3, 1e-3, 2.0, 5.0, 0.5]
+    X = {"C": X, "F": np.asfortranarray(X), "float32": X.astype(np.float32)}[form]
+    s = rng.uniform(0.2, 3.0, size=n)
+    order = rng.permutation(n)
+    X_tilde, weighted = shuffled_design(X, order, np.dtype(np.float64), fit_intercept, 0.5, s)
+    rows = np.asarray(X, dtype=np.float64)[order]
+    expected = np.column_stack([rows, np.ones(n)]) if fit_intercept else rows
+    np.testing.assert_array_equal(X_tilde, 0.5 * expected)
+    raw = np.asarray(X, dtype=np.float64)
+    squared = (raw**2).sum(axis=1) + (1.0 if fit_intercept else 0.0)
+    assert weighted == pytest.approx(float(s @ squared), rel=1e-12)

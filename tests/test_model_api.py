@@ -184,7 +184,8 @@ def test_features_scaled_by_1e4_stay_finite(binary_data):
 def _fit(**kwargs):
     X = kwargs.pop("X", np.zeros((4, 2)))
     y = kwargs.pop("y", np.array([0, 1, 0, 1]))
-    return LogisticRegression(**kwargs).fit(X, y)
+    validation = {key: kwargs.pop(key) for key in ("X_val", "y_val") if key in kwargs}
+    return LogisticRegression(**kwargs).fit(X, y, **validation)
 
 
 @pytest.mark.parametrize(
@@ -194,6 +195,8 @@ def _fit(**kwargs):
         ({"X": np.array([[0.0, np.nan]] * 4)}, "NaN or inf"),
         ({"X": np.array([[0.0, np.inf]] * 4)}, "NaN or inf"),
         ({"y": np.array([1, 1, 1, 1])}, "at least two"),
+        ({"X_val": np.zeros((0, 2)), "y_val": np.array([])}, "X_val has 0 rows and y_val 0"),
+        ({"X_val": np.zeros((3, 2)), "y_val": np.array([0, 1])}, "X_val has 3 rows and y_val 2"),
         ({"penalty": "l3"}, "penalty: got 'l3'; allowed: one of 'l2', 'l1', 'none', 'elasticnet'"),
         ({"solver": "lbfgs"}, "solver: got 'lbfgs'; allowed: one of 'sgd', 'newton', 'proximal'"),
         ({"class_weight": "auto"}, "class_weight: got 'auto'; allowed: null, 'balanced'"),

@@ -15,6 +15,7 @@ schedule and the stopping rules.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from logreg.model.equations import (
     auto_step_size,
@@ -272,8 +274,17 @@ def auto_learning_rate(
     # R = √S·X̃ on the sample, in the copy's dtype; X̃ without the sigmoid's ½
     R = np.concatenate([block.head for block in blocks])
     R *= (np.sqrt(np.concatenate([block.head_weights for block in blocks])) / scale)[:, None]
-    L = c * squared_spectral_norm(R) / len(R) + l2
+    with _blas().limit(limits=1, user_api="blas"):
+        L = c * squared_spectral_norm(R) / len(R) + l2
     return auto_step_size(min(L, L_mean), L_mean, n, B, l2)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """BLAS's thread pools. The Gram matrix behind L takes about 1 ms on one thread; with
+    several, on a machine whose cores are busy, its call waits for a descheduled thread
+    (20 to 70 ms, two epochs, measured on a shared 2-core machine)."""
+    return ThreadpoolController()
 
 
 def validation_loss(validation: RowBlocks, W: np.ndarray, b: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 from logreg.model.equations import weighted_cross_entropy_sum
 from logreg.model.rows import Block
 
-ROWS_PER_COPY = 8192  # rows of X read at a time by the shuffled copy
+ROWS_PER_COPY = 1024  # rows of X read at a time by the shuffled copy: its buffer stays in L2
 
 
 class Batch(NamedTuple):
@@ -214,38 +214,39 @@ def shuffled_design(
 ) -> tuple[np.ndarray, float]:
     """X̃ = scale·[X[order], 1] in ``dtype``, and Σ_i s_i‖x̃_i‖² (unscaled, the 1 included).
 
-    One pass over X, a block of rows at a time: each block is read front to back into a
-    row-major buffer (so C- and Fortran-ordered X, and any dtype, cost the same), its
-    squared row norms taken while it is in cache, which also finds NaN and inf (raised
-    as :class:`NonFiniteRows`), and its rows scattered to their shuffled places in X̃,
-    row i to X̃'s row position[i] where position is the inverse of ``order``. Scattering
-    whole rows is a memcpy each; gathering rows from Fortran-ordered memory instead
-    touches a cache line per value (a 1.2M × 50 first epoch took 23.7 s, against 1.1 s
-    from C order). ``X[order]`` in one go would hold a second full-size copy; the blocks
-    keep the extra to one block.
+    One pass over X, ROWS_PER_COPY rows at a time: each block is read front to back into
+    a row-major buffer that already holds the intercept's column (so C- and
+    Fortran-ordered X, and any dtype, cost the same), its squared row norms taken while
+    it is in cache, which also finds NaN and inf (raised as :class:`NonFiniteRows`), and
+    its whole rows scattered to their shuffled places in X̃, row i to X̃'s row
+    position[i] where position is the inverse of ``order``: one memcpy of a full row
+    each, so X̃ is written once, the 1s with it. Gathering rows from Fortran-ordered
+    memory instead touches a cache line per value (a 1.2M × 50 first epoch took 23.7 s,
+    against 1.1 s from C order). ``X[order]`` in one go would hold a second full-size
+    copy; the blocks keep the extra to one block.
     """
     n, D = X.shape
-    X_tilde = np.empty((n, D + 1 if fit_intercept else D), dtype=dtype)
+    width = D + 1 if fit_intercept else D
+    X_tilde = np.empty((n, width), dtype=dtype)
     position = np.empty(n, dtype=np.intp)
     position[order] = np.arange(n)
     s = np.ones(n) if s is None else s
-    buffer = np.empty((min(ROWS_PER_COPY, n), D), dtype=X.dtype)
+    buffer = np.empty((min(ROWS_PER_COPY, n), width), dtype=dtype)
+    buffer[:, D:] = scale  # the intercept's column, if any: written once, copied with each row
     squared_norms = np.empty(len(buffer), dtype=np.float64)
-    weighted_sum = float(s.sum()) if fit_intercept else 0.0  # the 1s: Σ s_i·1²
+    weighted_sum = 0.0
     for start in range(0, n, ROWS_PER_COPY):
         block = buffer[: min(ROWS_PER_COPY, n - start)]
         rows = slice(start, start + len(block))
-        np.multiply(X[rows], scale, out=block)  # by a power of two: exact
+        np.multiply(X[rows], scale, out=block[:, :D])  # by a power of two: exact
         norms = squared_norms[: len(block)]
         np.einsum("ij,ij->i", block, block, out=norms, dtype=np.float64)
         if not np.isfinite(norms).all() and not np.isfinite(block).all():
             row, column = np.argwhere(~np.isfinite(block))[0]
             raise NonFiniteRows(f"X contains NaN or inf (row {start + row}, column {column})")
-        weighted_sum += float(np.dot(s[rows], norms)) / scale**2
-        X_tilde[position[rows], :D] = block
-    if fit_intercept:
-        X_tilde[:, D] = scale
-    return X_tilde, weighted_sum
+        weighted_sum += float(np.dot(s[rows], norms))
+        X_tilde[position[rows]] = block
+    return X_tilde, weighted_sum / scale**2
 
 
 def residual_coefficients(Y: np.ndarray, s: np.ndarray, B: int) -> tuple[np.ndarray, np.ndarray]:
