@@ -58,12 +58,7 @@ def stable_threshold(
     resamples of the same split moves little. ``spread`` holds the 2.5 and 97.5
     percentiles of those maxima (``low``, ``high``): where the best threshold could lie.
     """
-    resampled = bootstrap.bootstrap(
-        lambda indices: bootstrap.resampled_thresholds(y_true, scores, indices),
-        y_true,
-        n_resamples,
-        seed,
-    )
+    resampled = bootstrap.threshold_samples(y_true, scores, n_resamples, seed)
     return float(np.median(resampled)), bootstrap.percentile_interval(resampled)
 
 
