@@ -184,9 +184,27 @@ def table_split(table: Any, dtype: Any = np.float64, source: str = "table") -> S
 
 
 def frame_split(frame: pd.DataFrame, dtype: Any = np.float64, source: str = "table") -> Split:
-    """A split from a pandas frame (a rebalanced fold, a table read whole): as
-    :func:`table_split`, through Arrow."""
-    return table_split(pa.Table.from_pandas(frame, preserve_index=False), dtype, source)
+    """A split from a pandas frame (a rebalanced fold, a table read whole), as
+    :func:`table_split` gives it, with ``X`` filled straight from the frame's columns.
+
+    No Arrow copy of the frame on the way: at 1.3M rows a cross-validation fold's
+    table would be 500 MB more, beside the frame and ``X``.
+    """
+    if TARGET not in frame.columns:
+        raise UserError(f"{source}: missing the '{TARGET}' column")
+    names = [name for name in frame.columns if name not in RESERVED]
+    columns = [frame[name].to_numpy() for name in names]
+    weights = (
+        frame[WEIGHT].to_numpy(dtype=np.float64)
+        if WEIGHT in frame.columns
+        else np.ones(len(frame), dtype=np.float64)
+    )
+    return Split(
+        X=feature_matrix([columns], len(frame), len(names), dtype),
+        y=frame[TARGET].to_numpy(),
+        sample_weight=weights,
+        feature_names=[str(name) for name in names],
+    )
 
 
 def _labels(column: Any) -> np.ndarray:
