@@ -55,19 +55,24 @@ os._exit(0)
 """
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_the_conversion_allocates_little_beyond_the_arrays_it_returns(table, dtype):
-    """X, the labels (pointers to one string per class) and the weights, and ~nothing else."""
-    _, path = table
+def measure(script: str, *args: str) -> dict:
+    """What ``script`` prints as JSON, run in a fresh process on this checkout's code."""
     completed = subprocess.run(
-        [sys.executable, "-c", CONVERSION, str(path), dtype],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(SRC)},
     )
     assert completed.returncode == 0, completed.stderr
-    measured = json.loads(completed.stdout)
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_conversion_allocates_little_beyond_the_arrays_it_returns(table, dtype):
+    """X, the labels (pointers to one string per class) and the weights, and ~nothing else."""
+    _, path = table
+    measured = measure(CONVERSION, str(path), dtype)
     assert measured["c_ordered"] and measured["dtype"] == dtype
     assert measured["peak_over_output"] <= 1.1, measured
 
@@ -103,15 +108,7 @@ def test_a_frame_becomes_the_split_arrow_gives_without_a_copy_of_the_frame(table
     """As through an Arrow table, but no table (a copy of the frame's strided columns):
     X, the labels' strings and the weights, and little else."""
     _, path = table
-    completed = subprocess.run(
-        [sys.executable, "-c", FRAME_CONVERSION, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(SRC)},
-    )
-    assert completed.returncode == 0, completed.stderr
-    measured = json.loads(completed.stdout)
+    measured = measure(FRAME_CONVERSION, str(path))
     assert measured["same"] and measured["names"] and measured["c_ordered"]
     assert measured["peak_over_output"] <= 1.3, measured  # through Arrow: 2x and more
 
