@@ -48,7 +48,10 @@ class BackgroundTracker:
         root = (root or project_root()).resolve()
         self.uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
         check_reachable(self.uri)  # an unreachable server fails here, before any work
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        # Forked, not spawned: the child starts as a copy of this process, its imports
+        # done, before any thread of the stage's starts (ProcessPoolExecutor forks
+        # before its own thread), instead of a new interpreter importing them again.
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self._calls: list[Future] = []
         self._opened = self._submit(_open, dict(cfg), root)
         self._started: Future | None = None
