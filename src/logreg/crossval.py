@@ -51,10 +51,10 @@ def out_of_fold_scores(
     ``rebalance_options`` are the ``rebalance`` section's keys (strategy, ratio,
     k_neighbors, seed), applied to each training fold.
     """
-    # One copy of the rows (not a frame per split and then their concatenation).
-    X = np.concatenate([s.X for s in splits])
-    frame = pd.DataFrame(X, columns=splits[0].feature_names, copy=False)
-    frame[TARGET] = np.concatenate([s.y for s in splits])
+    frame = pd.concat(
+        [pd.DataFrame(s.X, columns=s.feature_names).assign(**{TARGET: s.y}) for s in splits],
+        ignore_index=True,
+    )
     y = frame[TARGET].to_numpy()
     folds = stratified_folds(y, n_folds, seed)
     params = model.get_params() | {"epochs": max(int(model.n_iter_), 1), "patience": None}
