@@ -190,6 +190,16 @@ def prepare_floor(folder: Path) -> float:
     return time.perf_counter() - started
 
 
+def rebalance_floor(folder: Path) -> float:
+    """Seconds to read the prepared training split and write it back (what ``none`` does)."""
+    layout = pipeline.layout(folder)["rebalance"]
+    started = time.perf_counter()
+    frame = read_table(layout.train)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        write_table(frame, Path(tmp) / "train.parquet")
+    return time.perf_counter() - started
+
+
 def fit_profile(folder: Path, stderr: str) -> dict[str, float]:
     """The train stage's fit: total, first epoch (with the setup before the first step), rest.
 
@@ -219,6 +229,50 @@ def goal_line(label: str, value: float, goal: float, unit: str = "x") -> str:
     return f"{status}  {label:<44} {shown:>8}  (goal <= {bound})"
 
 
+FLOOR_NAMES = {
+    "prepare": "read raw, write 3 splits",
+    "rebalance": "read + write the split",
+    "train": "estimator fit, C-ordered",
+}
+STAGE_GOALS = {"train": GOAL_TRAIN}  # stage time / its floor; the others have no time goal
+
+
+def met(value: float, goal: float | None) -> str:
+    return "-" if goal is None else ("yes" if value <= goal else "NO")
+
+
+def print_stage_goals(
+    on: dict[str, dict[str, float]],
+    floor_s: dict[str, float],
+    sizes: dict[str, int],
+    share: float,
+    tracked: float,
+) -> None:
+    """Each stage's time and peak RSS (tracking on) next to its floor and goal, with met?."""
+    print("\n== each stage against its floor and goal (tracking on; ratios from this run)")
+    print(
+        f"{'stage':<10} {'time s':>7} {'floor s':>8} {'floor':<25} {'ratio':>6} {'goal':>6} "
+        f"{'met?':>4} | {'peak RSS':>9} {'data read':>9} {'ratio':>6} {'goal':>5} {'met?':>4}"
+    )
+    for name in STAGES:
+        seconds, rss, data = on[name]["seconds"], on[name]["rss"], sizes[name]
+        goal = STAGE_GOALS.get(name)
+        if name in floor_s:
+            ratio = seconds / floor_s[name]
+            timing = f"{floor_s[name]:>8.2f} {FLOOR_NAMES[name]:<25} {ratio:>5.2f}x"
+            timing += f" {'<=' + format(goal, 'g') + 'x' if goal else '-':>6} {met(ratio, goal):>4}"
+        else:
+            timing = f"{'-':>8} {'(no floor)':<25} {'-':>6} {'-':>6} {'-':>4}"
+        print(
+            f"{name:<10} {seconds:>7.2f} {timing} | {rss / MIB:>5.0f} MiB {data / MIB:>5.0f} MiB "
+            f"{rss / data:>5.2f}x {'<=3x':>5} {met(rss / data, GOAL_RSS):>4}"
+        )
+    print(
+        f"{'tracking':<10} {tracked:>7.2f} s more with it on (train + evaluate): {share:.1%} of "
+        f"the run; goal <= {GOAL_TRACKING:.0%}: {met(share, GOAL_TRACKING)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2_000_000, help="rows of the synthetic data")
@@ -234,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== config: N={n:,} D={d} repeats={args.repeats} (tracking on and off)")
 
     runs: dict[bool, list[dict[str, dict[str, Any]]]] = {True: [], False: []}
-    floors: dict[str, list[float]] = {"train": [], "prepare": []}
+    floors: dict[str, list[float]] = {"train": [], "prepare": [], "rebalance": []}
     floor_epochs = 0
     with tempfile.TemporaryDirectory(prefix="logreg-bench-") as tmp:
         folders = {
@@ -251,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds, floor_epochs = train_floor(folders[True])
             floors["train"].append(seconds)
             floors["prepare"].append(prepare_floor(folders[True]))
+            floors["rebalance"].append(rebalance_floor(folders[True]))
         sizes = data_read(folders[True])
         profile = fit_profile(folders[True], runs[True][-1]["train"]["stderr"])
 
@@ -307,6 +362,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{profile['later_epoch']:.3f} s per epoch (median); outside the fit "
         f"(start-up, reading, tracking, saving) {train_s - profile['fit']:.2f} s"
     )
+
+    floor_s = {name: statistics.median(floors[name]) for name in ("prepare", "rebalance")}
+    floor_s["train"] = train_floor_s
+    print_stage_goals(stage[True], floor_s, sizes, share, tracked)
 
     print("\n== goals")
     ratios = [

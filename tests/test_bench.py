@@ -114,6 +114,15 @@ def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
         row = next(line for line in table.splitlines() if line.startswith(stage))
         numbers = [float(word.rstrip("sx")) for word in row.split()[1:] if word != "MiB"]
         assert numbers[0] > 0 and numbers[1] > 0, row  # seconds with tracking on and off
+    per_stage = out.split("== each stage against its floor and goal")[1].split("== goals")[0]
+    for stage in ("prepare", "rebalance", "train", "evaluate"):
+        row = next(line for line in per_stage.splitlines() if line.startswith(stage))
+        timing, memory = row.split("|")
+        assert memory.split()[-1] in {"yes", "NO"}, row  # peak RSS / data read, goal 3x
+        assert timing.split()[-1] in ({"yes", "NO"} if stage == "train" else {"-"}), row
+        assert ("-" not in timing.split()[2]) == (stage != "evaluate"), row  # the floor's seconds
+    tracking = next(line for line in per_stage.splitlines() if line.startswith("tracking"))
+    assert "goal <= 10%" in tracking and tracking.split()[-1] in {"yes", "NO"}
     goals = out.split("== goals")[1].strip().splitlines()
     labels = [line[6:].split("  ")[0].strip() for line in goals]
     assert labels == [

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
 from logreg.bootstrap import (
+    MAX_CELLS,
     paired_difference,
     percentile_interval,
     resample_indices,
+    resampled_counts,
     resampled_scores,
     resampled_thresholds,
     row_counts,
@@ -60,6 +64,32 @@ def test_resamples_are_stratified_seeded_and_draw_every_row_alike():
     assert np.array_equal(counts, np.stack([np.bincount(r, minlength=len(y)) for r in indices]))
     assert counts.max() > 1
     assert np.allclose(counts.mean(axis=0), 1.0, atol=0.1)
+
+
+def test_resampled_counts_count_the_rows_of_the_same_resamples():
+    y, _ = imbalanced()
+    indices = all_indices(y, 230, seed=6, chunk=230)
+    counts = np.vstack(list(resampled_counts(y, 230, seed=6, chunk=70)))
+    assert np.array_equal(counts, row_counts(indices, len(y)))
+    permutation = np.random.default_rng(0).permutation(len(y))
+    moved = np.vstack(list(resampled_counts(y, 230, seed=6, positions=permutation)))
+    assert np.array_equal(moved[:, permutation], counts)  # row i's count in column perm[i]
+
+
+def test_a_large_split_is_resampled_in_chunks_of_bounded_memory():
+    """Half a million rows: the bootstrap holds a few chunks of MAX_CELLS cells at a time,
+    not (resamples x rows) matrices (40 x 500k int64 would be 160 MB each, 1.6 GB in all)."""
+    rng = np.random.default_rng(0)
+    n = 500_000
+    y = rng.random(n) < 0.1
+    s = rng.random(n)
+    tracemalloc.start()
+    try:
+        score_intervals(y, s, 0.5, n_resamples=40, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 8 * MAX_CELLS  # about a dozen 32 MB arrays (chunks of 8 resamples)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3, 0.95])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
@@ -400,15 +401,15 @@ def test_rebalance_bad_inputs_name_the_key_or_file(tmp_path, capsys):
 
 def test_an_interrupted_write_leaves_no_complete_looking_file(tmp_path, monkeypatch):
     write_params(tmp_path)
-    real = pd.DataFrame.to_parquet
+    real = pq.ParquetWriter.write_table
 
-    def interrupted(self, path, *args, **kwargs):
-        if ".val.parquet." in str(path):  # the temp file behind val.parquet
-            Path(path).write_bytes(b"PAR1 half written")
+    def interrupted(self, table, *args, **kwargs):
+        if ".val.parquet." in str(self.where):  # the temp file behind val.parquet
+            Path(self.where).write_bytes(b"PAR1 half written")
             raise KeyboardInterrupt
-        return real(self, path, *args, **kwargs)
+        return real(self, table, *args, **kwargs)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", interrupted)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", interrupted)
     with pytest.raises(SystemExit) as exit_info:
         prepare.main(prepare_argv(tmp_path))
     assert exit_info.value.code == 130

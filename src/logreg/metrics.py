@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from logreg import bootstrap
 from logreg.frames import plain_label
@@ -58,12 +57,7 @@ def stable_threshold(
     resamples of the same split moves little. ``spread`` holds the 2.5 and 97.5
     percentiles of those maxima (``low``, ``high``): where the best threshold could lie.
     """
-    resampled = bootstrap.bootstrap(
-        lambda indices: bootstrap.resampled_thresholds(y_true, scores, indices),
-        y_true,
-        n_resamples,
-        seed,
-    )
+    resampled = bootstrap.threshold_samples(y_true, scores, n_resamples, seed)
     return float(np.median(resampled)), bootstrap.percentile_interval(resampled)
 
 
@@ -92,6 +86,8 @@ def binary_metrics(
 
     Predicts positive when ``proba >= threshold``. Precision of an empty prediction is 0.
     """
+    from sklearn import metrics as skm  # slow to import: only where a score is computed
+
     y = np.asarray(y_true, dtype=bool)
     p = np.asarray(proba, dtype=np.float64)
     out = {"threshold": float(threshold), **thresholded_metrics(y, p >= threshold)}
@@ -163,6 +159,8 @@ def multiclass_metrics(
     y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray
 ) -> dict[str, float]:
     """Accuracy, macro and weighted precision/recall/F1, one-vs-rest AUCs, log loss, Brier."""
+    from sklearn import metrics as skm  # slow to import: only where a score is computed
+
     classes = np.asarray(classes)
     y = np.asarray(y_true)
     p = np.asarray(proba, dtype=np.float64)
@@ -190,6 +188,8 @@ def multiclass_metrics(
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Counts of shape (n_labels, n_labels): rows actual, columns predicted, in ``labels`` order."""
+    from sklearn import metrics as skm  # slow to import: only where a score is computed
+
     return skm.confusion_matrix(y_true, y_pred, labels=labels)
 
 
@@ -197,6 +197,8 @@ def classification_report(
     y_true: np.ndarray, y_pred: np.ndarray, labels: np.ndarray
 ) -> dict[str, dict[str, float]]:
     """Per-class precision, recall, F1 and support, keyed by the label as a string."""
+    from sklearn import metrics as skm  # slow to import: only where a score is computed
+
     prec, rec, f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )

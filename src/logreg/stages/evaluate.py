@@ -60,6 +60,7 @@ from logreg.preprocess import Preprocessing
 from logreg.schema import check_section
 from logreg.stages import entry
 from logreg.stages.train import MODEL_FILE
+from logreg.tracking.background import open_background_tracker
 from logreg.tracking.provenance import file_sha256
 from logreg.tracking.runs import MODEL_TAG, open_tracker, trained_run
 
@@ -285,14 +286,18 @@ class Paths:
 SECTIONS = ("evaluate", "mlflow", "engine")
 
 
-def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
+def run(
+    params: Mapping[str, Any], paths: Paths, background: bool = False
+) -> dict[str, dict[str, Any]]:
     """Score the saved model, write the reports and log them to train's MLflow run.
 
     ``params`` holds the checked ``evaluate`` and ``mlflow`` sections; ``data.name``,
-    when present, labels the logged test set. Returns the metrics.
+    when present, labels the logged test set. Returns the metrics. ``background``: the
+    MLflow calls run in a child process beside the scoring
+    (:mod:`logreg.tracking.background`), as the command line does.
     """
     options = params["evaluate"]
-    tracker = open_tracker(params["mlflow"])
+    tracker = (open_background_tracker if background else open_tracker)(params["mlflow"])
 
     model_path = paths.model_dir / MODEL_FILE
     if not model_path.is_file():
@@ -332,6 +337,16 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     with tracker.run(run_id=run_id, run_name="evaluate"):
+        dataset = (params.get("data") or {}).get("name") or "data"
+        if not on_dask:  # a partitioned split is not one frame to profile
+            # Queued first: a background tracker hashes the test split while it is scored.
+            tracker.log_dataset(
+                splits["test"].to_frame(),
+                source=paths.test,
+                name=f"{dataset}/test",
+                context="test",
+                targets=TARGET,
+            )
         if on_dask:
             metrics, written, positive = _evaluate_on_dask(model, params, paths)
         else:
@@ -346,8 +361,15 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
                 threshold_method=options["threshold_method"],
                 rebalance_options=rebalance_options,
             )
-            written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         tuned = metrics["test"].get("threshold_tuned", {})
+        tracker.log_model(  # before the reports: a background tracker logs it as they are drawn
+            model_path,
+            input_example=serving_example(model, _first_test_rows(splits, paths.test)),
+            positive=positive,
+            threshold=float(tuned.get("threshold", 0.5)),
+        )
+        if not on_dask:
+            written = write_reports(model, splits, metrics, paths.reports_dir, positive)
         sklearn_f1 = metrics["baseline"].get("f1")
         f1_ci = metrics["test"].get("ci95", {}).get("f1")
         spread = metrics["val"].get("threshold_tuned", {}).get("spread")
@@ -368,24 +390,9 @@ def run(params: Mapping[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
                 MODEL_TAG: model_sha256,  # a new run, too, is found from the model
             }
         )
-        dataset = (params.get("data") or {}).get("name") or "data"
-        if not on_dask:  # a partitioned split is not one frame to profile
-            tracker.log_dataset(
-                splits["test"].to_frame(),
-                source=paths.test,
-                name=f"{dataset}/test",
-                context="test",
-                targets=TARGET,
-            )
         for folder, files in written.items():
             for path in files:
                 tracker.log_artifact(path, folder)
-        tracker.log_model(
-            model_path,
-            input_example=serving_example(model, _first_test_rows(splits, paths.test)),
-            positive=positive,
-            threshold=float(tuned.get("threshold", 0.5)),
-        )
     return metrics
 
 
@@ -429,7 +436,8 @@ def _first_test_rows(splits: dict[str, Split], test: Path, rows: int = 5) -> pd.
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.evaluate", __doc__))
+    params, paths = entry.parse(argv, Paths, SECTIONS, "logreg.stages.evaluate", __doc__)
+    run(params, paths, background=True)
 
 
 def serving_example(model: LogisticRegression, test: pd.DataFrame, rows: int = 5) -> pd.DataFrame:

@@ -127,20 +127,46 @@ def prepare_splits(
     names the numeric columns that hold codes, to one-hot encode. Binary problems record
     the train split's minority class as ``prep.positive_class``.
     """
+    raw_splits = split_raw(frame, target, val_size, test_size, seed)
+    return transform_splits(raw_splits, missing, categorical)
+
+
+def split_raw(
+    frame: pd.DataFrame, target: str, val_size: float, test_size: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """The raw table's train, val and test rows, the target column named ``target``.
+
+    Each split is a copy: the raw table can be freed once they are made.
+    """
     labelled = frame.rename(columns={target: TARGET}).reset_index(drop=True)
-    raw_splits = split_frame(labelled, val_size, test_size, seed)
+    return split_frame(labelled, val_size, test_size, seed)
+
+
+def transform_splits(
+    raw_splits: dict[str, pd.DataFrame], missing: str = "impute", categorical: Sequence[str] = ()
+) -> tuple[dict[str, pd.DataFrame], Preprocessing, dict[str, Any]]:
+    """Preprocessing fitted on the train split, the three splits transformed, the report.
+
+    Takes the raw splits out of ``raw_splits`` as it transforms them: each is freed
+    once transformed, so not all of both are held at once.
+    """
+    classes = set().union(*(split[TARGET].unique() for split in raw_splits.values()))
+    raw = {
+        "rows": sum(len(split) for split in raw_splits.values()),
+        "columns": raw_splits["train"].shape[1] - 1,
+    }
     prep = preprocess.fit(raw_splits["train"], missing, categorical)
-    splits = {  # each raw split is dropped once transformed: not all of both at once
+    splits = {
         name: preprocess.transform(prep, raw_splits.pop(name)).reset_index(drop=True)
         for name in SPLITS
     }
     prep.classes = [plain_label(c) for c in np.unique(splits["train"][TARGET].to_numpy())]
-    if labelled[TARGET].nunique() == 2:
+    if len(classes) == 2:
         prep.positive_class = minority_class(splits["train"][TARGET].to_numpy())
     if missing == "drop":
         hint = "prepare.missing=drop removed too many rows; use prepare.missing=impute"
-        check_classes(splits, set(labelled[TARGET].unique()), hint)
-    report: dict[str, Any] = {"raw": {"rows": len(frame), "columns": frame.shape[1] - 1}}
+        check_classes(splits, classes, hint)
+    report: dict[str, Any] = {"raw": raw}
     for name, split in splits.items():
         report[name] = {
             "rows": len(split),
@@ -182,11 +208,15 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
         check_target(frame, target)
         check_features(frame, target, categorical)
         write_table(frame, paths.raw_dir / f"{data['name']}.parquet")
-        splits, prep, report = prepare_splits(frame, target, categorical=categorical, **options)
+        raw_splits = split_raw(
+            frame, target, options["val_size"], options["test_size"], options["seed"]
+        )
+        del frame  # the splits hold every row: the raw table goes before the transforms
+        splits, prep, report = transform_splits(raw_splits, options["missing"], categorical)
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None
     for name in SPLITS:
-        write_table(splits[name], paths.out_dir / f"{name}.parquet")
+        write_table(splits.pop(name), paths.out_dir / f"{name}.parquet")  # each freed once written
     preprocess.write_preprocessing(paths.out_dir / "preprocess.json", prep)
     write_json(paths.report, report)
 

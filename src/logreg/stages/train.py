@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from logreg.frames import TARGET, Split, minority_class, read_split
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
+from logreg.tracking.background import open_background_tracker
 from logreg.tracking.provenance import file_sha256, git_info, project_root
 from logreg.tracking.runs import MODEL_TAG, open_tracker, write_run_file
 
@@ -144,20 +146,25 @@ class Paths:
 SECTIONS = ("model", "train", "mlflow", "engine")
 
 
-def run(params: Mapping[str, Any], paths: Paths) -> None:
+def run(params: Mapping[str, Any], paths: Paths, background: bool = False) -> None:
     """Fit, save the model and its history, and track it all in a new MLflow run.
 
     ``params`` holds the checked ``model``, ``train`` and ``mlflow`` sections; the run
     is named after ``data.name`` and ``rebalance.strategy`` when present, and every
-    section is logged as the run's params.
+    section is logged as the run's params. ``background``: the MLflow calls run in a
+    child process while this one reads and fits (:mod:`logreg.tracking.background`),
+    as the command line does.
     """
     model_params, train_params, mlflow_params = params["model"], params["train"], params["mlflow"]
-    tracker = open_tracker(mlflow_params)  # an unreachable server fails here, before any work
+    # An unreachable server fails here, before any work.
+    tracker = (open_background_tracker if background else open_tracker)(mlflow_params)
 
     dtype = working_dtype(model_params, train_params)
     # engine=dask: the workers read the splits, partition by partition; here, nothing.
     on_dask = params.get("engine", {}).get("name") == "dask"
-    splits = None if on_dask else (read_split(paths.train, dtype), read_split(paths.val, dtype))
+    with ThreadPoolExecutor(2) as hashing:  # hashlib and the Parquet reader release the GIL
+        digests = {path: hashing.submit(file_sha256, path) for path in (paths.train, paths.val)}
+        splits = None if on_dask else (read_split(paths.train, dtype), read_split(paths.val, dtype))
     prep = read_preprocessing(paths.preprocess)
     dataset = str(_get(params, "data", "name") or paths.train.parent.name)
 
@@ -170,8 +177,8 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
             {
                 **git_info(project_root()),
                 "dataset.name": dataset,
-                "dataset.sha256": file_sha256(paths.train),
-                "dataset.val_sha256": file_sha256(paths.val),
+                "dataset.sha256": digests[paths.train].result(),
+                "dataset.val_sha256": digests[paths.val].result(),
                 "rebalance.strategy": _get(params, "rebalance", "strategy"),
                 "model.solver": model_params.get("solver"),
             }
@@ -230,7 +237,8 @@ def run(params: Mapping[str, Any], paths: Paths) -> None:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    run(*entry.parse(argv, Paths, SECTIONS, "logreg.stages.train", __doc__))
+    params, paths = entry.parse(argv, Paths, SECTIONS, "logreg.stages.train", __doc__)
+    run(params, paths, background=True)
 
 
 def _get(cfg: Any, *keys: str) -> Any:

@@ -1,0 +1,181 @@
+"""Tracking beside the work: a stage's MLflow calls run in order in a child process.
+
+Importing MLflow, opening its store, starting the run and logging the datasets (which
+hashes the splits) take about 3 s of CPU per tracked stage: half the train stage's fit
+at 2M rows. That fit uses one core (its batches are too small for OpenBLAS's second
+thread), so :class:`BackgroundTracker` hands every call to a child process, which
+does them on the other core while the stage reads its data and fits.
+
+It has the methods of :class:`~logreg.tracking.runs.MlflowTracker`, and the same
+promises. Calls run in the order they were made. The run ends FINISHED, FAILED or
+KILLED when the stage's ``with tracker.run(...)`` block ends, and the stage waits
+there for the child: an error from any call is raised then, before the stage returns.
+An unreachable server still fails at once, before any work (the check needs no
+MLflow). The child ignores Ctrl-C: the stage's own interrupt ends the run KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from logreg.errors import sigterm_as_interrupt
+from logreg.tracking.provenance import project_root
+from logreg.tracking.runs import SCHEMA_SAMPLE_ROWS, NullTracker, open_tracker
+from logreg.tracking.store import check_reachable, resolve_tracking_uri
+
+
+def open_background_tracker(
+    cfg: Mapping[str, Any], root: Path | None = None
+) -> BackgroundTracker | NullTracker:
+    """:func:`~logreg.tracking.runs.open_tracker`, its calls run in a child process."""
+    if not cfg.get("enabled", True):
+        return NullTracker()
+    return BackgroundTracker(cfg, root)
+
+
+class BackgroundTracker:
+    """An :class:`~logreg.tracking.runs.MlflowTracker` in a child process, fed in order."""
+
+    def __init__(self, cfg: Mapping[str, Any], root: Path | None = None) -> None:
+        root = (root or project_root()).resolve()
+        self.uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
+        check_reachable(self.uri)  # an unreachable server fails here, before any work
+        # Forked, not spawned: the child starts as a copy of this process, its imports
+        # done, before any thread of the stage's starts (ProcessPoolExecutor forks
+        # before its own thread), instead of a new interpreter importing them again.
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self._calls: list[Future] = []
+        self._opened = self._submit(_open, dict(cfg), root)
+        self._started: Future | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        return self._opened.result()
+
+    @property
+    def run_id(self) -> str | None:
+        self._opened.result()  # a store that failed to open says so, not the run after it
+        return None if self._started is None else self._started.result()
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        run_id: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[BackgroundTracker]:
+        """The child starts (or resumes) the run; it ends as the block ends, after every call."""
+        self._started = self._submit(_start, run_id, run_name, parent_run_id)
+        outcome: BaseException | None = None
+        try:
+            with sigterm_as_interrupt():
+                yield self
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            self._submit(_end, _stand_in(outcome))
+            self._finish(raise_error=outcome is None)
+
+    def run_exists(self, run_id: str | None) -> bool:
+        return self._submit(_call, "run_exists", (run_id,), {}).result()
+
+    def find_run(self, tags: Mapping[str, str]) -> str | None:
+        return self._submit(_call, "find_run", (dict(tags),), {}).result()
+
+    def log_dataset(self, frame: Any, **kwargs: Any) -> None:
+        """Sends the rows the schema is inferred from and the shape, not the whole table."""
+        head = frame.head(SCHEMA_SAMPLE_ROWS)
+        self._submit(_call, "log_dataset", (head,), kwargs | {"shape": frame.shape})
+
+    def __getattr__(self, method: str) -> Any:
+        """log_params, set_tags, log_metrics, log_history, log_artifact, ...: queued."""
+        if method.startswith("_") or method not in _QUEUED:
+            raise AttributeError(method)
+
+        def queued(*args: Any, **kwargs: Any) -> None:
+            self._submit(_call, method, args, kwargs)
+
+        return queued
+
+    def _submit(self, function: Any, *args: Any) -> Future:
+        call = self._pool.submit(function, *args)
+        self._calls.append(call)
+        return call
+
+    def _finish(self, raise_error: bool) -> None:
+        """Wait for every call; raise the first error, or only warn while another unwinds."""
+        errors = [call.exception() for call in self._calls]
+        self._pool.shutdown()
+        first = next((error for error in errors if error is not None), None)
+        if first is None:
+            return
+        if raise_error:
+            raise first
+        print(f"warning: MLflow tracking failed too: {first}", file=sys.stderr)
+
+
+_QUEUED = frozenset(
+    {
+        "log_params",
+        "set_tags",
+        "set_description",
+        "log_metrics",
+        "log_history",
+        "log_artifact",
+        "log_dict",
+        "log_model",
+    }
+)
+
+# ------------------------------------------------------------------- the child's side
+
+_child: dict[str, Any] = {}  # the child process's tracker and its open run block
+
+
+def _open(cfg: dict[str, Any], root: Path) -> str:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the stage, which ends the run
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    _child["tracker"] = open_tracker(cfg, root)
+    return _child["tracker"].experiment_id
+
+
+def _start(run_id: str | None, run_name: str | None, parent_run_id: str | None) -> str:
+    tracker = _child["tracker"]
+    block = tracker.run(run_id=run_id, run_name=run_name, parent_run_id=parent_run_id)
+    block.__enter__()
+    _child["block"] = block
+    return tracker.run_id
+
+
+def _call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return getattr(_child["tracker"], method)(*args, **kwargs)
+
+
+def _end(outcome: BaseException | None) -> None:
+    """End the run as the stage's block ended: FINISHED, FAILED or KILLED."""
+    block = _child.pop("block", None)
+    if block is None:  # the run never started: that error is already on its way
+        return
+    if outcome is None:
+        block.__exit__(None, None, None)
+        return
+    with contextlib.suppress(BaseException):  # the run block re-raises what it is given
+        block.__exit__(type(outcome), outcome, None)
+
+
+def _stand_in(outcome: BaseException | None) -> BaseException | None:
+    """The stage's exception as the run block tells them apart, and as it pickles."""
+    if outcome is None or isinstance(outcome, KeyboardInterrupt):
+        return None if outcome is None else KeyboardInterrupt()
+    if isinstance(outcome, SystemExit):
+        return SystemExit(outcome.code if isinstance(outcome.code, int | None) else 1)
+    return RuntimeError(str(outcome))
