@@ -71,7 +71,7 @@ def connect(
             threads_per_worker=threads_per_worker,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: two clusters on one host never clash
         ) as cluster,
         Client(cluster) as client,
     ):
