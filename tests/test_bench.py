@@ -12,6 +12,21 @@ from conftest import require_postgres, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def run_quick(script: str, *args: str, timeout: int, env: dict | None = None):
+    """A benchmark script run to its end; its stderr's tail shown when it fails."""
+    completed = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
 SECTION_KEYS = {
     "binary": {
         "xv_float64",
@@ -41,14 +56,7 @@ SECTION_KEYS = {
 @pytest.mark.slow
 def test_quick_benchmark_writes_the_expected_json(tmp_path):
     out = tmp_path / "latest.json"
-    completed = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = run_quick("bench/run.py", "--quick", "--out", str(out), timeout=120)
     assert "== goals" in completed.stdout
 
     report = json.loads(out.read_text())
@@ -95,14 +103,7 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
 
 @pytest.mark.slow
 def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
-    completed = subprocess.run(
-        [sys.executable, "bench/pipeline.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = run_quick("bench/pipeline.py", "--quick", timeout=600)
     out = completed.stdout
     for heading in ("== machine", "== stages", "== floors", "== train stage", "== goals"):
         assert heading in out, heading
@@ -138,14 +139,7 @@ def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
 
 @pytest.mark.slow
 def test_the_scale_benchmark_runs_and_its_engines_agree():
-    completed = subprocess.run(
-        [sys.executable, "bench/scale.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_quick("bench/scale.py", "--quick", timeout=600)
     out = completed.stdout
     for line in ("in memory", "memmap cache", "Parquet decoded", "Dask partitions", "Newton Dask"):
         assert line in out
@@ -167,15 +161,7 @@ SWEEPS = ["joblib", "dask", "dask + server", "dask, no tracking"]
 @pytest.mark.slow
 def test_the_sweep_benchmark_prints_every_configuration_and_where_the_time_goes():
     require_postgres()  # the team server's row
-    completed = subprocess.run(
-        [sys.executable, "bench/sweep.py", "--quick"],
-        cwd=ROOT,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_quick("bench/sweep.py", "--quick", timeout=900, env=server_env())
     out = completed.stdout
     machine = out.split("== machine\n")[1].splitlines()[0]
     assert re.search(r", \d+ cores \(\d+ usable\)", machine), machine
