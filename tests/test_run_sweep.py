@@ -22,7 +22,14 @@ import yaml
 
 from logreg import pipeline, schema
 from logreg.params import compose
-from logreg.run import best_child, run_pipeline, sweep_description, validation_f1
+from logreg.run import (
+    SweepParentRun,
+    best_child,
+    run_pipeline,
+    superseded_attempts,
+    sweep_description,
+    validation_f1,
+)
 from logreg.stages import entry
 from logreg.sweep import best_per, collect, comparison_figure, format_table, rank, summary
 
@@ -177,6 +184,53 @@ def test_best_child_is_the_finished_run_with_the_highest_validation_f1():
     assert best_child([children[1], children[3]]) is None
     assert validation_f1({"val": {"f1": 0.5}}) == 0.5
     assert validation_f1({"val": {"f1_macro": 0.25}}) == 0.25
+
+
+def test_a_retried_jobs_unscored_attempt_is_superseded_by_its_scored_twin():
+    def child(run_id, status, params, **metrics):
+        return {"run_id": run_id, "status": status, "params": params, "metrics": metrics}
+
+    job, other = {"train.batch_size": "16"}, {"train.batch_size": "256"}
+    children = [
+        child("first", "FINISHED", job),  # its worker died between train and evaluate
+        child("retry", "FINISHED", job, **{"val/f1": 0.3}),
+        child("lone", "FINISHED", other),  # no scored twin: left as it is
+        child("failed", "FAILED", other, **{"val/f1": 0.2}),  # a failed run is no twin
+        child("macro", "FINISHED", {"data.name": "iris"}, **{"val/f1_macro": 0.5}),
+        child("macro-first", "FINISHED", {"data.name": "iris"}),
+    ]
+    assert superseded_attempts(children) == {"first": "retry", "macro-first": "macro"}
+
+
+def test_the_sweep_parent_ends_a_superseded_attempt_killed_and_tags_its_replacement(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from logreg.tracking.runs import SUPERSEDED_TAG, open_tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = open_tracker({"tracking_uri": uri, "experiment_name": "retries"}, root=tmp_path)
+    parent = tracker.open_run(run_name="sweep")
+    client = MlflowClient(uri)
+
+    def child(batch_size, val_f1=None):
+        run = client.create_run(tracker.experiment_id, tags={"mlflow.parentRunId": parent})
+        client.log_param(run.info.run_id, "train.batch_size", batch_size)
+        if val_f1 is not None:
+            client.log_metric(run.info.run_id, "val/f1", val_f1)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    first, retry, lone = child(16), child(16, 0.3), child(256)
+    sweep = SweepParentRun()
+    sweep.tracker, sweep.sweep_dir = tracker, tmp_path
+    sweep.on_multirun_end(config=None)
+
+    status = {run: client.get_run(run).info.status for run in (first, retry, lone)}
+    assert status == {first: "KILLED", retry: "FINISHED", lone: "FINISHED"}
+    assert client.get_run(first).data.tags[SUPERSEDED_TAG] == retry
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    assert "- jobs: 2 finished, 0 failed, 1 killed" in note
+    assert client.get_run(parent).data.tags["best.run_id"] == retry
 
 
 def results_frame() -> pd.DataFrame:

@@ -330,6 +330,7 @@ class SweepParentRun(Callback):
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
         atexit.register(self._finish, "FAILED")
         tracker.log_params({"sweep": dict(_split_override(o) for o in overrides)})
+        tracker.flush()  # now, before the jobs: a sweep killed later keeps what it compared
         config.hydra.overrides.task.append(f"mlflow.parent_run_id='{tracker.run_id}'")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -358,6 +359,11 @@ class SweepParentRun(Callback):
 
     def _describe(self) -> None:
         children = self.tracker.child_runs()
+        superseded = superseded_attempts(children)
+        for child in children:
+            if child["run_id"] in superseded:
+                self.tracker.end_superseded(child["run_id"], superseded[child["run_id"]])
+                child["status"] = "KILLED"
         jobs = sweep_jobs.read(self.sweep_dir)
         best = best_child(children)
         self.tracker.log_metrics({"sweep/children": len(children)})
@@ -404,6 +410,35 @@ def best_child(children: list[dict[str, Any]]) -> dict[str, Any] | None:
     finished = [child for child in children if child["status"] == "FINISHED"]
     best = ranking.best([child["metrics"] for child in finished])
     return None if best is None else finished[best]
+
+
+def superseded_attempts(children: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Children left by an attempt that a retry replaced: run id -> the replacing run's id.
+
+    A job whose worker died after train ended its run FINISHED, before evaluate resumed
+    it, leaves a FINISHED child without a validation score; the retry's child has the
+    same params (the job's whole config) and the score. Such an attempt is no result to
+    compare or rank, while a FINISHED child without a twin is left as it is.
+    """
+    scored = {}
+    for child in children:
+        if child["status"] == "FINISHED" and _validation_f1(child) is not None:
+            scored.setdefault(_config_key(child), child["run_id"])
+    return {
+        child["run_id"]: scored[_config_key(child)]
+        for child in children
+        if child["status"] == "FINISHED"
+        and _validation_f1(child) is None
+        and _config_key(child) in scored
+    }
+
+
+def _validation_f1(child: Mapping[str, Any]) -> float | None:
+    return ranking.score(child["metrics"], f"{ranking.SPLIT}/f1")
+
+
+def _config_key(child: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(child["params"].items()))
 
 
 def sweep_description(

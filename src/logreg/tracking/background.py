@@ -126,6 +126,7 @@ class BackgroundTracker:
 _QUEUED = frozenset(
     {
         "log_params",
+        "flush",
         "set_tags",
         "set_description",
         "log_metrics",

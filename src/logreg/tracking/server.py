@@ -56,7 +56,12 @@ OPTUNA_DATABASE = "optuna"
 DATABASES = (DATABASE, OPTUNA_DATABASE)
 DB_USER = "logreg"  # PostgreSQL's superuser in the cluster, made by initdb
 POSTGRES_USER = "postgres"  # the system user PostgreSQL runs as when we are root
-WORKERS = 2  # mlflow server's worker processes (its default, 4, is a lot on a laptop)
+# mlflow server's worker processes. One: uvicorn with several workers binds the socket
+# itself without naming TCP, so asyncio leaves Nagle's algorithm on for every connection,
+# and a client's second request on a kept-alive connection waits for a delayed ACK:
+# 48 ms per /health with 2 workers against 6 ms with 1 (runs/get 60 against 24 ms; see
+# bench/sweep.py). One process serves the sync handlers from its thread pool.
+WORKERS = 1
 START_TIMEOUT = 120.0  # seconds for mlflow server to answer /health (first start migrates)
 STOP_TIMEOUT = 20.0  # seconds for the server's processes to exit after SIGTERM
 INSTALL_HINT = "apt-get install postgresql"
@@ -592,7 +597,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--database", default=OPTUNA_DATABASE, choices=DATABASES, help="database-uri's database"
     )
-    parser.add_argument("--workers", type=int, default=WORKERS, help="default: %(default)s")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help="mlflow server's processes (default: %(default)s; more add ~40 ms to every call)",
+    )
     args = parser.parse_args(argv)
     root = project_root()
     folder = args.folder or root / FOLDER
