@@ -228,6 +228,7 @@ class LogisticRegression:
             )
         Y = self._encode_targets(index)
         s = self._sample_weights(index, sample_weight)
+        del index  # n more integers beside the fit's copy of X otherwise
         alpha, l1_ratio = effective_penalty(self.penalty, self.alpha, self.l1_ratio)
         n = X_array.shape[0]
 
@@ -236,6 +237,8 @@ class LogisticRegression:
             W, b, record = self._solve(rows, None, alpha, l1_ratio, callback)
         else:
             dtype = np.dtype(self.dtype)
+            # Rebound, so that a float32 fit keeps no float64 Y and s beside its copy of X.
+            Y, s = Y.astype(dtype, copy=False), s.astype(dtype, copy=False)
             validation = None
             if X_val is not None and y_val is not None:
                 X_val_array = self._check_X(X_val, fitting=False).astype(dtype, copy=False)
@@ -362,9 +365,9 @@ class LogisticRegression:
         l1_ratio: float,
         callback: Callable[[dict[str, Any]], None] | None,
     ) -> tuple[np.ndarray, np.ndarray, FitRecord]:
-        dtype = np.dtype(self.dtype)
-        # X is copied once, shuffled, checked and in `dtype`, inside sgd_solve.
-        rows = InMemoryRows.of(X, Y.astype(dtype, copy=False), s.astype(dtype, copy=False))
+        # Y and s are in the working dtype; X is copied once, shuffled, checked and in
+        # that dtype, inside sgd_solve.
+        rows = InMemoryRows.of(X, Y, s)
         return self._solve(rows, validation, alpha, l1_ratio, callback)
 
     def _warn_if_separable(self, separable: bool) -> bool:
