@@ -28,12 +28,15 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from dask.base import tokenize
+from distributed import wait
+from distributed.comm import get_address_host
 
 from logreg.engines.dask_rows import DaskRows, on_opened
 from logreg.engines.memmap_rows import write_row_cache
@@ -68,6 +71,7 @@ class PartitionChains(StreamedEpochs):
     ) -> None:
         super().__init__(rows, rng, fit_intercept, B)
         self.chains = max(1, min(chains, len(rows.sizes)))
+        self.places: list[str] | None = None  # where each kept copy is, once they all are
 
     def _submit(self, task: Any, handle: Any, *args: Any, **kwargs: Any) -> Any:
         """``task`` on the rows behind ``handle`` (a future), opened for the task if need be."""
@@ -112,14 +116,21 @@ class PartitionChains(StreamedEpochs):
             "shares": set(state.decay_by_share), "lr": lr, "l2": l2, "l1": l1,
             "momentum": momentum,
         }  # fmt: skip
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        places = self._places()
         ends = []
         for chain, generator in enumerate(generators):
             carry: Any = Carry(
                 theta.copy(), state.velocity.copy(), state.l1_offered,
                 state.l1_received.copy(), generator, 0.0,
             )  # fmt: skip
-            for index in order[chain :: self.chains]:
-                carry = self._submit(_chain_steps, self.kept[index], carry, **settings)
+            # One task per run of partitions kept at the same place: the steps are the
+            # same however the chain is cut, and each task is a hop between processes.
+            for _, run in groupby(order[chain :: self.chains], key=places.__getitem__):
+                kept = [self.kept[index] for index in run]
+                carry = rows.client.submit(
+                    _run_steps, kept, carry, open=rows.open, pure=False, **settings
+                )
             ends.append(carry)
         carries: list[Carry] = self.rows.client.gather(ends)  # type: ignore[attr-defined]
         if self.chains == 1:
@@ -129,6 +140,18 @@ class PartitionChains(StreamedEpochs):
         state.l1_offered = float(np.mean([carry.l1_offered for carry in carries]))
         state.l1_received[...] = _mean([carry.l1_received for carry in carries])
         self.progressive_sum = sum(carry.progressive_sum for carry in carries)
+
+    def _places(self) -> list[str]:
+        """Where each partition's copy is kept: the host of the worker that wrote it to
+        disk (any worker there reads it from the host's page cache), or the worker that
+        holds it in memory."""
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        if self.places is None:
+            wait(self.kept)
+            holders = rows.client.who_has(self.kept)
+            where = (lambda worker: worker) if rows.open is None else get_address_host
+            self.places = [where(min(holders[kept.key])) for kept in self.kept]
+        return self.places
 
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
         if not full:
@@ -158,6 +181,16 @@ def _shuffle_once(
         return design.kept_rows, smoothness, rng
     write_row_cache([design.kept_rows], folder, design.dtype)
     return str(folder), smoothness, rng
+
+
+def _run_steps(
+    kept: list[Any], carry: Carry, *, open: Callable[[Any], Block] | None, **settings: Any
+) -> Carry:
+    """A run of a chain's partitions, in order: each one's steps on its kept copy (opened
+    for its steps only, if it is on disk)."""
+    for handle in kept:
+        carry = _chain_steps(handle if open is None else open(handle), carry, **settings)
+    return carry
 
 
 def _chain_steps(

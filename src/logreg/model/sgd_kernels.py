@@ -19,6 +19,7 @@ measured on 200,000 × 100 rows (``bench/run.py``):
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -116,21 +117,31 @@ class BlockDesign:
         return (n % self.B or self.B) / self.B
 
     def batches(self, state: LoopState) -> list[Batch]:
+        """Every batch's views. The full batches' come from (batches, B, ·) reshapes,
+        iterated in C: a streamed epoch cuts every block's batches on each visit, and
+        slicing them one by one cost a quarter of the steps' time (1M × 50, batch 256)."""
         n, B = self.X_tilde.shape[0], self.B
-        views = []
-        for start in range(0, n, B):
-            m = min(B, n - start)
-            rows = slice(start, start + B)
+        full = n // B
+        X, Z, gain, offset = (
+            array[: full * B].reshape(full, B, array.shape[1])
+            for array in (self.X_tilde, self.Z, self.gain, self.offset)
+        )
+        views = list(map(
+            Batch, X, X.transpose(0, 2, 1), Z, repeat(state.R_buffer, full), gain, offset,
+            repeat(1.0, full), repeat(state.decay_by_share[1.0], full),
+        ))  # fmt: skip
+        if full * B < n:  # the short last batch, which takes its share m/B of a step
+            rows, share = slice(full * B, n), (n - full * B) / B
             views.append(
                 Batch(
                     self.X_tilde[rows],
                     self.X_tilde[rows].T,
                     self.Z[rows],
-                    state.R_buffer[:m],
+                    state.R_buffer[: n - full * B],
                     self.gain[rows],
                     self.offset[rows],
-                    m / B,
-                    state.decay_by_share[m / B],
+                    share,
+                    state.decay_by_share[share],
                 )
             )
         return views
