@@ -58,7 +58,7 @@ class MemmapRows:
 
     folder: Path
     sizes: tuple[int, ...]
-    in_memory = False  # the point of the cache: SGD streams it, one block's copy at a time
+    in_memory = False  # the point of the cache: SGD streams it, its copies kept beside it
 
     @classmethod
     def open(cls, folder: str | Path) -> MemmapRows:
