@@ -107,13 +107,14 @@ def test_streamed_sgd_shuffles_each_block_once_and_keeps_the_copy_beside_the_cac
     cache = write_row_cache(blocks, tmp_path / "cache")
     kept_during_fit = []
 
+    # Elastic net and momentum: the L1 totals and the velocity pass from block to block.
+    settings = {"alpha": 1e-3, "l1_ratio": 0.5, "fit_intercept": True, "batch_size": 32,
+                "learning_rate0": "auto", "lr_schedule": "step", "momentum": 0.9, "epochs": 4,
+                "epoch_loss": "full", "tol": 0.0, "patience": None, "max_time": None}  # fmt: skip
+
     def sgd(rows, callback=None):
-        return sgd_solve(
-            rows, alpha=1e-3, l1_ratio=0.5, fit_intercept=True, batch_size=32,
-            learning_rate0="auto", lr_schedule="step", momentum=0.9, epochs=4,
-            epoch_loss="full", tol=0.0, patience=None, max_time=None,
-            rng=np.random.default_rng(0), streamed=True, callback=callback,
-        )  # fmt: skip
+        rng = np.random.default_rng(0)
+        return sgd_solve(rows, rng=rng, streamed=True, callback=callback, **settings)
 
     W, b, record = sgd(
         MemmapRows.open(cache),
