@@ -381,8 +381,8 @@ def test_a_worker_killed_inside_an_sgd_chain_changes_nothing(tmp_path):
         pids = set(client.run(os.getpid).values())
         rows = load_rows(client, parts, classes, np.float64, tmp_path / "train")
         validation = load_rows(client, val_parts, classes, np.float64, tmp_path / "val", True)
-        # The opens before the kill: the row counts (5), the smoothness (5), epoch 1's
-        # chain (5), its loss and validation passes (5 + 1), then 2 into epoch 2's chain.
+        # The opens before the kill: the row counts (5), the one shuffle (5), epoch 1's
+        # chain (5 kept copies, one task), its loss pass (5), then 2 into epoch 2's chain.
         killer = KillInsideATask(tmp_path / "opens", at=5 + 5 + 5 + 5 + 2)
         rows = DaskRows(client, rows.parts, rows.sizes, open=killer)
         model = LogisticRegression(**SGD).fit_rows(
