@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from logreg import LogisticRegression, preprocess
 from logreg.engines.dask_epochs import PartitionChains
 from logreg.engines.dask_rows import DaskRows
 from logreg.engines.dask_train import (
+    cache_block,
     check_part_sizes,
     class_counts,
     fit_on_cluster,
@@ -36,6 +38,7 @@ from logreg.errors import UserError
 from logreg.frames import TARGET, WEIGHT
 from logreg.model.rows import InMemoryRows
 from logreg.model.sgd import sgd_solve
+from logreg.model.sgd_kernels import BlockDesign
 from logreg.preprocess import write_preprocessing
 from logreg.stages import train
 
@@ -278,6 +281,7 @@ def test_a_chain_task_rerun_takes_the_same_steps(tmp_path):
 
     parts = partitioned(table(), tmp_path / "train.parquet")
     block = read_block(parts[0], np.array(["benign", "malignant"]), np.float64, False)
+    kept = BlockDesign.shuffled(block, np.random.default_rng(1), True, 16).kept_rows
     D = block.X.shape[1]
     carry = Carry(
         np.full((D + 1, 1), 0.01), np.full((D + 1, 1), 0.02), 0.003, np.zeros((D, 1)),
@@ -285,11 +289,35 @@ def test_a_chain_task_rerun_takes_the_same_steps(tmp_path):
     )  # fmt: skip
     settings = {"fit_intercept": True, "B": 16, "shares": {1.0, 0.25}, "lr": 0.05, "l2": 1e-3,
                 "l1": 1e-3, "momentum": 0.9}  # fmt: skip
-    first, again = _chain_steps(block, carry, **settings), _chain_steps(block, carry, **settings)
+    first, again = _chain_steps(kept, carry, **settings), _chain_steps(kept, carry, **settings)
     for field in ("theta", "velocity", "l1_received"):
         np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
     assert first.progressive_sum == again.progressive_sum
     np.testing.assert_array_equal(carry.theta, 0.01)  # the input is untouched
+
+
+def test_a_shuffle_task_rerun_keeps_the_same_copy(tmp_path):
+    # The one shuffle per fit of a cached partition, run twice as after a worker's death:
+    # the same folder (named by the task's inputs), the same bytes, the generator untouched.
+    from logreg.engines.dask_epochs import _shuffle_once
+
+    parts = partitioned(table(), tmp_path / "train.parquet")
+    folder = cache_block(parts[0], np.array(["benign", "malignant"]), np.float64, False,
+                         tmp_path / "cache")  # fmt: skip
+    rng = np.random.default_rng(5)
+    settings = {"open": open_cached, "fit_intercept": True, "B": 16, "n": 100}
+    first = _shuffle_once(folder, rng, **settings)
+    kept_bytes = {path.name: path.read_bytes() for path in Path(first[0]).iterdir()}
+    again = _shuffle_once(folder, rng, **settings)
+    assert again[0] == first[0] and Path(first[0]).parent == Path(folder)
+    assert {path.name: path.read_bytes() for path in Path(again[0]).iterdir()} == kept_bytes
+    assert again[2].bit_generator.state == first[2].bit_generator.state
+    assert rng.bit_generator.state == np.random.default_rng(5).bit_generator.state
+    # The copy is the block's rows, shuffled: X̃ = [X, 1]/2 in the copy's order.
+    block, kept = open_cached(folder), open_cached(first[0])
+    order = np.random.default_rng(5).permutation(block.X.shape[0])
+    np.testing.assert_array_equal(kept.X, np.hstack([block.X[order], np.ones((len(order), 1))]) / 2)
+    np.testing.assert_array_equal(kept.Y, block.Y[order])
 
 
 def test_the_clients_memory_does_not_grow_with_the_rows(client, tmp_path):
@@ -353,8 +381,8 @@ def test_a_worker_killed_inside_an_sgd_chain_changes_nothing(tmp_path):
         pids = set(client.run(os.getpid).values())
         rows = load_rows(client, parts, classes, np.float64, tmp_path / "train")
         validation = load_rows(client, val_parts, classes, np.float64, tmp_path / "val", True)
-        # The opens before the kill: the row counts (5), the smoothness (5), epoch 1's
-        # chain (5), its loss and validation passes (5 + 1), then 2 into epoch 2's chain.
+        # The opens before the kill: the row counts (5), the one shuffle (5), epoch 1's
+        # chain (5 kept copies, one task), its loss pass (5), then 2 into epoch 2's chain.
         killer = KillInsideATask(tmp_path / "opens", at=5 + 5 + 5 + 5 + 2)
         rows = DaskRows(client, rows.parts, rows.sizes, open=killer)
         model = LogisticRegression(**SGD).fit_rows(

@@ -88,3 +88,44 @@ def test_sgd_streams_the_cache_as_close_to_the_optimum_as_in_memory(tmp_path):
     in_memory_gap = objective_value(X, Y, s, W_mem, b_mem, alpha, 0.0) - J_opt
     # SGD's noise floor on breast_cancer at batch 32 is ~2e-3 of J either way.
     assert 0.0 <= J - J_opt <= 1.5 * in_memory_gap and J - J_opt < 5e-3 * J_opt
+
+
+def test_streamed_sgd_shuffles_each_block_once_and_keeps_the_copy_beside_the_cache(
+    tmp_path, monkeypatch
+):
+    # Streaming SGD copies each block into its shuffled order once per fit, not once per
+    # epoch: the copy is kept beside the cache (memory-mapped by every visit), then removed.
+    from logreg.model import sgd_kernels
+    from logreg.model.sgd import sgd_solve
+
+    copies = []
+    shuffled_design = sgd_kernels.shuffled_design
+    monkeypatch.setattr(
+        sgd_kernels, "shuffled_design", lambda *a, **k: copies.append(1) or shuffled_design(*a, **k)
+    )
+    blocks = _blocks([150, 300, 450])
+    cache = write_row_cache(blocks, tmp_path / "cache")
+    kept_during_fit = []
+
+    # Elastic net and momentum: the L1 totals and the velocity pass from block to block.
+    settings = {"alpha": 1e-3, "l1_ratio": 0.5, "fit_intercept": True, "batch_size": 32,
+                "learning_rate0": "auto", "lr_schedule": "step", "momentum": 0.9, "epochs": 4,
+                "epoch_loss": "full", "tol": 0.0, "patience": None, "max_time": None}  # fmt: skip
+
+    def sgd(rows, callback=None):
+        rng = np.random.default_rng(0)
+        return sgd_solve(rows, rng=rng, streamed=True, callback=callback, **settings)
+
+    W, b, record = sgd(
+        MemmapRows.open(cache),
+        callback=lambda _: kept_during_fit.append(len(list(cache.glob(".kept-*")))),
+    )
+    assert record.n_iter == 4 and len(copies) == 4  # 4 blocks, whatever the epochs
+    assert kept_during_fit == [4, 4, 4, 4] and not list(cache.glob(".kept-*"))
+    # The copies on disk are the copies that streamed SGD keeps in memory: the same steps.
+    W_mem, b_mem, record_mem = sgd(InMemoryRows(tuple(blocks)))
+    np.testing.assert_array_equal(W, W_mem)
+    np.testing.assert_array_equal(b, b_mem)
+    assert [r["train_loss"] for r in record.history] == [
+        r["train_loss"] for r in record_mem.history
+    ]

@@ -166,17 +166,19 @@ def test_newton_on_several_blocks_reaches_the_one_block_optimum(n_classes):
 
 
 def streamed_reference_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_intercept, seed):
-    """Streaming SGD as written: each epoch, the blocks in random order; each block's rows
-    shuffled afresh, cut into batches, the batches visited in random order."""
+    """Streaming SGD as written: each block's rows shuffled once and cut into batches;
+    then each epoch, the blocks in random order and each block's batches in random order."""
     rng = np.random.default_rng(seed)
     n, B = rows.n_rows, min(batch_size, rows.n_rows)
-    blocks = list(rows.blocks())
-    W, b, velocity, received, offered = _zero_weights(blocks[0].X.shape[1], blocks[0].Y.shape[1])
+    batches_of = [_shuffled_batches(block, rng, B) for block in rows.blocks()]
+    W, b, velocity, received, offered = _zero_weights(
+        batches_of[0][0][0].shape[1], batches_of[0][0][1].shape[1]
+    )
     lr = LR0
     for epoch in range(EPOCHS):
         lr = learning_rate(SCHEDULE, LR0, epoch, lr, n, B)
-        for block_index in rng.permutation(len(blocks)):
-            batches = _shuffled_batches(blocks[block_index], rng, B)
+        for block_index in rng.permutation(len(batches_of)):
+            batches = batches_of[block_index]
             for index in rng.permutation(len(batches)):
                 W, b, velocity, received, offered = _reference_step(
                     (W, b, velocity, received, offered), batches[index], B, lr,
@@ -186,19 +188,23 @@ def streamed_reference_fit(rows, *, batch_size, alpha, l1_ratio, momentum, fit_i
 
 
 @pytest.mark.parametrize(
-    "batch_size, n_classes, penalty, momentum",
-    list(itertools.product([1, 7, 64], [2, 3], ["l2", "l1", "elasticnet"], [0.0, 0.9])),
+    "batch_size, n_classes, penalty, momentum, fit_intercept",
+    list(
+        itertools.product([1, 7, 64], [2, 3], ["l2", "l1", "elasticnet"], [0.0, 0.9], [True, False])
+    ),
 )
-def test_streamed_epochs_take_the_reference_steps(batch_size, n_classes, penalty, momentum):
+def test_streamed_epochs_take_the_reference_steps(
+    batch_size, n_classes, penalty, momentum, fit_intercept
+):
     X, Y, s = _problem(n_classes, weighted=True)
     alpha, l1_ratio = PENALTIES[penalty]
     options = dict(
         batch_size=batch_size, alpha=alpha, l1_ratio=l1_ratio, momentum=momentum,
-        fit_intercept=True, seed=5,
+        fit_intercept=fit_intercept, seed=5,
     )  # fmt: skip
     rows = InMemoryRows.of(X, Y, s, block_rows=40)  # 4 blocks: 40, 40, 40, 30 rows
     W, b, record = sgd_solve(
-        rows, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=True, batch_size=batch_size,
+        rows, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, batch_size=batch_size,
         learning_rate0=LR0, lr_schedule=SCHEDULE, momentum=momentum, epochs=EPOCHS,
         epoch_loss="progressive", tol=0.0, patience=None, max_time=None,
         rng=np.random.default_rng(5), streamed=True,

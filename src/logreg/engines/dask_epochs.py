@@ -1,12 +1,15 @@
 """SGD epochs on a Dask cluster: each partition's steps run on the worker that holds it.
 
 One chain is streaming SGD exactly (:class:`~logreg.model.sgd_epochs.StreamedEpochs`):
-the partitions in a seeded random order, the weights passing from one partition to the
-next. The client sends a partition's task the weights, the loop's running state
-(momentum's velocity, the L1 penalty's totals) and the random generator, and the task
-returns them after its steps; the next partition's task takes that result as its input
-on the cluster, so only θ travels, never a block. Each task copies what it is given and
-draws its shuffles from the generator it was passed: it is pure, and a task rerun after
+each partition's rows shuffled into a copy once per fit, on its worker, and kept there
+(written beside the partition's row cache, or in the worker's memory when the
+partition is); then each epoch the partitions in a seeded random order, the weights
+passing from one partition to the next. The client sends a partition's task the
+weights, the loop's running state (momentum's velocity, the L1 penalty's totals) and
+the random generator, and the task returns them after its steps; the next partition's
+task takes that result as its input on the cluster, so only θ travels, never a block.
+Each task copies what it is given and draws from the generator it was passed, and a
+kept copy's folder is named by its inputs: every task is pure, and a task rerun after
 its worker died takes the same steps.
 
 With ``chains`` k > 1, each epoch deals the partitions, in their seeded order, to k
@@ -22,16 +25,24 @@ chain's, and a weight is exactly zero under L1 only where every chain's weight i
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dask.base import tokenize
+from distributed import wait
+from distributed.comm import get_address_host
 
 from logreg.engines.dask_rows import DaskRows, on_opened
+from logreg.engines.memmap_rows import write_row_cache
 from logreg.model.rows import Block
 from logreg.model.sgd import BlockSmoothness
-from logreg.model.sgd_epochs import StreamedEpochs, block_steps
+from logreg.model.sgd_epochs import StreamedEpochs, block_steps, kept_loss_sum
 from logreg.model.sgd_kernels import BlockDesign, LoopState
 
 
@@ -60,24 +71,35 @@ class PartitionChains(StreamedEpochs):
     ) -> None:
         super().__init__(rows, rng, fit_intercept, B)
         self.chains = max(1, min(chains, len(rows.sizes)))
+        self.places: list[str] | None = None  # where each kept copy is, once they all are
 
-    def _submit(self, task: Any, index: int, *args: Any, **kwargs: Any) -> Any:
+    def _submit(self, task: Any, handle: Any, *args: Any, **kwargs: Any) -> Any:
+        """``task`` on the rows behind ``handle`` (a future), opened for the task if need be."""
         rows: DaskRows = self.rows  # type: ignore[assignment]
         run = task if rows.open is None else partial(on_opened, rows.open, task)
-        return rows.client.submit(run, rows.parts[index], *args, pure=False, **kwargs)
+        return rows.client.submit(run, handle, *args, pure=False, **kwargs)
 
     def first_designs(self) -> list[BlockSmoothness]:
-        """Each block's smoothness, taken on its worker from its first shuffled copy, the
-        generator passing from block to block in order, as StreamedEpochs draws it."""
-        n = self.rows.n_rows
-        previous: Any = (None, self.rng)
-        futures = []
-        for index in range(len(self.rows.sizes)):
-            previous = self._submit(_smoothness, index, previous, self.fit_intercept, self.B, n)
-            futures.append(previous)
-        results = self.rows.client.gather(futures)  # type: ignore[attr-defined]
-        self.rng.bit_generator.state = results[-1][1].bit_generator.state
-        return [smoothness for smoothness, _ in results]
+        """Each partition's rows shuffled into a copy on its worker and kept there, the
+        generator passing from partition to partition in order, as StreamedEpochs draws
+        it; each copy's smoothness (for the step size), taken there."""
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        settings = {"open": rows.open, "fit_intercept": self.fit_intercept, "B": self.B,
+                    "n": rows.n_rows}  # fmt: skip
+        rng: Any = self.rng
+        self.kept, smoothness = [], []
+        for part in rows.parts:
+            result = rows.client.submit(_shuffle_once, part, rng, pure=False, **settings)
+            # Each piece a future of its own, so the copy stays where it was made while
+            # the next partition's task takes only the generator.
+            kept, block_smoothness, rng = (
+                rows.client.submit(itemgetter(i), result, pure=False) for i in range(3)
+            )
+            self.kept.append(kept)
+            smoothness.append(block_smoothness)
+        results = rows.client.gather([*smoothness, rng])
+        self.rng.bit_generator.state = results[-1].bit_generator.state
+        return results[:-1]
 
     def run(
         self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
@@ -94,14 +116,21 @@ class PartitionChains(StreamedEpochs):
             "shares": set(state.decay_by_share), "lr": lr, "l2": l2, "l1": l1,
             "momentum": momentum,
         }  # fmt: skip
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        places = self._places()
         ends = []
         for chain, generator in enumerate(generators):
             carry: Any = Carry(
                 theta.copy(), state.velocity.copy(), state.l1_offered,
                 state.l1_received.copy(), generator, 0.0,
             )  # fmt: skip
-            for index in order[chain :: self.chains]:
-                carry = self._submit(_chain_steps, index, carry, **settings)
+            # One task per run of partitions kept at the same place: the steps are the
+            # same however the chain is cut, and each task is a hop between processes.
+            for _, run in groupby(order[chain :: self.chains], key=places.__getitem__):
+                kept = [self.kept[index] for index in run]
+                carry = rows.client.submit(
+                    _run_steps, kept, carry, open=rows.open, pure=False, **settings
+                )
             ends.append(carry)
         carries: list[Carry] = self.rows.client.gather(ends)  # type: ignore[attr-defined]
         if self.chains == 1:
@@ -112,25 +141,64 @@ class PartitionChains(StreamedEpochs):
         state.l1_received[...] = _mean([carry.l1_received for carry in carries])
         self.progressive_sum = sum(carry.progressive_sum for carry in carries)
 
+    def _places(self) -> list[str]:
+        """Where each partition's copy is kept: the host of the worker that wrote it to
+        disk (any worker there reads it from the host's page cache), or the worker that
+        holds it in memory."""
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        if self.places is None:
+            wait(self.kept)
+            holders = rows.client.who_has(self.kept)
+            where = (lambda worker: worker) if rows.open is None else get_address_host
+            self.places = [where(min(holders[kept.key])) for kept in self.kept]
+        return self.places
+
+    def loss_sum(self, theta: np.ndarray, full: bool) -> float:
+        if not full:
+            return self.progressive_sum
+        settings = {"fit_intercept": self.fit_intercept, "B": self.B}
+        sums = [self._submit(kept_loss_sum, kept, theta, **settings) for kept in self.kept]
+        return sum(self.rows.client.gather(sums))  # type: ignore[attr-defined]
+
 
 def _mean(arrays: list[np.ndarray]) -> np.ndarray:
     """The average; one array is returned as it is (one chain's weights, bit for bit)."""
     return arrays[0] if len(arrays) == 1 else np.mean(arrays, axis=0)
 
 
-def _smoothness(
-    block: Block, previous: tuple[Any, np.random.Generator], fit_intercept: bool, B: int, n: int
-) -> tuple[BlockSmoothness, np.random.Generator]:
-    rng = copy.deepcopy(previous[1])  # the input stays as it was: a rerun draws the same
-    design = BlockDesign.shuffled(block, rng, fit_intercept, B)
-    return BlockSmoothness.of(design, n, keep=True), rng
+def _shuffle_once(
+    part: Any, rng: np.random.Generator, *, open: Callable[[Any], Block] | None,
+    fit_intercept: bool, B: int, n: int,
+) -> tuple[Any, BlockSmoothness, np.random.Generator]:  # fmt: skip
+    """A partition's rows shuffled into a copy, kept (in memory, or beside the row cache
+    ``part`` in a folder named by this task's inputs), its smoothness, the generator after."""
+    rng = copy.deepcopy(rng)  # the input stays as it was: a rerun draws the same
+    inputs = tokenize(rng.bit_generator.state, fit_intercept, B)
+    folder = None if open is None else Path(part) / f"kept-{inputs}"
+    design = BlockDesign.shuffled(part if open is None else open(part), rng, fit_intercept, B)
+    smoothness = BlockSmoothness.of(design, n, keep=True)
+    if folder is None:
+        return design.kept_rows, smoothness, rng
+    write_row_cache([design.kept_rows], folder, design.dtype)
+    return str(folder), smoothness, rng
+
+
+def _run_steps(
+    kept: list[Any], carry: Carry, *, open: Callable[[Any], Block] | None, **settings: Any
+) -> Carry:
+    """A run of a chain's partitions, in order: each one's steps on its kept copy (opened
+    for its steps only, if it is on disk)."""
+    for handle in kept:
+        carry = _chain_steps(handle if open is None else open(handle), carry, **settings)
+    return carry
 
 
 def _chain_steps(
-    block: Block, carry: Carry, *, fit_intercept: bool, B: int, shares: set[float], lr: float,
+    kept_rows: Block, carry: Carry, *, fit_intercept: bool, B: int, shares: set[float], lr: float,
     l2: float, l1: float, momentum: float,
 ) -> Carry:  # fmt: skip
-    """One partition's steps of a chain, on copies of the carry (so the task is pure)."""
+    """One partition's steps of a chain, on its kept copy and copies of the carry (so
+    the task is pure)."""
     theta = carry.theta.copy()
     state = LoopState(theta, theta.shape[0] - (1 if fit_intercept else 0), B, shares)
     state.velocity[...] = carry.velocity
@@ -141,7 +209,7 @@ def _chain_steps(
     # An overflowing step raises here as on the client, where sgd_solve names the divergence.
     with np.errstate(over="raise", invalid="raise"):
         progressive = block_steps(
-            block, theta, state, rng, fit_intercept, B, lr=lr, l2=l2, l1=l1, momentum=momentum
+            kept_rows, theta, state, rng, fit_intercept, B, lr=lr, l2=l2, l1=l1, momentum=momentum
         )
     return Carry(
         theta, state.velocity, state.l1_offered, state.l1_received, rng,

@@ -85,6 +85,11 @@ class DaskRows:
         parts = tuple(self.map(take, picks))
         return DaskRows(self.client, parts, tuple(len(local) for local in picks))
 
+    def keep(self, rows: Block) -> Callable[[], Block]:
+        """``rows`` sent to a worker, fetched back when called (SGD through the client;
+        :class:`~logreg.engines.dask_epochs.PartitionChains` keeps its copies itself)."""
+        return self.client.scatter(rows).result
+
 
 def on_opened(
     open: Callable[[Any], Block], of: Callable[..., Any], handle: Any, *items: Any, **settings: Any

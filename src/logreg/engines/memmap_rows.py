@@ -15,6 +15,9 @@ block ``block-00000.X.npy`` (m, D), ``.Y.npy`` (m, K'), ``.s.npy`` (m,).
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +58,7 @@ class MemmapRows:
 
     folder: Path
     sizes: tuple[int, ...]
-    in_memory = False  # the point of the cache: SGD streams it, one block's copy at a time
+    in_memory = False  # the point of the cache: SGD streams it, its copies kept beside it
 
     @classmethod
     def open(cls, folder: str | Path) -> MemmapRows:
@@ -86,8 +89,25 @@ class MemmapRows:
     def sum(self, of: Callable[..., Any], *per_block: list[Any]) -> Any:
         return add_up(self.map(of, *per_block))
 
+    def keep(self, rows: Block) -> KeptRows:
+        return KeptRows(rows, self.folder)
+
     def sample(self, n_rows: int, rng: np.random.Generator) -> InMemoryRows:
         picks = sample_positions(list(self.sizes), n_rows, rng)
         return InMemoryRows(
             tuple(take(b, local) for b, local in zip(self.blocks(), picks, strict=True))
         )
+
+
+class KeptRows:
+    """Rows written to a scratch row cache inside ``parent`` and memory-mapped when called:
+    streaming SGD's shuffled copy of a block, read by every epoch at page-cache speed.
+    The folder is removed when this object is (at the end of the fit that made it)."""
+
+    def __init__(self, rows: Block, parent: Path) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix=".kept-", dir=parent))
+        self._remove = weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+        write_row_cache([rows], self.folder, rows.X.dtype)
+
+    def __call__(self) -> Block:
+        return MemmapRows.open(self.folder).block(0)

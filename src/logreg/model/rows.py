@@ -54,6 +54,11 @@ class RowBlocks(Protocol):
         """``n_rows`` rows drawn without replacement, in their original order."""
         ...
 
+    def keep(self, rows: Block) -> Callable[[], Block]:
+        """``rows`` derived from a block (streaming SGD's shuffled copy), kept where the
+        blocks are kept; a function that reads them back."""
+        ...
+
 
 @dataclass(frozen=True)
 class InMemoryRows:
@@ -97,6 +102,9 @@ class InMemoryRows:
         return InMemoryRows(
             tuple(take(block, local) for block, local in zip(self.parts, picks, strict=True))
         )
+
+    def keep(self, rows: Block) -> Callable[[], Block]:
+        return lambda: rows
 
 
 def add_up(values: list[Any]) -> Any:

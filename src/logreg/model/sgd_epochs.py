@@ -5,14 +5,20 @@ are shuffled into a copy once (:class:`~logreg.model.sgd_kernels.BlockDesign`), 
 every epoch visits all the batches of all the blocks in one fresh random order.
 
 :class:`StreamedEpochs` is for rows that do not fit: a row cache on disk, or partitions
-on a cluster. Each epoch visits the blocks in a seeded random order; each block is
-read, shuffled into its copy, its batches visited in random order, and the copy freed
-before the next block, so only one block's copy is in memory. The weights pass from
-one block to the next: this is streaming SGD. Against the resident path, the batches
-of different blocks never mix within an epoch, and a block's rows are reshuffled every
-epoch. Each row is still seen once per epoch and each step is still an unbiased
-gradient estimate; the blocks should not be sorted by class (a partition of only one
-class pulls the weights its way for a while), which the hash split never does.
+on a cluster. Each block's rows are shuffled into a copy once per fit, as the resident
+path does, and the copy is kept where the rows are (``rows.keep``: beside a row cache
+on disk, in a worker's memory), not in the solver's memory. Each epoch then visits the
+blocks in a seeded random order, and each block's batches in a seeded random order,
+reading the kept copy as it is: no row is copied after the first. The weights pass
+from one block to the next: this is streaming SGD. Against the resident path, only
+the batches of different blocks never mix within an epoch. Each row is still seen
+once per epoch and each step is still an unbiased gradient estimate; the blocks should
+not be sorted by class (a partition of only one class pulls the weights its way for a
+while), which the hash split never does.
+
+(Until issue 14's "close to the floor", a streamed visit reshuffled its block into a
+fresh copy: three quarters of a streamed epoch's time, for batches that only the
+epoch order needs to vary.)
 
 Both take exactly the steps of :func:`logreg.model.equations.sgd_step`
 (tests/test_sgd_reference.py follows each one's seeded order).
@@ -20,9 +26,10 @@ Both take exactly the steps of :func:`logreg.model.equations.sgd_step`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
-from logreg.model.equations import weighted_cross_entropy_sum
 from logreg.model.rows import Block, RowBlocks
 from logreg.model.sgd_kernels import BlockDesign, LoopState, epoch_steps
 
@@ -59,14 +66,22 @@ class StreamedEpochs:
     def __init__(self, rows: RowBlocks, rng: np.random.Generator, fit_intercept: bool, B: int):
         self.rows, self.rng, self.fit_intercept, self.B = rows, rng, fit_intercept, B
         self.progressive_sum = 0.0
+        self.kept: list[Callable[[], Block]] | None = None  # each block's copy, to read back
 
-    def first_designs(self) -> list[BlockDesign]:
-        """Each block's copy in turn (a generator: one copy alive at a time)."""
-        return (BlockDesign.shuffled(block, self.rng, self.fit_intercept, self.B)
-                for block in self.rows.blocks())  # fmt: skip
+    def first_designs(self) -> Iterator[BlockDesign]:
+        """Each block's rows shuffled into a copy, in block order, the copy kept; each
+        design in turn (a generator: one design in the solver's memory at a time)."""
+        self.kept = []
+        for block in self.rows.blocks():
+            design = BlockDesign.shuffled(block, self.rng, self.fit_intercept, self.B)
+            self.kept.append(self.rows.keep(design.kept_rows))
+            yield design
 
     def bind(self, state: LoopState) -> None:
-        """Nothing to set up: each block's batches are cut when it is visited."""
+        """The copies, if the step size did not need them already (the same draws)."""
+        if self.kept is None:
+            for _ in self.first_designs():
+                pass
 
     def run(
         self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
@@ -75,32 +90,32 @@ class StreamedEpochs:
         self.progressive_sum = 0.0
         for index in rng.permutation(len(self.rows.sizes)).tolist():
             self.progressive_sum += block_steps(
-                self.rows.block(index), theta, state, rng, self.fit_intercept, self.B,
+                self.kept[index](), theta, state, rng, self.fit_intercept, self.B,
                 lr=lr, l2=l2, l1=l1, momentum=momentum,
             )  # fmt: skip
 
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
         if not full:
             return self.progressive_sum
-        D = theta.shape[0] - (1 if self.fit_intercept else 0)
-        W, b = theta[:D], (theta[D] if self.fit_intercept else np.zeros(theta.shape[1]))
-        return self.rows.sum(lambda block: _loss_sum(block, W, b))
+        return sum(kept_loss_sum(kept(), theta, self.fit_intercept, self.B) for kept in self.kept)
 
 
 def block_steps(
-    block: Block, theta: np.ndarray, state: LoopState, rng: np.random.Generator,
+    kept_rows: Block, theta: np.ndarray, state: LoopState, rng: np.random.Generator,
     fit_intercept: bool, B: int, *, lr: float, l2: float, l1: float, momentum: float,
 ) -> float:  # fmt: skip
-    """One streamed visit of a block: its rows shuffled into a copy, its batches stepped
-    in random order (θ and ``state`` in place); the block's progressive loss sum."""
-    design = BlockDesign.shuffled(block, rng, fit_intercept, B)
+    """One streamed visit of a block, read from its kept copy (X̃, Y, s in the order of
+    the fit's one shuffle): its batches stepped in random order (θ and ``state`` in
+    place); the block's progressive loss sum."""
+    design = BlockDesign.of_kept_rows(kept_rows, fit_intercept, B)
     design.scale_residual_coefficients(1.0 if momentum else lr)
     batches = design.batches(state)
     visit = rng.permutation(len(batches)).tolist()
     epoch_steps(theta, batches, visit, state, lr=lr, l2=l2, l1=l1, momentum=momentum)
-    # The logits each batch saw are in this copy only: take the progressive loss now.
+    # The logits each batch saw are in this visit's buffer only: take the progressive loss now.
     return design.epoch_loss_sum(theta, full=False)
 
 
-def _loss_sum(block: Block, W: np.ndarray, b: np.ndarray) -> float:
-    return weighted_cross_entropy_sum(block.X @ W + b, block.Y, block.s)
+def kept_loss_sum(kept_rows: Block, theta: np.ndarray, fit_intercept: bool, B: int) -> float:
+    """Σ s·CE at θ over a block's kept copy."""
+    return BlockDesign.of_kept_rows(kept_rows, fit_intercept, B).epoch_loss_sum(theta, full=True)
