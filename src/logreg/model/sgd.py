@@ -105,8 +105,9 @@ def sgd_solve(
     Works in the precision of the blocks' Y and s (float64 or float32). Rows in memory
     (``streamed`` False; by default when ``rows.in_memory``): each block's rows are put
     in random order once, into a copy (:class:`~logreg.model.sgd_kernels.BlockDesign`);
-    then every epoch visits all the batches in a fresh random order. Otherwise one
-    block's copy at a time (:mod:`logreg.model.sgd_epochs`). Each sample still
+    then every epoch visits all the batches in a fresh random order. Otherwise each
+    block's copy is kept where its rows are, and an epoch visits one block at a time
+    (:mod:`logreg.model.sgd_epochs`). Each sample still
     appears once per epoch and each step is an unbiased estimate of the gradient; what
     is lost against reshuffling every epoch is only that batch composition is fixed,
     which correlates the gradient noise of successive epochs but moves neither the

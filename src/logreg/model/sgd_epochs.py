@@ -16,10 +16,6 @@ once per epoch and each step is still an unbiased gradient estimate; the blocks 
 not be sorted by class (a partition of only one class pulls the weights its way for a
 while), which the hash split never does.
 
-(Until issue 14's "close to the floor", a streamed visit reshuffled its block into a
-fresh copy: three quarters of a streamed epoch's time, for batches that only the
-epoch order needs to vary.)
-
 Both take exactly the steps of :func:`logreg.model.equations.sgd_step`
 (tests/test_sgd_reference.py follows each one's seeded order).
 """
