@@ -5,6 +5,7 @@ Run from the project root:
     python bench/scale_memory.py                    # 1 GB and 4 GB of features (N=1,250,000 x 100)
     python bench/scale_memory.py --quick            # N=20,000 x 10: checks that it runs
     python bench/scale_memory.py --n 500000 --d 50 --epochs 3
+    python bench/scale_memory.py --watch -- python -m logreg.run engine=dask ...   # any command
 
 For N and 4N rows, in a temporary workspace each, it composes ``data=synthetic
 data.n_samples=… data.n_features=D evaluate.baseline=false mlflow.enabled=false
@@ -22,6 +23,9 @@ It prints, per stage and N, the wall time and that peak, the driver's own peak (
 runs ``--epochs`` epochs: each epoch reads the same rows, so more epochs take more time,
 not more memory. The machine (CPUs, RAM, load) is printed first: on a shared machine,
 read the load average next to the times.
+
+``--watch -- COMMAND`` runs any command instead and prints its wall time and the peak
+RSS of its process tree, sampled the same way (the README's run larger than its memory).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,14 +164,32 @@ def print_table(n: int, d: int, runs: dict[int, dict[str, Any]]) -> None:
     )
 
 
+def watch(command: Sequence[str]) -> int:
+    """Run ``command``; print its wall time and its process tree's peak RSS; its exit code."""
+    started = time.perf_counter()
+    with TreePeak() as tree:
+        code = subprocess.run(command).returncode
+    print(
+        f"watched: {time.perf_counter() - started:.1f} s, peak RSS of the process tree "
+        f"{tree.peak / GB:.2f} GB, exit code {code}, load {os.getloadavg()[0]:.1f}"
+    )
+    return code
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_250_000, help="rows at N (4N is the other)")
     parser.add_argument("--d", type=int, default=100, help="float64 features")
     parser.add_argument("--epochs", type=int, default=2, help="SGD epochs the train stage runs")
-    parser.add_argument("--partition-rows", type=int, default=250_000, help="engine.partition_rows")
+    parser.add_argument("--partition-rows", type=int, default=100_000, help="engine.partition_rows")
     parser.add_argument("--quick", action="store_true", help="N=20,000, D=10: a smoke run")
+    parser.add_argument("--watch", action="store_true", help="run COMMAND, print its peak")
+    parser.add_argument("command", nargs="*", help="with --watch, after --: the command to run")
     args = parser.parse_args(argv)
+    if args.watch != bool(args.command):
+        parser.error("--watch and a command after -- go together")
+    if args.watch:
+        raise SystemExit(watch(args.command))
     n, d, partition_rows = (20_000, 10, 10_000) if args.quick else (args.n, args.d, args.partition_rows)
 
     print("== machine")
