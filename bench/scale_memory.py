@@ -35,8 +35,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,7 @@ from typing import Any
 import psutil
 
 # bench/pipeline.py runs a stage as dvc repro does; this script measures the same runs.
-import pipeline as bench_pipeline  # noqa: I001 (bench/ is the script's own folder)
-
+import pipeline as bench_pipeline
 from logreg.io import write_text
 from logreg.params import compose, render
 
@@ -190,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--watch and a command after -- go together")
     if args.watch:
         raise SystemExit(watch(args.command))
-    n, d, partition_rows = (20_000, 10, 10_000) if args.quick else (args.n, args.d, args.partition_rows)
+    n, d, partition_rows = (
+        (20_000, 10, 10_000) if args.quick else (args.n, args.d, args.partition_rows)
+    )
 
     print("== machine")
     for key, value in bench_pipeline.machine().items():

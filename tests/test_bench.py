@@ -157,7 +157,7 @@ def test_the_scale_benchmark_runs_and_its_engines_agree():
 
 @pytest.mark.slow
 def test_the_memory_benchmark_prints_each_stage_at_n_and_4n_with_its_goal():
-    completed = run_quick("bench/scale_memory.py", "--quick", timeout=600)
+    completed = run_quick("bench/scale_memory.py", "--quick", timeout=900)
     out = completed.stdout
     assert "ram_gib:" in out and "load:" in out
     assert "N=20,000 and 4N=80,000 rows x D=10" in out
