@@ -127,6 +127,8 @@ def measure(n: int, d: int, epochs: int, partition_rows: int, root: Path) -> dic
             f"(load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
+        fitted = [line for line in run["stderr"].splitlines() if line.startswith("train: ")]
+        print("".join(f"    {line}\n" for line in fitted), end="")  # epochs and their seconds
     return stages
 
 
