@@ -9,21 +9,22 @@ Run from the project root:
 
 For N and 4N rows, in a temporary workspace each, it composes ``data=synthetic
 data.n_samples=… data.n_features=D evaluate.baseline=false mlflow.enabled=false
-engine=dask`` with 2 workers at ``engine.memory_limit=1GB`` and runs prepare, rebalance,
-train and evaluate as ``dvc repro`` does, one subprocess each (``bench/pipeline.py``'s
-helpers). While a stage runs, a thread sums the resident memory (RSS) of the stage's
-process and of every process under it (the Dask scheduler and workers) every 50 ms: the
-largest sum is the stage's peak. A sum of RSS counts shared library pages once per
+engine=dask`` with 2 workers at ``engine.memory_limit=1GB`` (``--partition-rows`` per
+partition) and runs prepare, rebalance, train and evaluate as ``dvc repro`` does, one
+subprocess each (``bench/pipeline.py``'s helpers). While a stage runs, a thread sums the
+resident memory (RSS) of the stage's process (the driver, with the LocalCluster's
+scheduler) and of every process under it (the Dask workers) every 50 ms: the largest
+sum is the stage's peak. A sum of RSS counts shared library pages once per
 process, so it errs high. Pages of the row cache that a task has memory-mapped count
 too, while it maps them.
 
 It prints, per stage and N, the wall time and that peak, the largest single process's
 peak (the stage's ``ru_maxrss``, which covers the workers it waited for), the peak's
 ratio 4N/N and ``met?``: the peak at 4N stays under 2.5 GB (:data:`GOAL_PEAK`) and
-grows at most 25 % from N to 4N (:data:`GOAL_GROWTH`). Training
-runs ``--epochs`` epochs: each epoch reads the same rows, so more epochs take more time,
-not more memory. The machine (CPUs, RAM, load) is printed first: on a shared machine,
-read the load average next to the times.
+grows at most 25 % from N to 4N (:data:`GOAL_GROWTH`). Training runs ``--epochs``
+epochs: each epoch reads the same rows, so more epochs take more time, not more memory.
+The machine (CPUs, RAM, load) is printed first: on a shared machine, read the load
+average next to the times.
 
 ``--watch -- COMMAND`` runs any command instead and prints its wall time and the peak
 RSS of its process tree, sampled the same way (the README's run larger than its memory).
