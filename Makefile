@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/scale_memory.py
 	$(BIN)/python bench/sweep.py
 
 # The team tracking server (PostgreSQL store, proxied artifacts) in .mlflow-server/;

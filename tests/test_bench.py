@@ -155,6 +155,33 @@ def test_the_scale_benchmark_runs_and_its_engines_agree():
     assert optimum <= 1e-8 and errors <= 1e-6
 
 
+@pytest.mark.slow
+def test_the_memory_benchmark_prints_each_stage_at_n_and_4n_with_its_goal():
+    completed = run_quick("bench/scale_memory.py", "--quick", timeout=900)
+    out = completed.stdout
+    assert "ram_gib:" in out and "load:" in out
+    assert "N=20,000 and 4N=80,000 rows x D=10" in out
+    assert len(re.findall(r"^    train: [12] epochs in [0-9.]+ s", out, flags=re.MULTILINE)) == 2
+    table = out.split("== peak RSS of the process tree")[1].split("load after")[0]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
+    assert list(rows) == ["prepare", "rebalance", "train", "evaluate", "pipeline"]
+    peaks = {}
+    for stage, cells in rows.items():
+        gb = [float(cell.removesuffix("GB")) for cell in cells if cell.endswith("GB")]
+        small, large = gb[0], gb[1]  # the process tree's peak at N and at 4N
+        # A Dask cluster of 2 workers and a driver: hundreds of MB, never nothing.
+        assert 0.1 < small < 20 and 0.1 < large < 20, cells
+        growth = float(next(cell for cell in cells if cell.endswith("x") and "<=" not in cell)[:-1])
+        # Not a timing: the printed ratio is the quotient of the peaks, which are printed
+        # rounded to 0.01 GB (and the ratio to 0.01).
+        low, high = (large - 0.005) / (small + 0.005), (large + 0.005) / (small - 0.005)
+        assert low - 0.005 <= growth <= high + 0.005, cells
+        assert cells[-1] == ("yes" if large <= 2.5 and growth <= 1.25 else "NO"), cells
+        peaks[stage] = (small, large)
+    stages = [peak for stage, peak in peaks.items() if stage != "pipeline"]
+    assert peaks["pipeline"] == (max(s for s, _ in stages), max(big for _, big in stages))
+
+
 SWEEPS = ["joblib", "dask", "dask + server", "dask, no tracking"]
 
 
