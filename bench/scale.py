@@ -96,18 +96,23 @@ def gradient_pass(rows, W: np.ndarray, b: np.ndarray):
     return rows.sum(lambda block: data_term_sums(block.X, block.X @ W + b, block.Y, block.s))
 
 
-class PeakRSS:
-    """The largest resident set of this process and its children, sampled in a thread."""
+SAMPLE_S = 0.05  # seconds between two samples of the processes' RSS
 
-    def __init__(self) -> None:
-        self.peak, self._stop = 0, threading.Event()
+
+class PeakRSS:
+    """The largest summed RSS of this process (``include_self``) and its descendants,
+    sampled every ``SAMPLE_S`` in a thread; a process that ends between listing and reading
+    adds 0."""
+
+    def __init__(self, include_self: bool = True) -> None:
+        self.peak, self.include_self, self._stop = 0, include_self, threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         me = psutil.Process()
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(SAMPLE_S):
             total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            for proc in [me] * self.include_self + me.children(recursive=True):
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:

@@ -37,63 +37,23 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 # bench/pipeline.py runs a stage as dvc repro does; this script measures the same runs.
 import pipeline as bench_pipeline
 from logreg.io import write_text
 from logreg.params import compose, render
+from scale import SAMPLE_S, PeakRSS  # sampling the stage process tree
 
 ROOT = bench_pipeline.ROOT
 STAGES = bench_pipeline.STAGES
 GOAL_PEAK = 2.5e9  # bytes: the whole process tree's peak at 4N (the issue's "2.5 GB")
 GOAL_GROWTH = 1.25  # peak at 4N / peak at N: "does not grow with N", with room for noise
-SAMPLE_S = 0.05
 WORKERS, MEMORY_LIMIT = 2, "1GB"
 GB = 1e9
-
-
-class TreePeak:
-    """The largest summed RSS of this process's descendants, sampled every ``SAMPLE_S``.
-
-    The benchmark itself is not counted: only the stage subprocess it starts and that
-    process's own children, recursively.
-    """
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> TreePeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(SAMPLE_S):
-            self.peak = max(self.peak, tree_rss(me.children(recursive=True)))
-
-
-def tree_rss(processes: Sequence[psutil.Process]) -> int:
-    """Summed RSS of ``processes``; one that ended between listing and reading adds 0."""
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
 
 
 def overrides(n: int, d: int, epochs: int, partition_rows: int, folder: Path) -> list[str]:
@@ -121,7 +81,7 @@ def measure(n: int, d: int, epochs: int, partition_rows: int, root: Path) -> dic
     write_text(folder / "params.yaml", render(compose(ROOT / "conf", settings)))
     stages = {}
     for name in STAGES:
-        with TreePeak() as tree:
+        with PeakRSS(include_self=False) as tree:
             run = bench_pipeline.run_stage(name, folder)
         stages[name] = {"seconds": run["seconds"], "tree": tree.peak, "one": run["rss"]}
         print(
@@ -170,7 +130,7 @@ def print_table(n: int, d: int, runs: dict[int, dict[str, Any]]) -> None:
 def watch(command: Sequence[str]) -> int:
     """Run ``command``; print its wall time and its process tree's peak RSS; its exit code."""
     started = time.perf_counter()
-    with TreePeak() as tree:
+    with PeakRSS(include_self=False) as tree:
         code = subprocess.run(command).returncode
     print(
         f"watched: {time.perf_counter() - started:.1f} s, peak RSS of the process tree "
