@@ -386,10 +386,10 @@ def run(
         tracker.set_tags(
             {
                 "positive_class": positive,
-                "dataset.test_sha256": file_sha256(paths.test),
                 MODEL_TAG: model_sha256,  # a new run, too, is found from the model
             }
         )
+        tracker.tag_digests({"dataset.test_sha256": paths.test})  # hashed once, by the tracker
         for folder, files in written.items():
             for path in files:
                 tracker.log_artifact(path, folder)
