@@ -137,19 +137,21 @@ def run_stage(name: str, folder: Path) -> dict[str, Any]:
 
 
 def data_read(folder: Path) -> dict[str, int]:
-    """Bytes each stage reads: the uncompressed size of its Parquet inputs."""
+    """Bytes each stage reads: the uncompressed size of its Parquet inputs.
+
+    Evaluate reads the rebalanced split only for the scikit-learn baseline, which the
+    benchmark turns off.
+    """
     layout = pipeline.layout(folder)
     raw = next((folder / "data/raw").glob("*.parquet"))
+    evaluate = entry.read_params(folder / pipeline.PARAMS_FILE, ("evaluate",))["evaluate"]
+    evaluated = layout["evaluate"]
     inputs = {
         "prepare": [raw],
         "rebalance": [layout["rebalance"].train],
         "train": [layout["train"].train, layout["train"].val],
-        "evaluate": [
-            layout["evaluate"].train,
-            layout["evaluate"].val,
-            layout["evaluate"].test,
-            layout["evaluate"].rebalanced,
-        ],
+        "evaluate": [evaluated.train, evaluated.val, evaluated.test]
+        + ([evaluated.rebalanced] if evaluate["baseline"] else []),
     }
     return {stage: sum(map(parquet_bytes, files)) for stage, files in inputs.items()}
 
