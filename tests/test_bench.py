@@ -123,7 +123,8 @@ def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
         assert timing.split()[-1] in ({"yes", "NO"} if stage == "train" else {"-"}), row
         assert ("-" not in timing.split()[2]) == (stage != "evaluate"), row  # the floor's seconds
     tracking = next(line for line in per_stage.splitlines() if line.startswith("tracking"))
-    assert "goal <= 10%" in tracking and tracking.split()[-1] in {"yes", "NO"}
+    # At this size the on - off difference is mostly noise, and may be negative.
+    assert "goal <= 10%" in tracking and tracking.split()[-1] in {"yes", "NO", "noise"}
     goals = out.split("== goals")[1].strip().splitlines()
     labels = [line[6:].split("  ")[0].strip() for line in goals]
     assert labels == [
@@ -134,7 +135,8 @@ def test_quick_pipeline_benchmark_prints_every_stage_floor_and_goal():
             for stage in ("prepare", "rebalance", "train", "evaluate")
         ),
     ]
-    assert all(line.split()[0] in {"PASS", "MISS"} and "(goal <=" in line for line in goals)
+    assert all(line.split()[0] in {"PASS", "MISS"} and "(goal <=" in line for line in goals[2:])
+    assert goals[1].split()[0] in {"PASS", "MISS", "NOISE"}  # the tracking share
 
 
 @pytest.mark.slow

@@ -83,3 +83,24 @@ def test_a_failed_call_in_the_child_is_raised_when_the_block_ends(isolated_track
 
 def test_disabled_tracking_starts_no_child(tmp_path):
     assert isinstance(open_background_tracker({"enabled": False}), NullTracker)
+
+
+@pytest.mark.parametrize("defer_open", [False, True])
+def test_a_deferred_tracker_opens_the_store_with_its_first_call_not_before(
+    isolated_tracking, tmp_path, defer_open
+):
+    """The child is forked at once either way; only the store's opening waits for a call.
+
+    Ended with no call made: the eager child has opened (created) the store, the deferred
+    one has not touched it. Then a deferred tracker's run is logged as any other.
+    """
+    tracker = BackgroundTracker(cfg(tmp_path), root=tmp_path, defer_open=defer_open)
+    tracker._finish(raise_error=True)  # waits for every queued call, as a run block's end
+    assert (tmp_path / "store.db").exists() is not defer_open
+
+    if defer_open:
+        tracker = BackgroundTracker(cfg(tmp_path), root=tmp_path, defer_open=True)
+        with tracker.run(run_name="late") as active:
+            active.log_params({"a": 1})
+        run = MlflowClient(tracking_uri=tracker.uri).get_run(tracker.run_id)
+        assert run.info.status == "FINISHED" and run.data.params == {"a": "1"}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +19,7 @@ from logreg.frames import TARGET, WEIGHT, read_split, write_table
 from logreg.metrics import tune_threshold
 from logreg.preprocess import Preprocessing, write_preprocessing
 from logreg.stages import evaluate, train
+from logreg.tracking import provenance
 
 FEATURES = ["x1", "x2", "x3"]
 EPOCHS = 8
@@ -216,6 +220,80 @@ def test_train_then_evaluate_with_mlflow(project, capsys, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         run_evaluate(project)
     assert client.get_run(run_id).info.status == "FAILED"
+
+
+@pytest.fixture
+def hash_log(project, monkeypatch):
+    """Every file the stages hash (a cached digest is not a hash), in any process: the
+    background tracker's forked child writes to the same log."""
+    log = project / "hashed.log"
+    original = provenance._sha256.__wrapped__
+
+    @functools.lru_cache(maxsize=16)
+    def logged(file, size, mtime_ns):
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {file}\n")
+        return original(file, size, mtime_ns)
+
+    monkeypatch.setattr(provenance, "_sha256", logged)
+    return log
+
+
+@pytest.mark.parametrize("mlflow", [True, False])
+def test_each_split_is_hashed_once_where_it_is_tracked_and_not_without_tracking(
+    project, hash_log, mlflow
+):
+    """Train and evaluate, as their command lines run them (MLflow in a child process):
+    each split is read once to hash it, for its tag and its dataset's digest together,
+    and with tracking off not at all (only the model is hashed: the run file names it)."""
+    write_data(project)
+    write_params(project, mlflow=mlflow)
+    run_train(project)
+    run_evaluate(project)
+    hashed = [line.split(" ", 1)[1] for line in hash_log.read_text().splitlines()]
+    splits = {
+        name: str((project / f"data/{name}.parquet").resolve())
+        for name in ("rebalanced/train", "prepared/val", "prepared/test")
+    }
+    assert {name: hashed.count(path) for name, path in splits.items()} == {
+        name: int(mlflow) for name in splits
+    }
+    if mlflow:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+        (run,) = client.search_runs(client.get_experiment_by_name("stages").experiment_id)
+        tags = run.data.tags
+        for tag, name in (
+            ("dataset.sha256", "rebalanced/train"),
+            ("dataset.val_sha256", "prepared/val"),
+            ("dataset.test_sha256", "prepared/test"),
+        ):
+            assert tags[tag] == hashlib.sha256(Path(splits[name]).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("baseline", [True, False])
+def test_evaluate_reads_the_rebalanced_split_only_for_the_baseline(project, monkeypatch, baseline):
+    """The scikit-learn baseline is all that fits on --rebalanced: without it, at 2M rows,
+    reading it was 460 MiB of the stage's peak for nothing."""
+    write_data(project)
+    write_params(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"] = {
+        "baseline": baseline,
+        "n_bootstrap": 100,
+        "threshold_method": "val_max",
+        "seed": 0,
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_train(project)
+    read = []
+    monkeypatch.setattr(
+        evaluate, "read_split", lambda path, *a: read.append(str(path)) or read_split(path, *a)
+    )
+    run_evaluate(project, "--rebalanced", "data/rebalanced/train.parquet")
+    assert ("data/rebalanced/train.parquet" in read) is baseline
+    assert len(read) == 3 + baseline
 
 
 def test_without_mlflow_newton_adds_intervals_and_nothing_is_tracked(project):

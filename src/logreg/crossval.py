@@ -51,25 +51,45 @@ def out_of_fold_scores(
     ``rebalance_options`` are the ``rebalance`` section's keys (strategy, ratio,
     k_neighbors, seed), applied to each training fold.
     """
-    frame = pd.concat(
-        [pd.DataFrame(s.X, columns=s.feature_names).assign(**{TARGET: s.y}) for s in splits],
-        ignore_index=True,
-    )
-    y = frame[TARGET].to_numpy()
+    y = np.concatenate([split.y for split in splits])
     folds = stratified_folds(y, n_folds, seed)
     params = model.get_params() | {"epochs": max(int(model.n_iter_), 1), "patience": None}
-    scores = np.empty(len(frame))
+    scores = np.empty(len(y))
     for fold in range(n_folds):
+        held_out = folds == fold
         fit_on = frame_split(
             rebalance.rebalance(
-                frame[folds != fold].reset_index(drop=True),
-                **rebalance_options,
-                one_hot_groups=one_hot_groups,
+                fold_frame(splits, ~held_out, y), **rebalance_options, one_hot_groups=one_hot_groups
             )
-        )
+        )  # the fold's frame is freed here, before the refit copies X again
         refit = LogisticRegression(**params)
         refit.fit(fit_on.X, fit_on.y, sample_weight=fit_on.sample_weight)
-        held_out = frame.loc[folds == fold].drop(columns=TARGET).to_numpy(dtype=np.float64)
+        del fit_on
+        # Column-major, as a frame's rows were: the same BLAS path, the same scores to the bit.
+        X_held_out = np.asfortranarray(rows_of(splits, held_out))
         column = list(refit.classes_).index(positive)
-        scores[folds == fold] = refit.predict_proba(held_out)[:, column]
+        scores[held_out] = refit.predict_proba(X_held_out)[:, column]
     return y == positive, scores
+
+
+def rows_of(splits: list[Split], rows: np.ndarray) -> np.ndarray:
+    """The features of the splits stacked, at the boolean mask ``rows`` over all of them:
+    one array of the selected rows, with no stacked copy of the splits on the way."""
+    starts = np.cumsum([0] + [len(split.y) for split in splits])
+    return np.concatenate(
+        [
+            split.X[rows[start:stop]]
+            for split, start, stop in zip(splits, starts[:-1], starts[1:], strict=True)
+        ]
+    )
+
+
+def fold_frame(splits: list[Split], rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """The rows ``rows`` of the stacked splits as a frame: features and ``target``.
+
+    Its features are one array of the selected rows (a view, not a copy): what the
+    rebalancing reads, at the size of the fold, not of train + val.
+    """
+    frame = pd.DataFrame(rows_of(splits, rows), columns=splits[0].feature_names, copy=False)
+    frame[TARGET] = y[rows]
+    return frame

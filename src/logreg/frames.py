@@ -37,6 +37,12 @@ DICTIONARY_PAGE_BYTES = 1 << 16  # Parquet: past this, a column is written plain
 # also ran faster here), and pandas takes over the columns one by one, each freed from
 # Arrow as it goes, instead of copying them all into one block.
 LEAN_READ = {"pre_buffer": False}
+# A split's features are streamed instead (read_split): Arrow reads each column chunk
+# through a 1 MB buffer and decodes STREAM_ROWS rows at a time into buffers it reuses,
+# so X is the only full-size allocation. Measured on a 1.2M x 50 split: half the CPU of
+# reading the whole table first (fewer fresh pages to fault in) and 470 MB less peak.
+STREAM_READ = {"pre_buffer": False, "buffer_size": 1 << 20}
+STREAM_ROWS = 1 << 16
 LEAN_FRAME = {"split_blocks": True, "self_destruct": True}
 ROWS_PER_BLOCK = 4096  # rows filled at a time: a block of a 50-column float64 matrix fits in cache
 # Rows per Parquet row group (pyarrow's default), each converted from pandas on its own:
@@ -82,6 +88,8 @@ def reading_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     """Reading errors as one UserError line naming the file."""
     try:
         yield
+    except UserError:  # already one line naming the file
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: file not found (run the earlier pipeline stages first)") from None
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
@@ -150,13 +158,21 @@ def feature_matrix(
 
 
 def read_split(path: str | os.PathLike[str], dtype: Any = np.float64) -> Split:
-    """A split file as arrays, ``X`` C-ordered in ``dtype`` (:func:`table_split`)."""
-    with reading_errors(path):
-        table = pq.read_table(path, **LEAN_READ)
-    split = table_split(table, dtype, source=str(path))
-    del table
-    # Arrow's allocator keeps freed pages for reuse: at 1.2M rows, 220 MB beside X for
-    # the whole fit. Nothing reuses them, so they go back to the system now.
+    """A split file as arrays, ``X`` C-ordered in ``dtype``, as :func:`table_split` gives
+    it, but with the features streamed into ``X`` (:data:`STREAM_READ`)."""
+    with reading_errors(path), pq.ParquetFile(path, **STREAM_READ) as parquet:
+        columns = parquet.schema_arrow.names
+        if TARGET not in columns:
+            raise UserError(f"{path}: missing the '{TARGET}' column")
+        features = [c for c in columns if c not in RESERVED]
+        batches = parquet.iter_batches(STREAM_ROWS, columns=features)
+        blocks = ([column.to_numpy(zero_copy_only=False) for column in b.columns] for b in batches)
+        X = feature_matrix(blocks, parquet.metadata.num_rows, len(features), dtype)
+        labels = parquet.read(columns=[c for c in RESERVED if c in columns])
+    split = Split(X, _labels(labels.column(TARGET)), _weights(labels), features)
+    del labels
+    # Arrow's allocator keeps freed pages for reuse. Nothing here reuses them, so they
+    # go back to the system now, not after the fit.
     pa.default_memory_pool().release_unused()
     return split
 
@@ -175,17 +191,19 @@ def table_split(table: Any, dtype: Any = np.float64, source: str = "table") -> S
         [column.to_numpy(zero_copy_only=False) for column in batch.columns]
         for batch in features.to_batches()
     )
-    weights = (
-        table.column(WEIGHT).to_numpy().astype(np.float64, copy=False)
-        if WEIGHT in table.column_names
-        else np.ones(table.num_rows, dtype=np.float64)
-    )
     return Split(
         X=feature_matrix(blocks, table.num_rows, len(feature_names), dtype),
         y=_labels(table.column(TARGET)),
-        sample_weight=weights,
+        sample_weight=_weights(table),
         feature_names=feature_names,
     )
+
+
+def _weights(table: Any) -> np.ndarray:
+    """The table's ``sample_weight`` column as float64; ones when it has none."""
+    if WEIGHT in table.column_names:
+        return table.column(WEIGHT).to_numpy().astype(np.float64, copy=False)
+    return np.ones(table.num_rows, dtype=np.float64)
 
 
 def frame_split(frame: pd.DataFrame, dtype: Any = np.float64, source: str = "table") -> Split:

@@ -315,7 +315,9 @@ def run(
     for name, split in splits.items():
         if names and split.feature_names != names:
             raise UserError(f"{name} split: its feature columns differ from the model's")
-    rebalanced = read_split(paths.rebalanced) if paths.rebalanced and not on_dask else None
+    # Only the scikit-learn baseline fits on it: without the baseline it is not read.
+    reads_rebalanced = paths.rebalanced is not None and options["baseline"] and not on_dask
+    rebalanced = read_split(paths.rebalanced) if reads_rebalanced else None
     if paths.rebalanced is None and options["baseline"]:
         print(
             "warning: no --rebalanced split; the scikit-learn baseline is fitted on --train "
@@ -386,10 +388,10 @@ def run(
         tracker.set_tags(
             {
                 "positive_class": positive,
-                "dataset.test_sha256": file_sha256(paths.test),
                 MODEL_TAG: model_sha256,  # a new run, too, is found from the model
             }
         )
+        tracker.tag_digests({"dataset.test_sha256": paths.test})  # hashed once, by the tracker
         for folder, files in written.items():
             for path in files:
                 tracker.log_artifact(path, folder)

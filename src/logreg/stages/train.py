@@ -23,7 +23,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -156,15 +155,18 @@ def run(params: Mapping[str, Any], paths: Paths, background: bool = False) -> No
     as the command line does.
     """
     model_params, train_params, mlflow_params = params["model"], params["train"], params["mlflow"]
-    # An unreachable server fails here, before any work.
-    tracker = (open_background_tracker if background else open_tracker)(mlflow_params)
+    # An unreachable server fails here, before any work. The child opens the store once
+    # the splits are read, beside the fit (defer_open).
+    tracker = (
+        open_background_tracker(mlflow_params, defer_open=True)
+        if background
+        else open_tracker(mlflow_params)
+    )
 
     dtype = working_dtype(model_params, train_params)
     # engine=dask: the workers read the splits, partition by partition; here, nothing.
     on_dask = params.get("engine", {}).get("name") == "dask"
-    with ThreadPoolExecutor(2) as hashing:  # hashlib and the Parquet reader release the GIL
-        digests = {path: hashing.submit(file_sha256, path) for path in (paths.train, paths.val)}
-        splits = None if on_dask else (read_split(paths.train, dtype), read_split(paths.val, dtype))
+    splits = None if on_dask else (read_split(paths.train, dtype), read_split(paths.val, dtype))
     prep = read_preprocessing(paths.preprocess)
     dataset = str(_get(params, "data", "name") or paths.train.parent.name)
 
@@ -177,12 +179,13 @@ def run(params: Mapping[str, Any], paths: Paths, background: bool = False) -> No
             {
                 **git_info(project_root()),
                 "dataset.name": dataset,
-                "dataset.sha256": digests[paths.train].result(),
-                "dataset.val_sha256": digests[paths.val].result(),
                 "rebalance.strategy": _get(params, "rebalance", "strategy"),
                 "model.solver": model_params.get("solver"),
             }
         )
+        # Hashed by the tracker (beside the fit, in the background), once for the tags
+        # and the datasets' digests; not at all with tracking off.
+        tracker.tag_digests({"dataset.sha256": paths.train, "dataset.val_sha256": paths.val})
         logged = zip(splits or (), (paths.train, paths.val), DATASETS, strict=False)
         for split, path, (name, context) in logged:
             tracker.log_dataset(

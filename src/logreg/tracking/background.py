@@ -33,36 +33,46 @@ from logreg.tracking.store import check_reachable, resolve_tracking_uri
 
 
 def open_background_tracker(
-    cfg: Mapping[str, Any], root: Path | None = None
+    cfg: Mapping[str, Any], root: Path | None = None, defer_open: bool = False
 ) -> BackgroundTracker | NullTracker:
     """:func:`~logreg.tracking.runs.open_tracker`, its calls run in a child process."""
     if not cfg.get("enabled", True):
         return NullTracker()
-    return BackgroundTracker(cfg, root)
+    return BackgroundTracker(cfg, root, defer_open)
 
 
 class BackgroundTracker:
     """An :class:`~logreg.tracking.runs.MlflowTracker` in a child process, fed in order."""
 
-    def __init__(self, cfg: Mapping[str, Any], root: Path | None = None) -> None:
+    def __init__(
+        self, cfg: Mapping[str, Any], root: Path | None = None, defer_open: bool = False
+    ) -> None:
+        """``defer_open``: the child imports MLflow and opens the store with the first
+        call, not at once. For a stage that makes no call until its fit, which uses one
+        core, and reads its data first with every core (Arrow's reader): the child's
+        seconds of CPU then run beside the fit instead of slowing the read."""
         root = (root or project_root()).resolve()
         self.uri = resolve_tracking_uri(cfg.get("tracking_uri"), root)
         check_reachable(self.uri)  # an unreachable server fails here, before any work
         # Forked, not spawned: the child starts as a copy of this process, its imports
         # done, before any thread of the stage's starts (ProcessPoolExecutor forks
         # before its own thread), instead of a new interpreter importing them again.
+        # Forked now, even when the store opens later: a small process, before any read.
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-        self._calls: list[Future] = []
-        self._opened = self._submit(_open, dict(cfg), root)
+        self._calls: list[Future] = [self._pool.submit(_ignore_interrupts)]
+        self._open_args = (dict(cfg), root)
+        self._opened: Future | None = None
         self._started: Future | None = None
+        if not defer_open:
+            self._open()
 
     @property
     def experiment_id(self) -> str:
-        return self._opened.result()
+        return self._open().result()
 
     @property
     def run_id(self) -> str | None:
-        self._opened.result()  # a store that failed to open says so, not the run after it
+        self._open().result()  # a store that failed to open says so, not the run after it
         return None if self._started is None else self._started.result()
 
     @contextlib.contextmanager
@@ -106,7 +116,15 @@ class BackgroundTracker:
 
         return queued
 
+    def _open(self) -> Future:
+        """The child's opening of the store, queued before any other call."""
+        if self._opened is None:
+            self._opened = self._pool.submit(_open, *self._open_args)
+            self._calls.append(self._opened)
+        return self._opened
+
     def _submit(self, function: Any, *args: Any) -> Future:
+        self._open()
         call = self._pool.submit(function, *args)
         self._calls.append(call)
         return call
@@ -128,6 +146,7 @@ _QUEUED = frozenset(
         "log_params",
         "flush",
         "set_tags",
+        "tag_digests",
         "set_description",
         "log_metrics",
         "log_history",
@@ -142,8 +161,11 @@ _QUEUED = frozenset(
 _child: dict[str, Any] = {}  # the child process's tracker and its open run block
 
 
-def _open(cfg: dict[str, Any], root: Path) -> str:
+def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the stage, which ends the run
+
+
+def _open(cfg: dict[str, Any], root: Path) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     _child["tracker"] = open_tracker(cfg, root)
     return _child["tracker"].experiment_id

@@ -195,6 +195,7 @@ class NullTracker:
     def log_artifact(self, path: str | os.PathLike[str], folder: str | None = None) -> None: ...
     def log_dict(self, payload: Any, name: str) -> None: ...
     def log_dataset(self, frame: pd.DataFrame, **kwargs: Any) -> None: ...
+    def tag_digests(self, files: Mapping[str, str | os.PathLike[str]]) -> None: ...
     def log_model(self, model_path: str | os.PathLike[str], **kwargs: Any) -> None: ...
 
 
@@ -398,6 +399,14 @@ class MlflowTracker:
         self._pending.tags += [
             RunTag(key, str(value)) for key, value in tags.items() if value is not None
         ]
+
+    def tag_digests(self, files: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Tag the run with each file's SHA-256 (``{"dataset.sha256": path}``).
+
+        Hashed where the tracking runs, and only when it runs: a background tracker's
+        child hashes the splits beside the fit, once for the tag and the dataset's digest.
+        """
+        self.set_tags({key: file_sha256(path) for key, path in files.items()})
 
     def set_description(self, text: str) -> None:
         """The run's description in the MLflow UI (markdown): its ``mlflow.note.content`` tag."""
