@@ -170,3 +170,25 @@ def test_a_split_without_a_target_or_file_is_a_user_error(tmp_path):
         read_split(tmp_path / "no_target.parquet")
     with pytest.raises(UserError, match=r"absent\.parquet: file not found"):
         read_split(tmp_path / "absent.parquet")
+
+
+def test_a_partition_folder_reads_as_the_one_file_of_its_rows(tmp_path):
+    """engine=dask writes a split as part-*.parquet files; every reader takes either."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    frame[TARGET], frame[WEIGHT] = rng.integers(0, 2, 300), rng.uniform(0.5, 2, 300)
+    write_table(frame, tmp_path / "whole.parquet")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for index, start in enumerate((0, 120, 250)):  # parts of unequal sizes, in row order
+        write_table(
+            frame.iloc[start : start + (120, 130, 50)[index]], folder / f"part-{index:05d}.parquet"
+        )
+    whole, parts = read_split(tmp_path / "whole.parquet"), read_split(folder)
+    np.testing.assert_array_equal(parts.X, whole.X)
+    np.testing.assert_array_equal(parts.X, frame[["a", "b"]].to_numpy())
+    np.testing.assert_array_equal(parts.y, frame[TARGET].to_numpy())
+    np.testing.assert_array_equal(parts.sample_weight, frame[WEIGHT].to_numpy())
+    (folder / "part-00001.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match=r"part-00001\.parquet: not a readable Parquet file"):
+        read_split(folder)

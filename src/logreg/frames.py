@@ -18,6 +18,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,22 @@ def reading_errors(path: str | os.PathLike[str]) -> Iterator[None]:
         raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
+PART = "part-{:05d}.parquet"  # a partition of a table written by the dask engine
+
+
+def part_paths(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of a table: the file itself, or a partition folder's parts in row order."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(path.glob("part-*.parquet"))
+        if not parts:
+            raise UserError(f"{path}: a folder without partitions (part-*.parquet)")
+        return parts
+    if not path.exists():
+        raise UserError(f"{path}: file not found (run the earlier pipeline stages first)")
+    return [path]
+
+
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The table as a frame, one block per column (see :data:`LEAN_READ`)."""
     with reading_errors(path):
@@ -158,23 +175,32 @@ def feature_matrix(
 
 
 def read_split(path: str | os.PathLike[str], dtype: Any = np.float64) -> Split:
-    """A split file as arrays, ``X`` C-ordered in ``dtype``, as :func:`table_split` gives
-    it, but with the features streamed into ``X`` (:data:`STREAM_READ`)."""
-    with reading_errors(path), pq.ParquetFile(path, **STREAM_READ) as parquet:
-        columns = parquet.schema_arrow.names
+    """A split, a file or a partition folder, as arrays, ``X`` C-ordered in ``dtype``, as
+    :func:`table_split` gives it, but with the features streamed into ``X``
+    (:data:`STREAM_READ`), part after part."""
+    with contextlib.ExitStack() as opened, reading_errors(path):
+        files = [opened.enter_context(_open_parquet(part)) for part in part_paths(path)]
+        columns = files[0].schema_arrow.names
         if TARGET not in columns:
             raise UserError(f"{path}: missing the '{TARGET}' column")
         features = [c for c in columns if c not in RESERVED]
-        batches = parquet.iter_batches(STREAM_ROWS, columns=features)
+        batches = (b for f in files for b in f.iter_batches(STREAM_ROWS, columns=features))
         blocks = ([column.to_numpy(zero_copy_only=False) for column in b.columns] for b in batches)
-        X = feature_matrix(blocks, parquet.metadata.num_rows, len(features), dtype)
-        labels = parquet.read(columns=[c for c in RESERVED if c in columns])
+        n_rows = sum(f.metadata.num_rows for f in files)
+        X = feature_matrix(blocks, n_rows, len(features), dtype)
+        label_columns = [c for c in RESERVED if c in columns]
+        labels = pa.concat_tables([f.read(columns=label_columns) for f in files])
     split = Split(X, _labels(labels.column(TARGET)), _weights(labels), features)
     del labels
     # Arrow's allocator keeps freed pages for reuse. Nothing here reuses them, so they
     # go back to the system now, not after the fit.
     pa.default_memory_pool().release_unused()
     return split
+
+
+def _open_parquet(path: Path) -> pq.ParquetFile:
+    with reading_errors(path):  # a corrupt part is named, not its folder
+        return pq.ParquetFile(path, **STREAM_READ)
 
 
 def table_split(table: Any, dtype: Any = np.float64, source: str = "table") -> Split:

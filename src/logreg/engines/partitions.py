@@ -20,23 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from logreg.errors import UserError
-from logreg.frames import read_table, reading_errors, write_table
-
-PART = "part-{:05d}.parquet"
-
-
-def part_paths(path: str | os.PathLike[str]) -> list[Path]:
-    """The files of a table: the file itself, or a partition folder's parts in row order."""
-    path = Path(path)
-    if path.is_dir():
-        parts = sorted(path.glob("part-*.parquet"))
-        if not parts:
-            raise UserError(f"{path}: a folder without partitions (part-*.parquet)")
-        return parts
-    if not path.exists():
-        raise UserError(f"{path}: file not found (run the earlier pipeline stages first)")
-    return [path]
+from logreg.frames import PART, read_table, reading_errors, write_table
 
 
 def part_rows(path: str | os.PathLike[str]) -> int:
