@@ -20,7 +20,18 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from logreg.frames import PART, read_table, reading_errors, write_table
+from logreg.frames import PART, part_paths, read_table, reading_errors, write_table
+
+# part_paths lives with the readers (logreg.frames), which read a file or a folder alike.
+__all__ = [
+    "PART",
+    "part_paths",
+    "part_rows",
+    "read_part",
+    "replace_path",
+    "staged_folder",
+    "write_parts",
+]
 
 
 def part_rows(path: str | os.PathLike[str]) -> int:
