@@ -7,11 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from conftest import free_port
 from logreg.config import load_params
+from logreg.engines.cluster import connect
+from logreg.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,5 +34,16 @@ def test_an_unreachable_engine_address_stops_the_stage_with_one_line(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: logreg.stages.prepare: engine.address: cannot reach a Dask ")
     assert address in line
-    assert waited < 10.0 + 5.0  # the connection's 5 s, and the interpreter's start-up
+    # Python and the stage's imports take seconds of a loaded machine: the 10 s bound is
+    # checked below, on the connection alone; here, no minutes of retries.
+    assert waited < 60.0
     assert not (tmp_path / "prepared").exists() and not (tmp_path / "data.json").exists()
+
+
+def test_an_unreachable_address_is_reported_within_ten_seconds():
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(UserError, match="cannot reach a Dask"):
+        with connect(address, key="engine.address"):
+            pass
+    assert time.monotonic() - started < 10.0
