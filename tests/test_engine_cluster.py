@@ -47,3 +47,13 @@ def test_an_unreachable_address_is_reported_within_ten_seconds():
         with connect(address, key="engine.address"):
             pass
     assert time.monotonic() - started < 10.0
+
+
+def test_a_local_clusters_workers_run_without_the_statistical_profiler():
+    """It samples every task's stack every 10 ms: 9 % of a sweep job's time, for a page
+    of the dashboard that nobody opens on a cluster made for one stage or sweep."""
+    import dask
+
+    with connect(None, n_workers=1) as client:
+        seen = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert list(seen.values()) == [False]
