@@ -629,3 +629,27 @@ def test_a_run_left_running_by_a_killed_process_is_ended_by_the_next_run(env):
     assert status[live] == "RUNNING"
     note = tracker.client.get_run(doomed.info.run_id).data.tags[ORPHAN_TAG]
     assert f"its process {doomed.data.tags[PID_TAG]} on {here} exited without ending it" in note
+
+
+def test_a_logged_datasets_schema_is_mlflows_own_without_its_per_cell_loop():
+    import warnings
+
+    from mlflow.types.utils import _infer_schema
+
+    from logreg.tracking.runs import _frame_schema
+
+    frame = pd.DataFrame(
+        {
+            "x": [0.5, np.nan, 2.0, 3.0],  # a gap: not required
+            "z": np.arange(4, dtype=np.float32),
+            "n": np.arange(4, dtype=np.int64),
+            "flag": [True, False, True, True],
+            "city": ["a", None, "b", "c"],
+            "region": ["a", "b", "b", "c"],
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hint about integer columns
+        expected = _infer_schema(frame).to_dict()
+    assert _frame_schema(frame).to_dict() == expected
+    assert [column["required"] for column in expected] == [False, True, True, True, False, True]

@@ -38,7 +38,6 @@ from logreg.tracking.store import (
     check_reachable,
     ensure_experiment,
     import_mlflow,
-    no_integer_schema_hint,
     outage_timeout,
     resolve_tracking_uri,
     retry,
@@ -489,7 +488,6 @@ class MlflowTracker:
         """
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.types.utils import _infer_schema
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         path = Path(source).resolve()
@@ -497,8 +495,7 @@ class MlflowTracker:
             # mlflow registers two identical local-file sources and warns about its own tie.
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
             resolved = resolve_dataset_source(str(path))
-        with no_integer_schema_hint():
-            schema = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS))
+        schema = _frame_schema(frame.head(SCHEMA_SAMPLE_ROWS))
         rows, columns = shape or frame.shape
         profile = {"num_rows": rows, "num_elements": rows * columns, "targets": targets}
         dataset = Dataset(
@@ -526,6 +523,21 @@ class MlflowTracker:
         served.log_model(
             model_path, input_example=input_example, positive=positive, threshold=threshold
         )
+
+
+def _frame_schema(frame: pd.DataFrame) -> Any:
+    """MLflow's schema of ``frame``, as ``mlflow.types.utils._infer_schema`` gives it, with
+    each column's "required" (no missing value) found by pandas, not a Python loop over
+    its cells: 0.6 s of a Caravan job's 0.8 s of tracking, for three 1,000-row samples."""
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.utils import _infer_pandas_column
+
+    return Schema(
+        [
+            ColSpec(_infer_pandas_column(frame[name]), name, required=not frame[name].isna().any())
+            for name in frame.columns
+        ]
+    )
 
 
 class _Pending:
