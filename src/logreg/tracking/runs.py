@@ -337,9 +337,11 @@ class MlflowTracker:
     def close_run(self, status: str = "FINISHED") -> None:
         """End the run from :meth:`open_run`: FINISHED, FAILED or KILLED."""
         if self.run_id is not None:
-            self.flush()
             run_id = self.run_id
-            retry(lambda: self.client.set_terminated(run_id, status))
+            try:
+                self.flush()
+            finally:  # ended even when the last batch fails, which then raises
+                retry(lambda: self.client.set_terminated(run_id, status))
 
     def child_runs(self, parent_run_id: str | None = None) -> list[dict[str, Any]]:
         """The runs under ``parent_run_id`` (default: this tracker's run) as plain dicts.
