@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from logreg import rebalance
-from logreg.frames import TARGET, Split, frame_split
+from logreg.frames import TARGET, WEIGHT, Split
 from logreg.model import LogisticRegression
 
 N_FOLDS = 5
@@ -57,18 +57,25 @@ def out_of_fold_scores(
     scores = np.empty(len(y))
     for fold in range(n_folds):
         held_out = folds == fold
-        fit_on = frame_split(
-            rebalance.rebalance(
-                fold_frame(splits, ~held_out, y), **rebalance_options, one_hot_groups=one_hot_groups
-            )
-        )  # the fold's frame is freed here, before the refit copies X again
+        fit_on = rebalance.rebalance(
+            fold_frame(splits, ~held_out, y), **rebalance_options, one_hot_groups=one_hot_groups
+        )
         refit = LogisticRegression(**params)
-        refit.fit(fit_on.X, fit_on.y, sample_weight=fit_on.sample_weight)
+        # The features go to fit as a frame: a view of the fold's array when the
+        # rebalancing kept its rows (none, class_weight), so the refit's shuffled copy is
+        # the only other copy of the fold (a Split would be one more: 490 MB at 2M rows).
+        refit.fit(
+            fit_on.drop(columns=[TARGET, WEIGHT]),
+            fit_on[TARGET].to_numpy(),
+            sample_weight=fit_on[WEIGHT].to_numpy(),
+        )
         del fit_on
-        # Column-major, as a frame's rows were: the same BLAS path, the same scores to the bit.
-        X_held_out = np.asfortranarray(rows_of(splits, held_out))
         column = list(refit.classes_).index(positive)
-        scores[held_out] = refit.predict_proba(X_held_out)[:, column]
+        # Column-major, as a frame's rows were: the same BLAS path, the same scores to the
+        # bit. A temporary, freed before the next fold's rows are gathered.
+        scores[held_out] = refit.predict_proba(np.asfortranarray(rows_of(splits, held_out)))[
+            :, column
+        ]
     return y == positive, scores
 
 
@@ -76,12 +83,23 @@ def rows_of(splits: list[Split], rows: np.ndarray) -> np.ndarray:
     """The features of the splits stacked, at the boolean mask ``rows`` over all of them:
     one array of the selected rows, with no stacked copy of the splits on the way."""
     starts = np.cumsum([0] + [len(split.y) for split in splits])
-    return np.concatenate(
-        [
-            split.X[rows[start:stop]]
-            for split, start, stop in zip(splits, starts[:-1], starts[1:], strict=True)
-        ]
-    )
+    # Written into one array, split by split: concatenating each split's selection
+    # would hold the selected rows twice.
+    selected = np.empty((int(np.count_nonzero(rows)), splits[0].X.shape[1]), splits[0].X.dtype)
+    filled = 0
+    for split, start, stop in zip(splits, starts[:-1], starts[1:], strict=True):
+        mask = rows[start:stop]
+        count = int(np.count_nonzero(mask))
+        # mode="clip": the indices are valid, and "raise" would buffer the whole output.
+        np.take(
+            split.X,
+            np.flatnonzero(mask),
+            axis=0,
+            out=selected[filled : filled + count],
+            mode="clip",
+        )
+        filled += count
+    return selected
 
 
 def fold_frame(splits: list[Split], rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
