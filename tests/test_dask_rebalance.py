@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import local_dask_client
 from logreg import rebalance as rb
 from logreg.engines.cluster import connect
 from logreg.engines.dask_rebalance import rebalance_parts
@@ -208,13 +209,7 @@ def test_a_corrupt_partition_is_named_and_nothing_is_written(client, tmp_path):
 @pytest.fixture(scope="module")
 def threaded_client():
     """Workers as threads of this process, so a warnings filter set by a test reaches them."""
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with local_dask_client(processes=False) as client:
         yield client
 
 
