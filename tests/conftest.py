@@ -96,12 +96,13 @@ def dask_cluster(
 
 
 @contextlib.contextmanager
-def local_dask_client() -> Iterator[object]:
-    """A Client of a LocalCluster of two single-threaded worker processes, no dashboard."""
+def local_dask_client(processes: bool = True) -> Iterator[object]:
+    """A Client of a LocalCluster of two single-threaded worker processes, no dashboard
+    (``processes`` False: worker threads of this process, which see its warning filters)."""
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

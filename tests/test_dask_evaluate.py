@@ -23,6 +23,7 @@ from logreg.engines.dask_evaluate import evaluate_parts, plot_makers, poisson_we
 from logreg.engines.partitions import write_parts
 from logreg.frames import TARGET, read_split
 from logreg.stages import evaluate as stage
+from logreg.tracking.runs import DIGEST_CHARS
 
 FEATURES = ["x1", "x2", "x3", "x4"]
 SIZES = {"train": 3_000, "val": 2_000, "test": 3_000}
@@ -236,6 +237,22 @@ def test_the_stage_on_dask_writes_the_numpy_engines_reports(data, isolated_track
         for part in sorted(paths["test"].iterdir())
     )
     assert run.data.tags["dataset.test_sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    # The test split as a dataset input, as the numpy engine logs it: its first part's
+    # rows gave the schema, the footers the size, the folder's listing the digest.
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.name == "data/test"
+    assert {t.key: t.value for t in logged.tags}["mlflow.data.context"] == "test"
+    assert logged.dataset.digest == run.data.tags["dataset.test_sha256"][:DIGEST_CHARS]
+    schema = json.loads(logged.dataset.schema)["mlflow_colspec"]
+    assert [(c["name"], c["type"]) for c in schema] == [
+        *((name, "double") for name in FEATURES),
+        (TARGET, "string"),
+    ]
+    assert json.loads(logged.dataset.profile) == {
+        "num_rows": SIZES["test"],
+        "num_elements": SIZES["test"] * 5,
+        "targets": TARGET,
+    }
 
 
 def test_several_classes_give_scikit_learns_metrics(client, tmp_path):

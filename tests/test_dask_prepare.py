@@ -272,3 +272,56 @@ def test_the_partition_size_check_by_hand():
     message = str(error.value)
     assert message.startswith("engine.partition_rows=1001: a partition of 1001 rows × 10 columns")
     assert "set engine.partition_rows to 1000 or fewer" in message  # 480,000 // 480
+
+
+def _days_with_visits(folder: Path, visits: list) -> dict:
+    """CSV files day0.csv, ... whose 'visits' column is ``visits[i]`` in file i: 'number',
+    'text' or 'empty' (every value missing); a data section reading them."""
+    folder.mkdir()
+    for day, kind in enumerate(visits):
+        table = mixed_table(300, day)
+        if kind == "text":
+            table["visits"] = np.where(table["visits"] > 20, "many", "few")
+        elif kind == "empty":
+            table["visits"] = np.nan
+        table.to_csv(folder / f"day{day}.csv", index=False)
+    return {"name": "days", "source": "file", "path": str(folder), "target": "y"}
+
+
+@pytest.mark.parametrize(
+    ("visits", "bad", "kinds"),
+    [
+        (["number", "number", "text"], "day2", ("text", "number")),
+        (["text", "number"], "day1", ("number", "text")),
+        (["empty", "number", "text"], "day2", ("text", "number")),  # kind set by day1
+        (["empty", "text", "number"], "day2", ("number", "text")),
+    ],
+    ids=["number-then-text", "text-then-number", "empty-number-text", "empty-text-number"],
+)
+def test_a_column_of_two_kinds_across_csv_files_is_one_line(
+    tmp_path, cluster, capsys, visits, bad, kinds
+):
+    data = _days_with_visits(tmp_path / "days", visits)
+    for engine_ in (None, engine(cluster, 100)):  # the numpy engine's line, then Dask's
+        with pytest.raises(SystemExit) as exit_info:
+            run_stage(tmp_path, data, engine_)
+        line = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(line.splitlines()) == 1, line
+        assert re.search(
+            rf"{bad}\.csv: column 'visits' holds {kinds[0]} .* but {kinds[1]} in ", line
+        ), line
+        assert not (tmp_path / "data/prepared").exists()
+        assert not (tmp_path / "data/raw").exists() or not list((tmp_path / "data/raw").iterdir())
+        assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("later", ["number", "text"])
+def test_a_column_empty_in_the_first_file_takes_the_kind_of_the_others(tmp_path, cluster, later):
+    data = _days_with_visits(tmp_path / "days", ["empty", later, later])
+    numpy_dir, dask_dir = both_engines(tmp_path, cluster, data)
+    assert_same_outputs(numpy_dir, dask_dir)
+    raw = read_table(dask_dir / "data/raw/days.parquet")
+    assert raw["visits"].iloc[:300].isna().all()
+    kind = {"number": "numeric", "text": "categorical"}[later]
+    prep = json.loads((dask_dir / "data/prepared/preprocess.json").read_text())
+    assert {c["name"]: c["kind"] for c in prep["columns"]}["visits"] == kind

@@ -9,11 +9,13 @@ the segment between two rows of its class.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import local_dask_client
 from logreg import rebalance as rb
 from logreg.engines.cluster import connect
 from logreg.engines.dask_rebalance import rebalance_parts
@@ -202,3 +204,40 @@ def test_a_corrupt_partition_is_named_and_nothing_is_written(client, tmp_path):
     with pytest.raises(UserError, match=r"part-00003\.parquet: not a readable Parquet file"):
         rebalance_parts(client, source, out, {"strategy": "undersample", **OPTIONS}, 500)
     assert not out.exists() and list(tmp_path.iterdir()) == [source]
+
+
+@pytest.fixture(scope="module")
+def threaded_client():
+    """Workers as threads of this process, so a warnings filter set by a test reaches them."""
+    with local_dask_client(processes=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize("strategy", ["none", "class_weight", "undersample", "oversample", "smote"])
+def test_a_wide_table_is_rebalanced_without_a_fragmentation_warning(
+    threaded_client, tmp_path, strategy
+):
+    # A part is read one block per column (frames.LEAN_FRAME); pandas warns on every
+    # column inserted into a frame of more than 100 blocks.
+    train = _train(n=600)
+    wide = pd.concat(
+        [train.drop(columns=TARGET).add_prefix("w0_")]
+        + [train[list("abcd")].add_prefix(f"w{i}_") for i in range(1, 40)]
+        + [train[[TARGET]]],
+        axis=1,
+    )
+    assert wide.shape[1] > 150
+    source = _partitioned(wide, tmp_path / "in", 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        rebalance_parts(
+            threaded_client, source, tmp_path / "out", {"strategy": strategy, **OPTIONS}, 200
+        )
+    ours = read_table(tmp_path / "out")
+    assert list(ours.columns) == [*wide.columns, WEIGHT]
+    if strategy in ("none", "class_weight", "smote"):  # the numpy engine's rows and weights
+        pd.testing.assert_frame_equal(ours, rb.rebalance(wide, strategy, **OPTIONS))
+    else:  # rows of the input, each with weight 1
+        assert (ours[WEIGHT] == 1.0).all()
+        rows = pd.util.hash_pandas_object(ours.drop(columns=WEIGHT), index=False)
+        assert rows.isin(pd.util.hash_pandas_object(wide, index=False)).all()

@@ -17,7 +17,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.preprocessing import StandardScaler
 
 from conftest import KillAWorker, local_dask_client
-from logreg.engines.dask_rows import DaskRows
+from logreg.engines.dask_rows import DaskRows, sample_counts, sampled_rows
 from logreg.model.newton import newton_solve
 from logreg.model.rows import Block, InMemoryRows
 from logreg.model.sgd import validation_loss
@@ -87,17 +87,83 @@ def test_newton_on_dask_partitions_reaches_the_in_memory_optimum(client, loader)
     np.testing.assert_allclose(first, [r["train_loss"] for r in record_mem.history[:5]], rtol=1e-12)
 
 
-def test_the_sketched_hessian_draws_the_same_rows_from_partitions(client):
-    # Large enough for Newton's subsampled Hessian; the draw depends only on the total.
+def _sketched_problem() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Large enough for Newton's subsampled Hessian (n ≥ 4·50·p)."""
     rng = np.random.default_rng(3)
     X = rng.normal(size=(20_000, 5))
     y = (X @ [1.0, -2.0, 0.5, 0.0, 1.5] + rng.logistic(size=20_000) > 2.0).astype(float)
-    Y, s = y[:, None], np.ones(len(y))
-    dask_fit = _solve(DaskRows.scatter(client, _blocks(X, Y, s, [7_000, 7_001, 13_000])))
+    return X, y[:, None], np.ones(len(y))
+
+
+SKETCH_CUTS = [7_000, 7_001, 13_000]
+
+
+def test_the_sketched_hessian_on_partitions_changes_the_path_not_the_optimum(client):
+    # The workers draw the sample, per partition: not the rows the in-memory draw takes,
+    # so the first steps differ, and the optimum is the same.
+    X, Y, s = _sketched_problem()
+    rows = DaskRows.scatter(client, _blocks(X, Y, s, SKETCH_CUTS))
+    dask_fit, again, other_seed = _solve(rows), _solve(rows), _solve(rows, seed=1)
     memory_fit = _solve(InMemoryRows.of(X, Y, s))
-    losses = [[r["train_loss"] for r in fit[2].history] for fit in (dask_fit, memory_fit)]
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
+    losses = [[r["train_loss"] for r in fit[2].history] for fit in (dask_fit, again, other_seed)]
+    assert losses[0] == losses[1]  # a seed draws the same rows
+    assert losses[0][0] != losses[2][0]  # the first step is a sampled one
     np.testing.assert_allclose(dask_fit[0], memory_fit[0], rtol=1e-9)
+    np.testing.assert_allclose(dask_fit[1], memory_fit[1], rtol=1e-9)
+    assert np.abs(_gradient(X, Y, s, dask_fit[0], dask_fit[1])).max() < 1e-10
+
+
+def _row_ids(sizes) -> list[Block]:
+    """Blocks whose X holds each row's number in the whole table."""
+    starts = np.cumsum([0, *sizes])
+    return [
+        Block(np.arange(a, a + m, dtype=float)[:, None], np.zeros((m, 1)), np.ones(m))
+        for a, m in zip(starts[:-1], sizes, strict=True)
+    ]
+
+
+def test_the_partitions_draws_sample_every_row_alike():
+    # A uniform sample without replacement: each of the 60 rows in 12/60 of the draws,
+    # whatever its block, never twice in one draw (the client draws only the counts).
+    sizes = [10, 30, 0, 20]
+    blocks, n, k, draws = _row_ids(sizes), sum(sizes), 12, 5_000
+    rng = np.random.default_rng(0)
+    seen = np.zeros(n)
+    for _ in range(draws):
+        counts, seed = sample_counts(sizes, k, rng)
+        assert sum(counts) == k and all(0 <= c <= m for c, m in zip(counts, sizes, strict=True))
+        draw = enumerate(zip(blocks, counts, strict=True))
+        rows = [sampled_rows(block, (c, (seed, i))) for i, (block, c) in draw]
+        ids = np.concatenate([r.X[:, 0] for r in rows]).astype(int)
+        assert len(np.unique(ids)) == k and np.all(np.diff(ids) > 0)  # in row order
+        seen[ids] += 1
+    spread = 4 * np.sqrt(k / n * (1 - k / n) / draws)
+    np.testing.assert_allclose(seen / draws, k / n, atol=spread)
+    # A task run twice (a rerun after its worker died) draws the same rows.
+    first, second = (sampled_rows(blocks[1], (7, (123, 1))) for _ in range(2))
+    np.testing.assert_array_equal(first.X, second.X)
+
+
+def test_a_sample_of_cached_partitions_is_a_row_cache_beside_theirs(client, tmp_path):
+    from logreg.engines.dask_train import open_cached
+    from logreg.engines.memmap_rows import write_row_cache
+
+    X, Y, s = _sketched_problem()
+    folders = [
+        str(write_row_cache([block], tmp_path / f"part-{i:05d}"))
+        for i, block in enumerate(_blocks(X, Y, s, SKETCH_CUTS))
+    ]
+    cached = DaskRows.load(client, str, folders, open=open_cached)
+    sample = cached.sample(5_000, np.random.default_rng(4))
+    assert sum(sample.sizes) == 5_000
+    assert [part.result() for part in sample.parts] == [f"{f}.sample" for f in folders]
+    ids = {tuple(row) for block in sample.blocks() for row in block.X}
+    assert len(ids) == 5_000 and ids <= {tuple(row) for row in X}  # rows of X, none twice
+    # Newton on the cached rows, its sample read from disk: the in-memory optimum.
+    W, b, _ = _solve(cached)
+    W_mem, b_mem, _ = _solve(InMemoryRows.of(X, Y, s))
+    np.testing.assert_allclose(W, W_mem, rtol=1e-9)
+    np.testing.assert_allclose(b, b_mem, rtol=1e-9)
 
 
 def test_partitions_read_by_the_workers_from_parquet_files(client, tmp_path):

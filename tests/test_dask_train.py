@@ -8,7 +8,10 @@ two single-threaded worker processes is shared by the module.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -392,3 +395,57 @@ def test_a_worker_killed_inside_an_sgd_chain_changes_nothing(tmp_path):
     W, b, _ = streamed_reference(parts, val_parts, classes)
     np.testing.assert_array_equal(model.coef_, W.T)
     np.testing.assert_array_equal(model.intercept_, b)
+
+
+def test_the_train_stage_on_dask_logs_the_numpy_engines_datasets(client, isolated_tracking):
+    from mlflow.tracking import MlflowClient
+
+    from logreg.frames import read_table, write_table
+    from logreg.tracking.runs import DIGEST_CHARS
+
+    frame = table()
+    dask_engine = {"name": "dask", "address": client.scheduler.address, "partition_rows": 100}
+    splits = ("data/rebalanced/train.parquet", "data/prepared/val.parquet")
+    for engine in ("dask", "numpy"):
+        root = isolated_tracking / engine
+        stage_project(root, frame, dask_engine if engine == "dask" else {"name": "numpy"})
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["mlflow"] |= {"enabled": True, "experiment_name": engine}
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        if engine == "numpy":  # the same splits, each written as one file
+            for split in splits:
+                rows = read_table(root / split)
+                shutil.rmtree(root / split)
+                write_table(rows, root / split)
+        run_train_stage(root)
+
+    store = MlflowClient(f"sqlite:///{isolated_tracking / 'mlflow.db'}")
+    logged = {}
+    for engine in ("dask", "numpy"):
+        (run,) = store.search_runs([store.get_experiment_by_name(engine).experiment_id])
+        logged[engine] = {
+            (i.dataset.name, {t.key: t.value for t in i.tags}["mlflow.data.context"]): i.dataset
+            for i in run.inputs.dataset_inputs
+        }
+    keys = {("tiny/train", "train"), ("tiny/val", "validation")}
+    assert set(logged["dask"]) == set(logged["numpy"]) == keys
+    n_features = frame.shape[1] - 2
+    for key, rows, split in zip(sorted(keys), (450, 119), splits, strict=True):
+        ours, reference = logged["dask"][key], logged["numpy"][key]
+        assert ours.schema == reference.schema
+        columns = json.loads(ours.schema)["mlflow_colspec"]
+        assert [c["name"] for c in columns] == [*frame.columns[:n_features], TARGET]
+        assert ours.profile == reference.profile
+        assert json.loads(ours.profile) == {
+            "num_rows": rows, "num_elements": rows * (n_features + 1), "targets": TARGET,
+        }  # fmt: skip
+        # The digests, by hand: a file's SHA-256; a folder's, of its parts' names and SHA-256s.
+        folder = isolated_tracking / "dask" / split
+        listing = "".join(
+            f"{part.name} {hashlib.sha256(part.read_bytes()).hexdigest()}\n"
+            for part in sorted(folder.glob("part-*.parquet"))
+        )
+        assert ours.digest == hashlib.sha256(listing.encode()).hexdigest()[:DIGEST_CHARS]
+        file = (isolated_tracking / "numpy" / split).read_bytes()
+        assert reference.digest == hashlib.sha256(file).hexdigest()[:DIGEST_CHARS]
+        assert str(folder) in ours.source

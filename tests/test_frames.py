@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from logreg.errors import UserError
-from logreg.frames import TARGET, WEIGHT, feature_matrix, read_split, write_table
+from logreg.frames import TARGET, WEIGHT, feature_matrix, read_split, split_head, write_table
 
 ROWS, COLUMNS = 60_000, 40
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -192,3 +192,27 @@ def test_a_partition_folder_reads_as_the_one_file_of_its_rows(tmp_path):
     (folder / "part-00001.parquet").write_bytes(b"not parquet")
     with pytest.raises(UserError, match=r"part-00001\.parquet: not a readable Parquet file"):
         read_split(folder)
+
+
+def test_a_splits_head_and_shape_come_from_its_first_part_and_the_footers(tmp_path):
+    """What a run logs of a split on disk (engine=dask): to_frame's first rows, the full shape."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    frame[TARGET] = rng.choice(["no", "yes"], 300)
+    frame[WEIGHT] = rng.uniform(0.5, 2, 300)
+    write_table(frame, tmp_path / "whole.parquet")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for index, (start, stop) in enumerate(((0, 120), (120, 250), (250, 300))):
+        write_table(frame.iloc[start:stop], folder / f"part-{index:05d}.parquet")
+
+    head, shape = split_head(folder, 100, np.float32)
+    expected = frame[["a", "b", TARGET]].head(100).astype({"a": np.float32, "b": np.float32})
+    pd.testing.assert_frame_equal(head, expected)  # the weight is not a column of the frame
+    assert shape == (300, 3)
+    whole_head, whole_shape = split_head(tmp_path / "whole.parquet", 100, np.float32)
+    pd.testing.assert_frame_equal(whole_head, head)
+    assert whole_shape == shape == read_split(tmp_path / "whole.parquet").to_frame().shape
+    head, shape = split_head(folder, 1000)  # the first part's rows only
+    pd.testing.assert_frame_equal(head, frame[["a", "b", TARGET]].head(120))
+    assert shape == (300, 3)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import glob
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,9 @@ class BlockSchema:
     target: str
     columns: list[str]
     kinds: dict[str, str]
+    # Columns empty in the first block whose kind a later block set: the row (1-based,
+    # header excluded, in its file) where it was set.
+    decided_at: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, file: Path, target: str) -> BlockSchema:
@@ -279,17 +282,22 @@ class BlockSchema:
             for name in self.columns:
                 kind = column_kind(block[name])
                 expected = self.kinds[name]
-                if expected == "empty":
+                if expected == "empty" and kind != "empty":
                     self.kinds[name] = expected = kind
+                    self.decided_at[name] = block.index[0] + 1
                 if kind not in ("empty", expected):
-                    raise UserError(
-                        f"{file}: column '{name}' holds {kind} from row {block.index[0] + 1} "
-                        f"(1-based, header excluded) on, but {expected} in {self.first} or the "
-                        "rows before; make the column one kind"
-                    )
+                    raise self.mixed_kinds(file, name, kind, block.index[0] + 1, expected)
                 if kind in ("number", "empty") and expected == "number" and name != self.target:
                     block[name] = block[name].astype(np.float64)
             yield block
+
+    def mixed_kinds(self, file: Path, name: str, kind: str, row: int, expected: str) -> UserError:
+        """The error of a column that holds ``kind`` from ``row`` of ``file`` on, after
+        ``expected`` in the rows read before."""
+        return UserError(
+            f"{file}: column '{name}' holds {kind} from row {row} (1-based, header excluded) "
+            f"on, but {expected} in {self.first} or the rows before; make the column one kind"
+        )
 
 
 def _column_difference(expected: list[str], got: list[str]) -> str:

@@ -113,6 +113,33 @@ def part_paths(path: str | os.PathLike[str]) -> list[Path]:
     return [path]
 
 
+def part_rows(path: str | os.PathLike[str]) -> int:
+    """A part's row count, from its footer: no data read."""
+    with reading_errors(path):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def split_head(
+    path: str | os.PathLike[str], rows: int, dtype: Any = np.float64
+) -> tuple[pd.DataFrame, tuple[int, int]]:
+    """A split's first ``rows`` rows as :meth:`Split.to_frame` gives them, and the shape
+    of the whole split's frame, without reading the split.
+
+    The rows come from the first part's first row group(s) (fewer when that part is
+    shorter); the row count from every part's footer. What a run logs of a split that
+    is not in memory (an MLflow dataset: its schema from the head, its size).
+    """
+    parts = part_paths(path)
+    with reading_errors(parts[0]):
+        first = pq.ParquetFile(parts[0])
+        batch = next(first.iter_batches(batch_size=max(rows, 1)), None)
+        table = (
+            first.schema_arrow.empty_table() if batch is None else pa.Table.from_batches([batch])
+        )
+    head = table_split(table.slice(0, rows), dtype, source=str(parts[0])).to_frame()
+    return head, (sum(part_rows(part) for part in parts), head.shape[1])
+
+
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The table as a frame, one block per column (see :data:`LEAN_READ`)."""
     with reading_errors(path):

@@ -212,10 +212,22 @@ def rebalance(
         X_new, y_new, weights = smote(X, y, ratio, k_neighbors, seed, one_hot_groups)
     else:
         X_new, y_new, weights = STRATEGIES[strategy](X, y, ratio, k_neighbors, seed)
-    out = pd.DataFrame(X_new).reset_index(drop=True)
-    out[TARGET] = pd.Series(y_new).reset_index(drop=True)
-    out[WEIGHT] = np.asarray(weights, dtype=np.float64)
-    return out
+    labels = pd.Series(y_new).reset_index(drop=True)  # its dtype kept
+    return with_columns(
+        pd.DataFrame(X_new), {TARGET: labels, WEIGHT: np.asarray(weights, dtype=np.float64)}
+    )
+
+
+def with_columns(frame: pd.DataFrame, columns: dict[str, Any]) -> pd.DataFrame:
+    """``frame`` (its index dropped) with ``columns`` appended in one concatenation (arrays,
+    or series indexed 0..n-1).
+
+    A table read one block per column (:data:`logreg.frames.LEAN_FRAME`) is a frame of
+    many blocks: inserting a column into one of more than 100 makes pandas warn that it
+    is "highly fragmented" (on Dask, once per partition of a wide table).
+    """
+    added = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    return pd.concat([frame.reset_index(drop=True), added], axis=1)
 
 
 def report(

@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
 from logreg import plots
@@ -64,7 +63,7 @@ from logreg.engines.score_counts import (
     score_counts,
 )
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, Split, plain_label, read_split, reading_errors
+from logreg.frames import TARGET, Split, plain_label, read_split, reading_errors
 from logreg.hash_split import class_index, row_hashes
 from logreg.metrics import (
     baseline_sklearn,
@@ -649,12 +648,3 @@ def _calibration(test: SplitCounts, n_bins: int = 10) -> tuple[np.ndarray, np.nd
     score = np.bincount(group, weights=test.score_sums, minlength=n_bins)
     filled = rows > 0
     return score[filled] / rows[filled], positives[filled] / rows[filled]
-
-
-def first_rows(path: Path, n: int = 5) -> pd.DataFrame:
-    """The features of a split's first rows (a serving example): one batch of its first part."""
-    first = part_paths(path)[0]
-    with reading_errors(first):
-        batch = next(pq.ParquetFile(first).iter_batches(batch_size=n))
-    frame = batch.to_pandas()
-    return frame[[c for c in frame.columns if c not in RESERVED]]

@@ -31,19 +31,28 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial, reduce
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logreg import datasets, hash_split, moments, order_stats, preprocess
 from logreg.engines.partitions import PART, part_paths, part_rows, read_part, replace_path
 from logreg.errors import UserError
-from logreg.frames import RESERVED, TARGET, plain_label, reading_errors, write_table
+from logreg.frames import (
+    DICTIONARY_PAGE_BYTES,
+    RESERVED,
+    TARGET,
+    plain_label,
+    reading_errors,
+    write_table,
+)
+from logreg.io import atomic_path
 from logreg.preprocess import CATEGORICAL, NUMERIC, Column, Preprocessing, Profile, Stats
 
 SPLITS = ("train", "val", "test")
@@ -167,6 +176,13 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
             submit(client, _write_file, file, schema, data, partition_rows, folder, i)
             for i, file in enumerate(files)
         ]
+        texts = [
+            name
+            for name, kind in _settle_kinds(schema, files, results(client, tasks)).items()
+            if kind == "text"
+        ]
+        if texts:  # the parts written while those columns were still empty hold numbers
+            _retype_empty_parts(client, sorted(folder.glob("part-*.parquet")), texts)
     elif source == "synthetic":
         spec = datasets.synthetic_spec(data)
         target = data.get("target") or datasets.SYNTHETIC_TARGET
@@ -233,9 +249,13 @@ def _write_file(
     partition_rows: int,
     folder: Path,
     index: int,
-) -> int:
-    """A worker's task: one source file, read in blocks, as parts ``part-<file>-<k>``."""
+) -> tuple[int, dict[str, tuple[str, int]]]:
+    """A worker's task: one source file, read in blocks, as parts ``part-<file>-<k>``;
+    its rows, and the kind (and the row it starts at) of each column that was empty in
+    the first file's first block and holds values here."""
     where = str(data["path"])
+    # Its own copy: the schema learns those kinds from this file only.
+    schema = replace(schema, kinds=dict(schema.kinds), decided_at={})
     blocks = (
         datasets.select_columns(block, schema.target, data, where)
         for block in schema.checked_blocks(file)
@@ -244,7 +264,56 @@ def _write_file(
     for k, part in enumerate(rebatch(blocks, partition_rows)):
         write_table(part, folder / f"part-{index:05d}-{k:05d}.parquet")
         rows += len(part)
-    return rows
+    return rows, {name: (schema.kinds[name], row) for name, row in schema.decided_at.items()}
+
+
+def _settle_kinds(
+    schema: datasets.BlockSchema,
+    files: list[Path],
+    written: list[tuple[int, dict[str, tuple[str, int]]]],
+) -> dict[str, str]:
+    """The kinds of the columns empty in the first file's first block, as the numpy
+    engine settles them reading the files in order: the first file with values sets
+    the kind, and a later file of the other kind is the numpy engine's error line."""
+    settled: dict[str, str] = {}
+    for file, (_, kinds) in zip(files, written, strict=True):
+        for name, (kind, row) in kinds.items():
+            expected = settled.setdefault(name, kind)
+            if kind != expected:
+                raise schema.mixed_kinds(file, name, kind, row, expected)
+    return settled
+
+
+def _retype_empty_parts(client: Any, parts: list[Path], names: list[str]) -> None:
+    """Give the text columns ``names`` the Arrow type of their text in every part: a
+    part of a file where they are all empty holds them as numbers (CSV reads a column of
+    gaps as floats), so the parts would not share one schema."""
+    types = results(client, [submit(client, _column_types, part, names) for part in parts])
+    text = {name: next(t[name] for t in types if _is_text(t[name])) for name in names}
+    retyped = [p for p, t in zip(parts, types, strict=True) if t != {n: text[n] for n in names}]
+    results(client, [submit(client, _as_empty_columns, part, text) for part in retyped])
+
+
+def _column_types(part: Path, names: list[str]) -> dict[str, Any]:
+    schema = pq.read_schema(part)
+    return {name: schema.field(name).type for name in names}
+
+
+def _is_text(arrow_type: Any) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+def _as_empty_columns(part: Path, types: dict[str, Any]) -> None:
+    """Rewrite ``part`` with its columns of ``types``, all gaps, as empty columns of those
+    types."""
+    table = pq.read_table(part)
+    for name, arrow_type in types.items():
+        index = table.schema.get_field_index(name)
+        if table.schema.field(index).type != arrow_type:
+            assert table.column(index).null_count == table.num_rows  # _settle_kinds saw gaps
+            table = table.set_column(index, name, pa.nulls(table.num_rows, arrow_type))
+    with atomic_path(part) as tmp:
+        pq.write_table(table, tmp, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES)
 
 
 def rebatch(blocks: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:

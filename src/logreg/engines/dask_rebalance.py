@@ -244,9 +244,8 @@ def _apply(per_part: Any, hashed: tuple[np.ndarray, np.ndarray]) -> Any:
 
 
 def _weighted(frame: pd.DataFrame, weights: dict[Any, float]) -> pd.DataFrame:
-    out = frame.reset_index(drop=True)
-    out[WEIGHT] = out[TARGET].map(weights).to_numpy(dtype=np.float64)
-    return out
+    weight = frame[TARGET].map(weights).to_numpy(dtype=np.float64)
+    return rb.with_columns(frame, {WEIGHT: weight})
 
 
 def _undersampled(
@@ -387,8 +386,12 @@ def _synthetic(
         X_new, y_new, weights = rb.smote(
             X, y, options["ratio"], options["k_neighbors"], options["seed"], one_hot_groups, counts
         )
-    synthetic = pd.DataFrame(X_new).iloc[len(rows) :].reset_index(drop=True)
-    synthetic[TARGET] = pd.Series(y_new).iloc[len(rows) :].to_numpy()
-    synthetic[WEIGHT] = np.asarray(weights, dtype=np.float64)[len(rows) :]
+    synthetic = rb.with_columns(
+        pd.DataFrame(X_new).iloc[len(rows) :],
+        {
+            TARGET: pd.Series(y_new).iloc[len(rows) :].to_numpy(),
+            WEIGHT: np.asarray(weights, dtype=np.float64)[len(rows) :],
+        },
+    )
     ours = [str(w.message) for w in caught if str(w.message).startswith("rebalance.")]
     return _write_pieces(synthetic, place), ours

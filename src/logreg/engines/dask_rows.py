@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from logreg.model.rows import Block, add_up, sample_positions, take
+from logreg.engines.memmap_rows import write_row_cache
+from logreg.model.rows import Block, add_up, take
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,26 @@ class DaskRows:
         return add_up(self.client.gather(self.map(of, *per_block)))
 
     def sample(self, n_rows: int, rng: np.random.Generator) -> DaskRows:
-        picks = sample_positions(list(self.sizes), n_rows, rng)
-        # The sampled rows are copies, kept in the workers' memory (a quarter of the rows
-        # for Newton's sketched Hessian).
-        parts = tuple(self.map(take, picks))
-        return DaskRows(self.client, parts, tuple(len(local) for local in picks))
+        """``n_rows`` of all the rows, drawn without replacement on the workers.
+
+        The client draws only how many rows each block gives (:func:`sample_counts`) and
+        one seed; each block's task draws its own rows (:func:`sampled_rows`), so the
+        client holds O(blocks), and a task rerun draws the same rows. Blocks in a row
+        cache keep their sample as a row cache beside theirs (:func:`cache_sample`),
+        read from the page cache by the tasks that use it, so no worker holds the sampled
+        rows (a quarter of them, for Newton's sketched Hessian) between tasks; blocks in
+        memory keep theirs in memory.
+        """
+        counts, seed = sample_counts(self.sizes, n_rows, rng)
+        draws = [(count, (seed, index)) for index, count in enumerate(counts)]
+        if self.open is None:
+            parts = tuple(self.map(sampled_rows, draws))
+        else:
+            parts = tuple(
+                self.client.submit(cache_sample, self.open, part, draw, pure=False)
+                for part, draw in zip(self.parts, draws, strict=True)
+            )
+        return DaskRows(self.client, parts, tuple(counts), self.open)
 
     def keep(self, rows: Block) -> Callable[[], Block]:
         """``rows`` sent to a worker, fetched back when called (SGD through the client;
@@ -96,6 +112,38 @@ def on_opened(
 ) -> Any:
     """``of`` on the block behind ``handle``, opened for this task only."""
     return of(open(handle), *items, **settings)
+
+
+def sample_counts(
+    sizes: Sequence[int], n_rows: int, rng: np.random.Generator
+) -> tuple[list[int], int]:
+    """How many of ``n_rows`` rows drawn uniformly without replacement from blocks of
+    ``sizes`` rows fall in each block, and a seed for the blocks' own draws.
+
+    The counts of a uniform sample of the rows are multivariate hypergeometric: drawing
+    them, then each block's rows uniformly among its own, samples the rows uniformly,
+    with O(blocks) numbers on the client instead of O(rows).
+    """
+    counts = rng.multivariate_hypergeometric(
+        np.asarray(sizes, dtype=np.int64), n_rows, method="marginals"
+    )
+    return [int(count) for count in counts], int(rng.integers(2**63))
+
+
+def sampled_rows(block: Block, draw: tuple[int, tuple[int, int]]) -> Block:
+    """``draw``: (count, (seed, block index)); that many of the block's rows, drawn by a
+    generator of that seed and index (so a rerun draws the same), in block order."""
+    count, key = draw
+    positions = np.random.default_rng(key).choice(block.X.shape[0], count, replace=False)
+    return take(block, np.sort(positions))
+
+
+def cache_sample(open: Callable[[Any], Block], folder: str, draw: tuple[int, Any]) -> str:
+    """A cached block's sampled rows (:func:`sampled_rows`) written as a row cache beside
+    the block's, ``<folder>.sample``; that folder, which ``open`` opens as it opens the
+    block's (it is removed with them)."""
+    rows = sampled_rows(open(folder), draw)
+    return str(write_row_cache([rows], f"{folder}.sample", rows.X.dtype))
 
 
 def _n_rows(block: Block) -> int:

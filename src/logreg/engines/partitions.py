@@ -18,11 +18,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
-from logreg.frames import PART, part_paths, read_table, reading_errors, write_table
+from logreg.frames import PART, part_paths, part_rows, read_table, write_table
 
-# part_paths lives with the readers (logreg.frames), which read a file or a folder alike.
+# part_paths and part_rows live with the readers (logreg.frames), which read a file or a
+# folder alike.
 __all__ = [
     "PART",
     "part_paths",
@@ -32,12 +32,6 @@ __all__ = [
     "staged_folder",
     "write_parts",
 ]
-
-
-def part_rows(path: str | os.PathLike[str]) -> int:
-    """A part's row count, from its footer: no data read."""
-    with reading_errors(path):
-        return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def read_part(path: str | os.PathLike[str]) -> pd.DataFrame:

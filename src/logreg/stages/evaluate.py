@@ -44,7 +44,7 @@ from logreg import LogisticRegression, plots, preprocess
 from logreg.bootstrap import score_intervals
 from logreg.crossval import out_of_fold_scores
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, minority_class, read_split
+from logreg.frames import TARGET, Split, minority_class, read_split, split_head
 from logreg.io import atomic_path, write_json
 from logreg.metrics import (
     OUT_OF_FOLD,
@@ -59,7 +59,7 @@ from logreg.metrics import (
 from logreg.preprocess import Preprocessing
 from logreg.schema import check_section
 from logreg.stages import entry
-from logreg.stages.train import MODEL_FILE
+from logreg.stages.train import MODEL_FILE, logged_split
 from logreg.tracking.background import open_background_tracker
 from logreg.tracking.provenance import file_sha256
 from logreg.tracking.runs import MODEL_TAG, open_tracker, trained_run
@@ -340,15 +340,16 @@ def run(
         )
     with tracker.run(run_id=run_id, run_name="evaluate"):
         dataset = (params.get("data") or {}).get("name") or "data"
-        if not on_dask:  # a partitioned split is not one frame to profile
-            # Queued first: a background tracker hashes the test split while it is scored.
-            tracker.log_dataset(
-                splits["test"].to_frame(),
-                source=paths.test,
-                name=f"{dataset}/test",
-                context="test",
-                targets=TARGET,
-            )
+        # Queued first: a background tracker hashes the test split while it is scored.
+        frame, shape = logged_split(splits.get("test"), paths.test)
+        tracker.log_dataset(
+            frame,
+            source=paths.test,
+            name=f"{dataset}/test",
+            context="test",
+            targets=TARGET,
+            shape=shape,
+        )
         if on_dask:
             metrics, written, positive = _evaluate_on_dask(model, params, paths)
         else:
@@ -431,9 +432,7 @@ def _first_test_rows(splits: dict[str, Split], test: Path, rows: int = 5) -> pd.
     """The features of the first test rows: from the split in memory, or its first part."""
     if splits:
         return pd.DataFrame(splits["test"].X[:rows], columns=splits["test"].feature_names)
-    from logreg.engines.dask_evaluate import first_rows
-
-    return first_rows(test, rows)
+    return split_head(test, rows)[0].drop(columns=TARGET)
 
 
 @cli

@@ -32,13 +32,13 @@ import pandas as pd
 
 from logreg import LogisticRegression
 from logreg.errors import UserError, cli
-from logreg.frames import TARGET, Split, minority_class, read_split
+from logreg.frames import TARGET, Split, minority_class, read_split, split_head
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
 from logreg.tracking.background import open_background_tracker
 from logreg.tracking.provenance import file_sha256, git_info, project_root
-from logreg.tracking.runs import MODEL_TAG, open_tracker, write_run_file
+from logreg.tracking.runs import MODEL_TAG, SCHEMA_SAMPLE_ROWS, open_tracker, write_run_file
 
 MODEL_FILE = "model.npz"  # in --model-dir, with model.json beside it
 DATASETS = (("train", "train"), ("val", "validation"))  # MLflow's name and context per split
@@ -96,6 +96,18 @@ def positive_class(prep: Preprocessing, minority: Any) -> Any:
     """The positive class: prepare's record of the minority class, else the training
     split's minority class (``minority``)."""
     return prep.positive_class if prep.positive_class is not None else minority
+
+
+def logged_split(
+    split: Split | None, path: Path, dtype: Any = np.float64
+) -> tuple[pd.DataFrame, tuple[int, int]]:
+    """What a run logs of a split (an MLflow dataset): its frame and shape, from the split
+    in memory, or, when the workers read it (engine=dask), its first rows and its shape
+    from the Parquet footers (:func:`~logreg.frames.split_head`): the same schema and size."""
+    if split is not None:
+        frame = split.to_frame()
+        return frame, frame.shape
+    return split_head(path, SCHEMA_SAMPLE_ROWS, dtype)
 
 
 class _Progress:
@@ -186,11 +198,13 @@ def run(params: Mapping[str, Any], paths: Paths, background: bool = False) -> No
         # Hashed by the tracker (beside the fit, in the background), once for the tags
         # and the datasets' digests; not at all with tracking off.
         tracker.tag_digests({"dataset.sha256": paths.train, "dataset.val_sha256": paths.val})
-        logged = zip(splits or (), (paths.train, paths.val), DATASETS, strict=False)
-        for split, path, (name, context) in logged:
+        for index, (path, (name, context)) in enumerate(
+            zip((paths.train, paths.val), DATASETS, strict=True)
+        ):
+            frame, shape = logged_split(splits[index] if splits else None, path, dtype)
             tracker.log_dataset(
-                split.to_frame(), source=path, name=f"{dataset}/{name}", context=context,
-                targets=TARGET,
+                frame, source=path, name=f"{dataset}/{name}", context=context, targets=TARGET,
+                shape=shape,
             )  # fmt: skip
 
         progress = _Progress(int(train_params.get("epochs", 0) or 0))

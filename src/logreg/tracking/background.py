@@ -102,9 +102,10 @@ class BackgroundTracker:
         return self._submit(_call, "find_run", (dict(tags),), {}).result()
 
     def log_dataset(self, frame: Any, **kwargs: Any) -> None:
-        """Sends the rows the schema is inferred from and the shape, not the whole table."""
+        """Sends the rows the schema is inferred from and the shape, not the whole table
+        (the ``shape`` given, when ``frame`` is already a table's first rows)."""
         head = frame.head(SCHEMA_SAMPLE_ROWS)
-        self._submit(_call, "log_dataset", (head,), kwargs | {"shape": frame.shape})
+        self._submit(_call, "log_dataset", (head,), {"shape": frame.shape} | kwargs)
 
     def __getattr__(self, method: str) -> Any:
         """log_params, set_tags, log_metrics, log_history, log_artifact, ...: queued."""
