@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from logreg.tracking.background import BackgroundTracker, open_background_tracker
+from logreg.tracking.background import CHILD_NICENESS, BackgroundTracker, open_background_tracker
 from logreg.tracking.orphans import PID_TAG
 from logreg.tracking.runs import SCHEMA_SAMPLE_ROWS, NullTracker
 
@@ -104,3 +104,13 @@ def test_a_deferred_tracker_opens_the_store_with_its_first_call_not_before(
             active.log_params({"a": 1})
         run = MlflowClient(tracking_uri=tracker.uri).get_run(tracker.run_id)
         assert run.info.status == "FINISHED" and run.data.params == {"a": "1"}
+
+
+def test_the_child_runs_at_a_lower_priority_than_the_stage(tmp_path):
+    """Its imports and hashing yield to the stage's fit where both want a core."""
+    tracker = BackgroundTracker(cfg(tmp_path), root=tmp_path, defer_open=True)
+    try:
+        child_niceness = tracker._pool.submit(os.nice, 0).result()  # os.nice(0): the current one
+    finally:
+        tracker._finish(raise_error=True)
+    assert child_niceness == min(os.nice(0) + CHILD_NICENESS, 19)

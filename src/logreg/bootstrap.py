@@ -126,11 +126,16 @@ def resampled_counts(
     rng = np.random.default_rng(seed)
     classes = [np.flatnonzero(y == value) for value in (False, True)]
     targets = [rows if positions is None else positions[rows] for rows in classes]
+    # Both classes' draws, one after the other, in one buffer for every resample.
+    drawn = np.empty(len(y), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(column) for column in targets])
     for start in range(0, n_resamples, chunk):
         counts = np.empty((min(chunk, n_resamples - start), len(y)), dtype=np.int64)
         for resample in counts:  # the draws of resample_indices, in its order
-            drawn = [column[rng.integers(0, len(column), size=len(column))] for column in targets]
-            resample[:] = np.bincount(np.concatenate(drawn), minlength=len(y))
+            for column, begin, end in zip(targets, offsets[:-1], offsets[1:], strict=True):
+                picks = rng.integers(0, len(column), size=len(column))
+                np.take(column, picks, out=drawn[begin:end], mode="clip")  # picks are valid
+            resample[:] = np.bincount(drawn, minlength=len(y))
         yield counts
 
 
@@ -167,7 +172,7 @@ def _scores(ranked: Ranked, threshold: float, counts: np.ndarray) -> dict[str, n
         "f1": _ratio(2 * tp, predicted + positives, empty=0.0),
     }
     precision_cut = _ratio(tp_cut, predicted_cut, empty=0.0)
-    recall_step = np.diff(tp_cut, axis=1, prepend=0.0)  # Rₖ − Rₖ₋₁, times P
+    recall_step = np.diff(tp_cut, axis=1, prepend=0)  # Rₖ − Rₖ₋₁, times P (integers)
     out["pr_auc"] = _ratio(np.sum(recall_step * precision_cut, axis=1), positives, empty=np.nan)
     return out
 
@@ -289,13 +294,15 @@ def _cumulative_at_cuts(ranked: Ranked, counts: np.ndarray) -> tuple[np.ndarray,
     (n_resamples, n_distinct), highest score first: the cumulative sums of ``counts``
     read at the end of each run of equal scores (rows of equal score fall on the same
     side of every threshold).
-    Integer sums, so exact whatever the order of summation.
+    Integer sums, so exact whatever the order of summation; left as integers, since every
+    ratio of them is computed in float64 anyway (a float64 copy cost a tenth of the
+    bootstrap at 400,000 rows).
     """
     tp_cut = np.cumsum(counts * ranked.y, axis=1)
     predicted_cut = np.cumsum(counts, axis=1)
     if ranked.ends is not None:
         tp_cut, predicted_cut = tp_cut[:, ranked.ends], predicted_cut[:, ranked.ends]
-    return tp_cut.astype(np.float64), predicted_cut.astype(np.float64)
+    return tp_cut, predicted_cut
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
