@@ -68,10 +68,11 @@ def connect(
         "distributed.worker.profile.enabled": False,
         # Every server (scheduler, nannies, workers) wakes its event loop every 20 ms to
         # time itself, for a "blocked event loop" warning, and every 500 ms to sample
-        # CPU, memory, disk and network for the dashboard. Each wake takes the GIL from
-        # the job running beside it. At 1 s and 5 s an idle 2-worker cluster used 0.25
-        # CPU seconds in 15 s instead of 1.7; a job's own memory limits keep their
-        # monitors (distributed.worker.memory.monitor-interval, 100 ms).
+        # CPU, memory, disk and network for the dashboard; each wake needs the GIL that
+        # the job beside it holds. With a 1 s tick an idle 2-worker cluster used 0.7 CPU
+        # seconds in 15 s instead of 1.7, and a 40-job sweep's CPU went from 1.24x to
+        # 1.11x joblib's (README, bench/sweep.py). The memory limits keep their monitors
+        # (distributed.worker.memory.monitor-interval, 100 ms).
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "5s",
     }
