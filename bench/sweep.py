@@ -7,15 +7,16 @@ Run from the project root:
 
 In a temporary workspace it runs ``python -m logreg.run --multirun`` over the study's grid
 (:data:`logreg.sweep.STUDY`: batch size x penalty x rebalancing, the scikit-learn
-baseline off) four times, one after the other, each with 2 job slots:
+baseline off) five times, one after the other, each with 2 job slots:
 
 - ``joblib``: Hydra's joblib launcher, ``n_jobs=2``, the sqlite store (``make sweep``);
+- ``joblib, no tracking``: the same with ``mlflow=off``, the floor of joblib's tracking;
 - ``dask``: ``hydra/launcher=dask``, a LocalCluster of 2 workers, the sqlite store;
   goal: at most 1.2x ``joblib``'s wall time;
 - ``dask + server``: the same against the team server (PostgreSQL store, proxied
   artifacts), started here by :mod:`logreg.tracking.server` in a temp folder on free
   ports; goal: at most 1.3x ``dask``'s wall time;
-- ``dask, no tracking``: ``mlflow=off``, the floor that tracking is measured against.
+- ``dask, no tracking``: ``mlflow=off``, the floor of the Dask sweeps' tracking.
 
 Where the time goes comes from the jobs' own records (:func:`logreg.pipeline.timings_file`:
 each job's process, start, end and stage seconds; train's run file: the fit's seconds):
@@ -27,13 +28,14 @@ each job's process, start, end and stage seconds; train's run file: the fit's se
 - data: prepare and rebalance; fit: the estimator's fit; train, evaluate: the rest of
   those stages (reading splits, saving, metrics, figures and their tracking);
 - tracking: a job's train and evaluate seconds minus the median of those without
-  tracking (``dask, no tracking``), measured in the same run;
+  tracking on the same launcher (its ``no tracking`` sweep), measured in the same run,
+  so that a launcher whose jobs run slower does not count that as tracking;
 - end: from the last job's end to the sweep's exit (the parent run's ranking and the
   cluster's shutdown).
 
 The figures are medians over the jobs. The machine (CPU model, cores, load) is printed
 first: on a shared machine, read the load next to the figures. ``--repeats`` runs the
-four sweeps that many times, interleaved, and prints each sweep's median wall time.
+five sweeps that many times, interleaved, and prints each sweep's median wall time.
 """
 
 from __future__ import annotations
@@ -73,18 +75,22 @@ SWEEP_TIMEOUT = 3600.0  # seconds for one sweep before the benchmark gives up
 class Sweep:
     name: str
     overrides: tuple[str, ...]  # launcher and tracking
+    floor: str  # the sweep on the same launcher without tracking, that tracking is measured against
 
 
 def sweeps(server_uri: str | None) -> list[Sweep]:
+    joblib = ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={SLOTS}")
     dask = ("hydra/launcher=dask", f"hydra.launcher.n_workers={SLOTS}")
+    joblib_floor, dask_floor = "joblib, no tracking", "dask, no tracking"
     found = [
-        Sweep("joblib", ("hydra/launcher=joblib", f"hydra.launcher.n_jobs={SLOTS}")),
-        Sweep("dask", dask),
+        Sweep("joblib", joblib, joblib_floor),
+        Sweep(joblib_floor, (*joblib, "mlflow=off"), joblib_floor),
+        Sweep("dask", dask, dask_floor),
     ]
     if server_uri is not None:
         server = ("mlflow=server", f"mlflow.tracking_uri={server_uri}")
-        found.append(Sweep("dask + server", (*dask, *server)))
-    found.append(Sweep("dask, no tracking", (*dask, "mlflow=off")))
+        found.append(Sweep("dask + server", (*dask, *server), dask_floor))
+    found.append(Sweep(dask_floor, (*dask, "mlflow=off"), dask_floor))
     return found
 
 
@@ -209,7 +215,9 @@ def breakdown(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def print_report(results: dict[str, list[dict[str, Any]]], n_jobs: int) -> None:
+def print_report(
+    results: dict[str, list[dict[str, Any]]], floors: dict[str, str], n_jobs: int
+) -> None:
     wall = {name: statistics.median(r["wall_s"] for r in runs) for name, runs in results.items()}
     print(f"\n== sweeps ({n_jobs} jobs, {SLOTS} slots each; wall time, median of "
           f"{len(next(iter(results.values())))})")  # fmt: skip
@@ -237,15 +245,18 @@ def print_report(results: dict[str, list[dict[str, Any]]], n_jobs: int) -> None:
 
     print("\n== where the time goes (s; per job: medians over the jobs of the last repeat)")
     parts = {name: breakdown(runs[-1]) for name, runs in results.items()}
-    floor = parts.get("dask, no tracking", {}).get("tracked")
     columns = ("sweep start", "job start", "data", "fit", "train", "evaluate", "tracking",
                "sweep end", "busy")  # fmt: skip
     print(f"{'configuration':<20} " + " ".join(f"{c:>11}" for c in columns))
     for name, part in parts.items():
-        part["tracking"] = part["tracked"] - floor if floor is not None else float("nan")
+        floor = parts[floors[name]]["tracked"] if floors[name] in parts else float("nan")
+        part["tracking"] = part["tracked"] - floor
         cells = [f"{part[c]:>11.2f}" for c in columns[:-1]] + [f"{part['busy']:>10.0%}"]
         print(f"{name:<20} " + " ".join(cells))
-    print("sweep start, sweep end: once per sweep; busy: the jobs' share of the slots' time")
+    print(
+        "sweep start, sweep end: once per sweep; tracking: against the same launcher's "
+        "no-tracking sweep; busy: the jobs' share of the slots' time"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{sweep.name}: {result['wall_s']:.1f} s, load average "
                           f"{result['load']:.2f} at its end", flush=True)  # fmt: skip
                     results[sweep.name].append(result)
-    print_report(results, n_jobs)
+    print_report(results, {c.name: c.floor for c in configurations}, n_jobs)
     return 0
 
 

@@ -57,3 +57,21 @@ def test_a_local_clusters_workers_run_without_the_statistical_profiler():
     with connect(None, n_workers=1) as client:
         seen = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
     assert list(seen.values()) == [False]
+
+
+def test_a_local_clusters_event_loops_wake_once_a_second_at_most():
+    """Their health tick (20 ms) and system monitor (500 ms) take the GIL from the task
+    running beside them; tornado's PeriodicCallback keeps its interval in ms."""
+    with connect(None, n_workers=1) as client:
+        workers = client.run(
+            lambda dask_worker: {
+                name: dask_worker.periodic_callbacks[name].callback_time
+                for name in ("tick", "monitor")
+            }
+        )
+        scheduler = client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time
+        )
+    (worker,) = workers.values()
+    assert worker["tick"] >= 1000 and worker["monitor"] >= 1000
+    assert scheduler >= 1000

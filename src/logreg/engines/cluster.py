@@ -61,10 +61,21 @@ def connect(
         with client:
             yield client
         return
-    # The workers' statistical profiler samples every task thread's stack every 10 ms,
-    # for the dashboard's profile page: a sweep job (Python for seconds) took 1.23x its
-    # time in one process with it, 1.13x without (Caravan, 5 jobs each, load 2).
-    settings: dict[str, Any] = {"distributed.worker.profile.enabled": False}
+    settings: dict[str, Any] = {
+        # The workers' statistical profiler samples every task thread's stack every 10 ms,
+        # for the dashboard's profile page: a sweep job (Python for seconds) took 1.23x its
+        # time in one process with it, 1.13x without (Caravan, 5 jobs each, load 2).
+        "distributed.worker.profile.enabled": False,
+        # Every server (scheduler, nannies, workers) wakes its event loop every 20 ms to
+        # time itself, for a "blocked event loop" warning, and every 500 ms to sample
+        # CPU, memory, disk and network for the dashboard; each wake needs the GIL that
+        # the job beside it holds. With a 1 s tick an idle 2-worker cluster used 0.7 CPU
+        # seconds in 15 s instead of 1.7, and a 40-job sweep's CPU went from 1.24x to
+        # 1.11x joblib's (README, bench/sweep.py). The memory limits keep their monitors
+        # (distributed.worker.memory.monitor-interval, 100 ms).
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "5s",
+    }
     if allowed_failures is not None:
         settings["distributed.scheduler.allowed-failures"] = allowed_failures
     with (
