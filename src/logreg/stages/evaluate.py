@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from logreg import LogisticRegression, plots, preprocess
+from logreg.allocator import keep_freed_memory
 from logreg.bootstrap import score_intervals
 from logreg.crossval import out_of_fold_scores
 from logreg.errors import UserError, cli
@@ -438,6 +439,7 @@ def _first_test_rows(splits: dict[str, Split], test: Path, rows: int = 5) -> pd.
 @cli
 def main(argv: list[str] | None = None) -> None:
     params, paths = entry.parse(argv, Paths, SECTIONS, "logreg.stages.evaluate", __doc__)
+    keep_freed_memory()  # the bootstrap's arrays reused, not mapped afresh (logreg.allocator)
     run(params, paths, background=True)
 
 
