@@ -187,7 +187,7 @@ def load_raw(client: Any, data: dict[str, Any], partition_rows: int, folder: Pat
         spec = datasets.synthetic_spec(data)
         target = data.get("target") or datasets.SYNTHETIC_TARGET
         check_partition_memory(partition_rows, spec.n_features + 1, limit)
-        cut = datasets.minority_cut(spec, _chunk_gather(client, spec, partition_rows))
+        cut = datasets.minority_cut(spec, chunk_gather(client, spec, partition_rows))
         tasks = [
             submit(
                 client,
@@ -339,7 +339,7 @@ def renumber(folder: Path) -> None:
         part.rename(folder / part.name.removeprefix(".renamed-"))
 
 
-def _chunk_gather(client: Any, spec: datasets.Synthetic, partition_rows: int) -> Callable:
+def chunk_gather(client: Any, spec: datasets.Synthetic, partition_rows: int) -> Callable:
     """A ``gather`` over the synthetic chunks' score keys, a task per run of chunks."""
     per_task = max(1, partition_rows // datasets.CHUNK_ROWS)
     runs = [range(i, min(i + per_task, spec.n_chunks)) for i in range(0, spec.n_chunks, per_task)]
