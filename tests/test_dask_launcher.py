@@ -42,6 +42,17 @@ def job(cfg):
         os._exit(3)  # the worker process dies with the job
     if cfg.mode == "always":
         raise RuntimeError("this job fails every attempt")
+    if cfg.mode == "faults":  # a freed 1 MB array made again: fresh pages, or reused ones
+        import resource
+
+        import numpy as np
+
+        first = np.ones(1 << 17)
+        del first
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        second = np.ones(1 << 17)
+        faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+        (Path(os.environ["ATTEMPTS_DIR"]) / "faults").write_text(str(faults))
     Path("done").write_text(cfg.mode)  # in the job's folder (chdir below)
 
 
@@ -87,6 +98,16 @@ def test_a_job_that_raises_or_kills_its_worker_runs_again_and_the_sweep_goes_on(
     # Each job ran in its own folder, numbered in the order of the overrides.
     folders = {p.parent.name: p.read_text() for p in tmp_path.glob("multirun/*/*/*/done")}
     assert folders == {"0": "raise_once", "1": "die_once", "3": "fine"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_a_job_reuses_freed_memory_despite_the_nannys_trim_threshold(tmp_path):
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's
+    # mmap threshold at 128 KB: a freed 1 MB array would come back as 256 new pages.
+    done = _run_app(tmp_path, "+mode=faults")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int((tmp_path / "attempts" / "faults").read_text()) < 16
 
 
 @pytest.mark.slow

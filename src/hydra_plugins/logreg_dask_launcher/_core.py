@@ -39,6 +39,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from logreg import sweep_jobs
+from logreg.allocator import JOB_THRESHOLDS, keep_freed_memory
 from logreg.engines.cluster import connect
 from logreg.errors import UserError, user_errors_exit
 
@@ -96,6 +97,8 @@ def execute_job(
     singleton_state: dict[Any, Any],
 ) -> JobReturn:
     """On a worker: one job, as Hydra's launchers run it. Raises when the task failed."""
+    # The nanny's MALLOC_TRIM_THRESHOLD_ would make every array above 128 KB new pages.
+    keep_freed_memory(*JOB_THRESHOLDS)
     setup_globals()
     Singleton.set_state(singleton_state)
     sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
