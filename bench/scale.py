@@ -46,6 +46,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from logreg.engines.cluster import connect
 from logreg.engines.dask_epochs import PartitionChains
 from logreg.engines.dask_rows import DaskRows
 from logreg.engines.dask_train import load_rows
@@ -210,8 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.d, args.partitions, args.repeats = 20_000, 20, 4, 2
-    from distributed import Client, LocalCluster
-
     gib = 2.0**30
     data_bytes = args.n * args.d * np.dtype(args.dtype).itemsize
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -245,11 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         W, b = np.zeros((args.d, 1), dtype=args.dtype), np.zeros(1, dtype=args.dtype)
         with (
             PeakRSS() as rss,
-            LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, dashboard_address=None,
+            # The train stage's own LocalCluster (logreg.engines.cluster), as the stage runs it.
+            connect(
+                None, n_workers=args.workers, threads_per_worker=1,
                 memory_limit=f"{max(2 * data_bytes / args.workers, 2**30):.0f}",
-            ) as cluster,
-            Client(cluster) as client,
+            ) as client,
         ):  # fmt: skip
             dask_rows = DaskRows.load(client, read_parquet_block, parquet)
             passes = {
