@@ -9,8 +9,12 @@ on a cluster. Each block's rows are shuffled into a copy once per fit, as the re
 path does, and the copy is kept where the rows are (``rows.keep``: beside a row cache
 on disk, in a worker's memory), not in the solver's memory. Each epoch then visits the
 blocks in a seeded random order, and each block's batches in a seeded random order,
-reading the kept copy as it is: no row is copied after the first. The weights pass
-from one block to the next: this is streaming SGD. Against the resident path, only
+reading the kept copy as it is: no row is copied after the first. Where a kept copy
+reads back with no copy (in memory, or memory-mapped), each block's visit (its design's
+O(rows) buffers and its batches' views) is also built once, on its first visit, and
+reused for the fit; a Dask task builds its own (:mod:`logreg.engines.dask_epochs`), so
+that no worker holds a block between tasks. The weights pass from one block to the
+next: this is streaming SGD. Against the resident path, only
 the batches of different blocks never mix within an epoch. Each row is still seen
 once per epoch and each step is still an unbiased gradient estimate; the blocks should
 not be sorted by class (a partition of only one class pulls the weights its way for a
