@@ -61,6 +61,9 @@ class ResidentEpochs:
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
         return sum(design.epoch_loss_sum(theta, full=full) for design in self.designs)
 
+    def close(self) -> None:
+        """Nothing to drop: the designs go with this object."""
+
 
 class StreamedEpochs:
     def __init__(self, rows: RowBlocks, rng: np.random.Generator, fit_intercept: bool, B: int):
@@ -111,6 +114,10 @@ class StreamedEpochs:
             for index in range(len(self.kept))
         )
 
+    def close(self) -> None:
+        """The fit's visits dropped (and with them any kept copy's map)."""
+        self.visits = {}
+
     def _visit(self, index: int) -> BlockVisit:
         visit = self.visits.get(index)
         if visit is None:
@@ -125,9 +132,17 @@ class BlockVisit:
     its steps: its design (the logits' and residual coefficients' buffers, O(rows)) and
     its batches' views, bound to ``state``'s buffers."""
 
-    def __init__(self, kept_rows: Block, state: LoopState, fit_intercept: bool, B: int) -> None:
-        self.design = BlockDesign.of_kept_rows(kept_rows, fit_intercept, B)
-        self.batches = self.design.batches(state)
+    def __init__(
+        self, kept_rows: Block, state: LoopState, fit_intercept: bool, B: int,
+        design: BlockDesign | None = None,
+    ) -> None:  # fmt: skip
+        """``design``: this copy's, from an earlier visit, to reuse (its rows rebound)."""
+        if design is None:
+            design = BlockDesign.of_kept_rows(kept_rows, fit_intercept, B)
+        else:
+            design.X_tilde, design.Y, design.s = kept_rows.X, kept_rows.Y, kept_rows.s
+        self.design = design
+        self.batches = design.batches(state)
 
     def steps(
         self, theta: np.ndarray, state: LoopState, rng: np.random.Generator, *, lr: float,
