@@ -123,7 +123,7 @@ def sgd_solve(
 
     ``visits`` replaces how an epoch visits the blocks: a class with StreamedEpochs'
     members, such as :class:`logreg.engines.dask_epochs.PartitionChains`, whose steps run
-    where the blocks are.
+    where the blocks are; its ``close()`` is called when the fit ends.
     """
     started = time.perf_counter()
     n = rows.n_rows
