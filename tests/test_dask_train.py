@@ -299,6 +299,65 @@ def test_a_chain_task_rerun_takes_the_same_steps(tmp_path):
     np.testing.assert_array_equal(carry.theta, 0.01)  # the input is untouched
 
 
+def test_a_chain_task_builds_each_partitions_design_once_per_fit(tmp_path, monkeypatch):
+    # A worker keeps each kept copy's design (its logits' and residual coefficients'
+    # buffers, not its rows) for the fit's later visits, and a task rerun with that
+    # cache takes the same steps as without it; the fit's end drops it.
+    from logreg.engines import dask_epochs
+    from logreg.engines.dask_epochs import Carry, _drop_designs, _run_steps, _shuffle_once
+
+    designs = []
+    of_kept_rows = BlockDesign.of_kept_rows.__func__
+    monkeypatch.setattr(
+        BlockDesign, "of_kept_rows",
+        classmethod(lambda cls, *a, **k: designs.append(1) or of_kept_rows(cls, *a, **k)),
+    )  # fmt: skip
+    classes = np.array(["benign", "malignant"])
+    kept = []
+    for part in partitioned(table(), tmp_path / "train.parquet")[:3]:
+        folder = cache_block(part, classes, np.float64, False, tmp_path / "cache")
+        settings = {"open": open_cached, "fit_intercept": True, "B": 16, "n": 300}
+        kept.append(_shuffle_once(folder, np.random.default_rng(5), **settings)[0])
+    D = open_cached(kept[0]).X.shape[1] - 1
+    carry = Carry(
+        np.full((D + 1, 1), 0.01), np.full((D + 1, 1), 0.02), 0.003, np.zeros((D, 1)),
+        np.random.default_rng(5), 0.0,
+    )  # fmt: skip
+    settings = {"open": open_cached, "fit_intercept": True, "B": 16, "shares": {1.0, 0.25},
+                "lr": 0.05, "l2": 1e-3, "l1": 1e-3, "momentum": 0.9}  # fmt: skip
+    first = _run_steps(kept, carry, fit_key="fit", **settings)
+    assert len(designs) == 3
+    again = _run_steps(kept, carry, fit_key="fit", **settings)
+    assert len(designs) == 3  # the designs of the first visits, reused
+    other = _run_steps(kept, carry, fit_key="another fit", **settings)
+    assert len(designs) == 6  # another fit's designs are its own
+    for result in (again, other):
+        for field in ("theta", "velocity", "l1_received"):
+            np.testing.assert_array_equal(getattr(result, field), getattr(first, field))
+        assert result.progressive_sum == first.progressive_sum
+    # The worker holds each design's buffers, never the rows of its kept copy.
+    assert all(design.X_tilde is None for design in dask_epochs._DESIGNS.values())
+    _drop_designs("fit")
+    _drop_designs("another fit")
+    assert not dask_epochs._DESIGNS
+
+
+def test_the_workers_drop_a_fits_designs_when_it_ends(client, tmp_path):
+    from logreg.engines import dask_epochs
+
+    def designs_on_workers() -> int:
+        return sum(client.run(lambda: len(dask_epochs._DESIGNS)).values())
+
+    parts = partitioned(table().iloc[:450], tmp_path / "train.parquet")
+    during = []
+    dask_fit(
+        client, parts, cache_dir=tmp_path / "cache",
+        callback=lambda _: during.append(designs_on_workers()), **SGD,
+    )  # fmt: skip
+    assert during and all(count == len(parts) for count in during)  # one per partition
+    assert designs_on_workers() == 0
+
+
 def test_a_shuffle_task_rerun_keeps_the_same_copy(tmp_path):
     # The one shuffle per fit of a cached partition, run twice as after a worker's death:
     # the same folder (named by the task's inputs), the same bytes, the generator untouched.

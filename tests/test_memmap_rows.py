@@ -129,3 +129,66 @@ def test_streamed_sgd_shuffles_each_block_once_and_keeps_the_copy_beside_the_cac
     assert [r["train_loss"] for r in record.history] == [
         r["train_loss"] for r in record_mem.history
     ]
+
+
+def _count_designs_of_kept_rows(monkeypatch) -> list:
+    """Every design built of a kept copy, as a weak reference, in the order built."""
+    import weakref
+
+    from logreg.model.sgd_kernels import BlockDesign
+
+    designs = []
+    of_kept_rows = BlockDesign.of_kept_rows.__func__
+
+    def counted(cls, *args, **kwargs):
+        design = of_kept_rows(cls, *args, **kwargs)
+        designs.append(weakref.ref(design))
+        return design
+
+    monkeypatch.setattr(BlockDesign, "of_kept_rows", classmethod(counted))
+    return designs
+
+
+@pytest.mark.parametrize("epoch_loss", ["full", "progressive"])
+def test_streamed_sgd_builds_each_blocks_visit_once_per_fit_and_drops_it_after(
+    tmp_path, monkeypatch, epoch_loss
+):
+    # Each block's design of its kept copy, and its batches' views, are built on its
+    # first visit and reused by every later epoch (and by the full loss's passes), not
+    # rebuilt per visit: 4 designs for 4 blocks, whatever the epochs; none outlives the fit.
+    import gc
+
+    from logreg.model.sgd import sgd_solve
+
+    designs = _count_designs_of_kept_rows(monkeypatch)
+    cache = write_row_cache(_blocks([150, 300, 450]), tmp_path / "cache")
+    settings = {"alpha": 1e-3, "l1_ratio": 0.5, "fit_intercept": True, "batch_size": 32,
+                "learning_rate0": "auto", "lr_schedule": "step", "momentum": 0.9, "epochs": 5,
+                "epoch_loss": epoch_loss, "tol": 0.0, "patience": None,
+                "max_time": None}  # fmt: skip
+    built_by_epoch = []
+    record = sgd_solve(
+        MemmapRows.open(cache), rng=np.random.default_rng(0), streamed=True,
+        callback=lambda _: built_by_epoch.append(len(designs)), **settings,
+    )[2]  # fmt: skip
+    assert record.n_iter == 5 and built_by_epoch == [4, 4, 4, 4, 4]
+    gc.collect()
+    assert all(design() is None for design in designs)  # the fit's visits are dropped
+
+
+def test_streamed_sgd_through_the_client_holds_no_kept_copy_between_visits(monkeypatch):
+    # Rows whose kept copies are not at hand (fetched from a Dask worker on each read):
+    # each visit builds its design anew, so the solver never holds more than one block.
+    from logreg.model.sgd import sgd_solve
+
+    class FetchedRows(InMemoryRows):
+        kept_at_hand = False
+
+    designs = _count_designs_of_kept_rows(monkeypatch)
+    record = sgd_solve(
+        FetchedRows(tuple(_blocks([150, 300, 450]))), alpha=1e-3, l1_ratio=0.0,
+        fit_intercept=True, batch_size=32, learning_rate0=0.05, lr_schedule="constant",
+        momentum=0.0, epochs=3, epoch_loss="full", tol=0.0, patience=None, max_time=None,
+        rng=np.random.default_rng(0), streamed=True,
+    )[2]  # fmt: skip
+    assert record.n_iter == 3 and len(designs) == 3 * (4 + 4)  # each epoch's steps and loss

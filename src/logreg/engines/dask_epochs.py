@@ -25,6 +25,7 @@ chain's, and a weight is exactly zero under L1 only where every chain's weight i
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -42,8 +43,17 @@ from logreg.engines.dask_rows import DaskRows, on_opened
 from logreg.engines.memmap_rows import write_row_cache
 from logreg.model.rows import Block
 from logreg.model.sgd import BlockSmoothness
-from logreg.model.sgd_epochs import StreamedEpochs, block_steps, kept_loss_sum
+from logreg.model.sgd_epochs import BlockVisit, StreamedEpochs, kept_loss_sum
 from logreg.model.sgd_kernels import BlockDesign, LoopState
+
+# Each kept copy's design on the worker that last visited it, for the rest of its fit:
+# its O(rows) buffers (the logits, the residual coefficients), never its rows, whose map
+# is each task's own. Rebuilding them every visit cost about a tenth of an epoch's task
+# (1M × 100 float32, 20 partitions). Keyed by the fit and the copy's folder; a task takes
+# its entry out while it runs (a concurrent task on the same copy builds its own), and
+# every buffer is written before it is read, so a task's result never depends on it.
+# PartitionChains.close drops the fit's entries on every worker.
+_DESIGNS: dict[tuple[str, str], BlockDesign] = {}
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class PartitionChains(StreamedEpochs):
         super().__init__(rows, rng, fit_intercept, B)
         self.chains = max(1, min(chains, len(rows.sizes)))
         self.places: list[str] | None = None  # where each kept copy is, once they all are
+        self.fit_key = uuid.uuid4().hex  # names this fit's designs in the workers' _DESIGNS
 
     def _submit(self, task: Any, handle: Any, *args: Any, **kwargs: Any) -> Any:
         """``task`` on the rows behind ``handle`` (a future), opened for the task if need be."""
@@ -129,8 +140,9 @@ class PartitionChains(StreamedEpochs):
             for _, run in groupby(order[chain :: self.chains], key=places.__getitem__):
                 kept = [self.kept[index] for index in run]
                 carry = rows.client.submit(
-                    _run_steps, kept, carry, open=rows.open, pure=False, **settings
-                )
+                    _run_steps, kept, carry, open=rows.open, fit_key=self.fit_key, pure=False,
+                    **settings,
+                )  # fmt: skip
             ends.append(carry)
         carries: list[Carry] = self.rows.client.gather(ends)  # type: ignore[attr-defined]
         if self.chains == 1:
@@ -152,6 +164,12 @@ class PartitionChains(StreamedEpochs):
             where = (lambda worker: worker) if rows.open is None else get_address_host
             self.places = [where(min(holders[kept.key])) for kept in self.kept]
         return self.places
+
+    def close(self) -> None:
+        """This fit's designs dropped from every worker."""
+        rows: DaskRows = self.rows  # type: ignore[assignment]
+        if rows.open is not None:  # copies in memory are stepped without a cached design
+            rows.client.run(_drop_designs, self.fit_key)
 
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
         if not full:
@@ -184,21 +202,25 @@ def _shuffle_once(
 
 
 def _run_steps(
-    kept: list[Any], carry: Carry, *, open: Callable[[Any], Block] | None, **settings: Any
-) -> Carry:
+    kept: list[Any], carry: Carry, *, open: Callable[[Any], Block] | None, fit_key: str,
+    **settings: Any,
+) -> Carry:  # fmt: skip
     """A run of a chain's partitions, in order: each one's steps on its kept copy (opened
-    for its steps only, if it is on disk)."""
+    for its steps only, if it is on disk, its design kept in _DESIGNS for the next visit)."""
     for handle in kept:
-        carry = _chain_steps(handle if open is None else open(handle), carry, **settings)
+        if open is None:
+            carry = _chain_steps(handle, carry, **settings)
+        else:
+            carry = _chain_steps(open(handle), carry, design_key=(fit_key, handle), **settings)
     return carry
 
 
 def _chain_steps(
     kept_rows: Block, carry: Carry, *, fit_intercept: bool, B: int, shares: set[float], lr: float,
-    l2: float, l1: float, momentum: float,
+    l2: float, l1: float, momentum: float, design_key: tuple[str, str] | None = None,
 ) -> Carry:  # fmt: skip
     """One partition's steps of a chain, on its kept copy and copies of the carry (so
-    the task is pure)."""
+    the task is pure); its design taken from, and left in, _DESIGNS under ``design_key``."""
     theta = carry.theta.copy()
     state = LoopState(theta, theta.shape[0] - (1 if fit_intercept else 0), B, shares)
     state.velocity[...] = carry.velocity
@@ -206,12 +228,22 @@ def _chain_steps(
     state.l1_received[...] = carry.l1_received
     state.set_decays(lr * l2)
     rng = copy.deepcopy(carry.rng)
+    earlier = None if design_key is None else _DESIGNS.pop(design_key, None)
+    visit = BlockVisit(kept_rows, state, fit_intercept, B, earlier)
     # An overflowing step raises here as on the client, where sgd_solve names the divergence.
     with np.errstate(over="raise", invalid="raise"):
-        progressive = block_steps(
-            kept_rows, theta, state, rng, fit_intercept, B, lr=lr, l2=l2, l1=l1, momentum=momentum
-        )
+        progressive = visit.steps(theta, state, rng, lr=lr, l2=l2, l1=l1, momentum=momentum)
+    if design_key is not None:
+        design = visit.design
+        design.X_tilde = design.Y = design.s = None  # type: ignore[assignment]  # the map goes
+        _DESIGNS[design_key] = design
     return Carry(
         theta, state.velocity, state.l1_offered, state.l1_received, rng,
         carry.progressive_sum + progressive,
     )  # fmt: skip
+
+
+def _drop_designs(fit_key: str) -> None:
+    """A fit's designs removed from this worker's _DESIGNS."""
+    for key in [key for key in _DESIGNS if key[0] == fit_key]:
+        _DESIGNS.pop(key, None)

@@ -34,6 +34,7 @@ class DaskRows:
     sizes: tuple[int, ...]  # rows per block, known without fetching a block
     open: Callable[[Any], Block] | None = None  # a part's handle to its Block, in each task
     in_memory = False  # SGD streams the blocks through the client, one at a time
+    kept_at_hand = False  # a kept copy is fetched to the client each time it is read
 
     @classmethod
     def load(

@@ -59,6 +59,7 @@ class MemmapRows:
     folder: Path
     sizes: tuple[int, ...]
     in_memory = False  # the point of the cache: SGD streams it, its copies kept beside it
+    kept_at_hand = True  # a copy's map holds no rows of its own: the page cache holds them
 
     @classmethod
     def open(cls, folder: str | Path) -> MemmapRows:

@@ -33,6 +33,7 @@ class RowBlocks(Protocol):
     n_rows: int
     sizes: tuple[int, ...]  # rows per block, in order
     in_memory: bool  # SGD may keep a copy of every block (else it streams them)
+    kept_at_hand: bool  # what keep() kept reads back with no copy: streaming SGD may hold it
 
     def block(self, index: int) -> Block:
         """One block, by its position."""
@@ -66,6 +67,7 @@ class InMemoryRows:
 
     parts: tuple[Block, ...]
     in_memory = True
+    kept_at_hand = True
 
     @classmethod
     def of(

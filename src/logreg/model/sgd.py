@@ -123,7 +123,7 @@ def sgd_solve(
 
     ``visits`` replaces how an epoch visits the blocks: a class with StreamedEpochs'
     members, such as :class:`logreg.engines.dask_epochs.PartitionChains`, whose steps run
-    where the blocks are.
+    where the blocks are; its ``close()`` is called when the fit ends.
     """
     started = time.perf_counter()
     n = rows.n_rows
@@ -131,94 +131,97 @@ def sgd_solve(
     streamed = not rows.in_memory if streamed is None else streamed
     visits = visits or (StreamedEpochs if streamed else ResidentEpochs)
     epochs_over = visits(rows, rng, fit_intercept, B)
-    first = next(iter(rows.blocks()))
-    D, K, dtype = first.X.shape[1], first.Y.shape[1], first.Y.dtype
-    theta = np.zeros((D + 1 if fit_intercept else D, K), dtype=dtype)
-    W = theta[:D]  # views into θ: a step on θ moves them
-    b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
-    l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
-    shares = {1.0, *((size % B or B) / B for size in rows.sizes)}  # each block's last batch
-    state = LoopState(theta, D, B, shares)
-    auto = learning_rate0 == "auto"
-    if auto:
-        designs = epochs_over.first_designs()
-        smoothness = [BlockSmoothness.of(design, n, keep=streamed) for design in designs]
-        learning_rate0 = auto_learning_rate(smoothness, K, 0.5 if K == 1 else 1.0, n, B, l2)
-    else:
-        learning_rate0 = float(learning_rate0)
-    step_named = f"learning_rate={learning_rate0:g}" + (" (auto)" if auto else "")
-    epochs_over.bind(state)
+    # What the visits hold for the fit (each block's visit; on Dask, the workers' designs)
+    # is dropped when it ends, however it ends.
+    with contextlib.closing(epochs_over):
+        first = next(iter(rows.blocks()))
+        D, K, dtype = first.X.shape[1], first.Y.shape[1], first.Y.dtype
+        theta = np.zeros((D + 1 if fit_intercept else D, K), dtype=dtype)
+        W = theta[:D]  # views into θ: a step on θ moves them
+        b = theta[D] if fit_intercept else np.zeros(K, dtype=dtype)
+        l2, l1 = alpha * (1.0 - l1_ratio), alpha * l1_ratio
+        shares = {1.0, *((size % B or B) / B for size in rows.sizes)}  # each block's last batch
+        state = LoopState(theta, D, B, shares)
+        auto = learning_rate0 == "auto"
+        if auto:
+            designs = epochs_over.first_designs()
+            smoothness = [BlockSmoothness.of(design, n, keep=streamed) for design in designs]
+            learning_rate0 = auto_learning_rate(smoothness, K, 0.5 if K == 1 else 1.0, n, B, l2)
+        else:
+            learning_rate0 = float(learning_rate0)
+        step_named = f"learning_rate={learning_rate0:g}" + (" (auto)" if auto else "")
+        epochs_over.bind(state)
 
-    def loss_after_epoch() -> float:
-        data_sum = epochs_over.loss_sum(theta, full=epoch_loss == "full")
-        return data_sum / n + penalty_value(W, alpha, l1_ratio)
+        def loss_after_epoch() -> float:
+            data_sum = epochs_over.loss_sum(theta, full=epoch_loss == "full")
+            return data_sum / n + penalty_value(W, alpha, l1_ratio)
 
-    history: list[dict[str, Any]] = []
-    # J at θ = 0 needs no pass: every class then has probability 1/classes.
-    initial_loss = math.log(max(K, 2)) * rows.sum(lambda block: float(block.s.sum())) / n
-    lr = learning_rate0
-    previous_loss = best_val = math.inf
-    best_train, epochs_on_plateau, epochs_without_improvement = initial_loss, 0, 0
-    best_weights = (W.copy(), b.copy())
-    stop_reason = "max_epochs"
-    with _overflow_is_divergence(step_named, learning_rate0):
-        for epoch in range(epochs):
-            lr = learning_rate(lr_schedule, learning_rate0, epoch, lr, n, B)
-            state.set_decays(lr * l2)
-            epochs_over.run(theta, state, rng, lr=lr, l2=l2, l1=l1, momentum=momentum)
+        history: list[dict[str, Any]] = []
+        # J at θ = 0 needs no pass: every class then has probability 1/classes.
+        initial_loss = math.log(max(K, 2)) * rows.sum(lambda block: float(block.s.sum())) / n
+        lr = learning_rate0
+        previous_loss = best_val = math.inf
+        best_train, epochs_on_plateau, epochs_without_improvement = initial_loss, 0, 0
+        best_weights = (W.copy(), b.copy())
+        stop_reason = "max_epochs"
+        with _overflow_is_divergence(step_named, learning_rate0):
+            for epoch in range(epochs):
+                lr = learning_rate(lr_schedule, learning_rate0, epoch, lr, n, B)
+                state.set_decays(lr * l2)
+                epochs_over.run(theta, state, rng, lr=lr, l2=l2, l1=l1, momentum=momentum)
 
-            train_loss = loss_after_epoch()
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_loss": None,
-                "learning_rate": lr,
-                "elapsed": time.perf_counter() - started,
-            }
-            history.append(record)
-            # Far above the loss of the all-zero model means the steps overshoot.
-            if not math.isfinite(train_loss) or train_loss > 100.0 * max(initial_loss, 1e-3):
-                raise DivergenceError(
-                    f"SGD diverged at epoch {epoch + 1}: the training loss became "
-                    f"{train_loss:.3g} with {step_named}; try a smaller "
-                    f"learning_rate (e.g. {learning_rate0 / 10:g}) or standardised features"
-                )
-            if validation is not None:
-                val_loss = validation_loss(validation, W, b)
-                record["val_loss"] = val_loss
-                if val_loss < best_val:
-                    best_val, epochs_without_improvement = val_loss, 0
-                    best_weights = (W.copy(), b.copy())
-                else:
-                    epochs_without_improvement += 1
-            if callback is not None:
-                callback(record)
-            if patience is not None and epochs_without_improvement >= patience:
-                stop_reason = "early_stopping"
-                W, b = best_weights
-                break
-            relative_change = abs(previous_loss - train_loss) / max(abs(train_loss), 1e-12)
-            if lr_schedule == "adaptive":
-                # A plateau of the training loss: shrink the step to lower SGD's noise floor.
-                if train_loss < best_train - tol * abs(best_train):
-                    best_train, epochs_on_plateau = train_loss, 0
-                else:
-                    epochs_on_plateau += 1
-                if epochs_on_plateau >= PLATEAU_EPOCHS:
-                    lr, epochs_on_plateau = lr / 5.0, 0
-                    if lr < learning_rate0 * 1e-6:
-                        stop_reason = "converged"
-                        break
-            elif relative_change < tol:
-                stop_reason = "converged"
-                break
-            previous_loss = train_loss
-            if max_time is not None and record["elapsed"] >= max_time:
-                stop_reason = "max_time"
-                break
-    # Copies, so the returned weights do not keep θ and its buffers alive.
-    fit = FitRecord(history, len(history), stop_reason, learning_rate=learning_rate0)
-    return W.copy(), b.copy(), fit
+                train_loss = loss_after_epoch()
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "val_loss": None,
+                    "learning_rate": lr,
+                    "elapsed": time.perf_counter() - started,
+                }
+                history.append(record)
+                # Far above the loss of the all-zero model means the steps overshoot.
+                if not math.isfinite(train_loss) or train_loss > 100.0 * max(initial_loss, 1e-3):
+                    raise DivergenceError(
+                        f"SGD diverged at epoch {epoch + 1}: the training loss became "
+                        f"{train_loss:.3g} with {step_named}; try a smaller "
+                        f"learning_rate (e.g. {learning_rate0 / 10:g}) or standardised features"
+                    )
+                if validation is not None:
+                    val_loss = validation_loss(validation, W, b)
+                    record["val_loss"] = val_loss
+                    if val_loss < best_val:
+                        best_val, epochs_without_improvement = val_loss, 0
+                        best_weights = (W.copy(), b.copy())
+                    else:
+                        epochs_without_improvement += 1
+                if callback is not None:
+                    callback(record)
+                if patience is not None and epochs_without_improvement >= patience:
+                    stop_reason = "early_stopping"
+                    W, b = best_weights
+                    break
+                relative_change = abs(previous_loss - train_loss) / max(abs(train_loss), 1e-12)
+                if lr_schedule == "adaptive":
+                    # A plateau of the training loss: shrink the step to lower SGD's noise floor.
+                    if train_loss < best_train - tol * abs(best_train):
+                        best_train, epochs_on_plateau = train_loss, 0
+                    else:
+                        epochs_on_plateau += 1
+                    if epochs_on_plateau >= PLATEAU_EPOCHS:
+                        lr, epochs_on_plateau = lr / 5.0, 0
+                        if lr < learning_rate0 * 1e-6:
+                            stop_reason = "converged"
+                            break
+                elif relative_change < tol:
+                    stop_reason = "converged"
+                    break
+                previous_loss = train_loss
+                if max_time is not None and record["elapsed"] >= max_time:
+                    stop_reason = "max_time"
+                    break
+        # Copies, so the returned weights do not keep θ and its buffers alive.
+        fit = FitRecord(history, len(history), stop_reason, learning_rate=learning_rate0)
+        return W.copy(), b.copy(), fit
 
 
 def smoothness_sample_rows(columns: int) -> int:
