@@ -79,9 +79,12 @@ def test_a_local_clusters_event_loops_wake_once_a_second_at_most():
     assert scheduler >= 1000
 
 
-def test_a_local_clusters_workers_allocate_as_any_process_does():
+def test_a_local_clusters_workers_allocate_as_any_process_does(monkeypatch):
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, which pins glibc's
     mmap threshold at 128 KB: a freed 1 MB array then comes back as 256 new pages."""
+    # A nanny also writes the variable into its own process's environment, which later
+    # workers inherit: an earlier test's cluster (not made by connect) leaves it here.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
 
     def refault_one_megabyte() -> tuple[str | None, int]:
         import resource

@@ -24,6 +24,7 @@ chain's, and a weight is exactly zero under L1 only where every chain's weight i
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
 from collections.abc import Callable
@@ -168,7 +169,11 @@ class PartitionChains(StreamedEpochs):
     def close(self) -> None:
         """This fit's designs dropped from every worker."""
         rows: DaskRows = self.rows  # type: ignore[assignment]
-        if rows.open is not None:  # copies in memory are stepped without a cached design
+        if rows.open is None:  # copies in memory are stepped without a cached design
+            return
+        # Best effort: a fit that failed because the cluster went away reports that error,
+        # not this one; a worker that is gone took its designs with it.
+        with contextlib.suppress(Exception):
             rows.client.run(_drop_designs, self.fit_key)
 
     def loss_sum(self, theta: np.ndarray, full: bool) -> float:
