@@ -278,3 +278,34 @@ def test_the_shuffled_copy_is_scale_times_the_rows_in_order(form, fit_intercept)
     raw = np.asarray(X, dtype=np.float64)
     squared = (raw**2).sum(axis=1) + (1.0 if fit_intercept else 0.0)
     assert weighted == pytest.approx(float(s @ squared), rel=1e-12)
+
+
+@pytest.mark.parametrize("form", ["C", "F", "strided"])
+def test_the_shuffled_copy_names_the_row_of_x_that_holds_a_nan(form):
+    from logreg.model.sgd_kernels import NonFiniteRows, shuffled_design
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 4))
+    X[2345, 2] = np.inf
+    X = {"C": X, "F": np.asfortranarray(X), "strided": np.repeat(X, 2, axis=1)[:, ::2]}[form]
+    order = rng.permutation(3000)  # row 2345 of X lands elsewhere in X̃
+    assert order[2345] != 2345
+    with pytest.raises(NonFiniteRows, match=r"row 2345, column 2\)"):
+        shuffled_design(X, order, np.dtype(np.float64), True, 0.5)
+
+
+def test_the_row_norms_sum_to_the_same_bits_whatever_the_layout_of_x():
+    # C-ordered X is gathered into X̃, other layouts scattered; the auto step must not
+    # tell them apart, so neither may Σ s‖x̃‖².
+    from logreg.model.sgd_kernels import shuffled_design
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((5000, 9)) * np.logspace(-3, 3, 9)
+    s, order = rng.uniform(0.1, 4.0, size=5000), rng.permutation(5000)
+    copies = [
+        shuffled_design(form, order, np.dtype(np.float64), True, 0.5, s)
+        for form in (X, np.asfortranarray(X), np.repeat(X, 2, axis=1)[:, ::2])
+    ]
+    for X_tilde, weighted in copies[1:]:
+        np.testing.assert_array_equal(X_tilde, copies[0][0])
+        assert weighted == copies[0][1]
