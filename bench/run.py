@@ -325,7 +325,7 @@ def measure_fixed_cost(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
         for form, X in forms.items()
     }
     # X.copy(): the floor of any pass that writes a full copy of X, the shuffled one included.
-    floor = {"copy_floor": lambda: wall(data.X.copy)}
+    floor = {"copy_floor": lambda: wall(data.X.copy)} | floor_timers(data.X, forms["fortran"])
     results = interleaved(timers | {"fixed_epoch_b256": epoch} | floor, repeats)
     fixed = [
         fit - one
@@ -336,6 +336,40 @@ def measure_fixed_cost(data: Data, repeats: int) -> dict[str, dict[str, Any]]:
     results["fixed_cost"] = {"median_s": statistics.median(fixed), "samples_s": fixed}
     del forms
     return results
+
+
+def floor_timers(X: np.ndarray, X_fortran: np.ndarray) -> dict[str, Callable[[], float]]:
+    """What no implementation of the fit's setup can avoid on this machine (print_floors).
+
+    - ``fresh_pages``: writing a fresh buffer the size of X̃ once. Any copy of X pays the
+      kernel's page faults and zeroing, whatever it reads.
+    - ``gather_epoch``: gathering every batch of 256 rows from X into one buffer that
+      stays in cache, in a random order: what a fit without a copy adds to every epoch.
+    - ``rowmajor_c``/``rowmajor_fortran``: turning X's rows row-major, 256 at a time,
+      into a buffer that stays in cache (no fresh pages): the read any row-wise
+      solver makes; their difference is the cost of the layout alone.
+    """
+    n, D = X.shape
+    B = 256
+    order = np.random.default_rng(SEED).permutation(n)
+    batches = [order[start : start + B] for start in range(0, n, B)]
+    buffer = np.empty((B, D))
+
+    def gather_epoch() -> None:
+        for rows in batches:
+            np.take(X, rows, axis=0, out=buffer[: len(rows)], mode="clip")
+
+    def rowmajor(source: np.ndarray) -> None:
+        for start in range(0, n, B):
+            block = source[start : start + B]
+            np.copyto(buffer[: len(block)].T, block.T)
+
+    return {
+        "fresh_pages": lambda: wall(lambda: np.empty((n, D + 1)).fill(0.0)),
+        "gather_epoch": lambda: wall(gather_epoch),
+        "rowmajor_c": lambda: wall(lambda: rowmajor(X)),
+        "rowmajor_fortran": lambda: wall(lambda: rowmajor(X_fortran)),
+    }
 
 
 def first_reaching(losses: list[float], target: float) -> int | None:
@@ -678,6 +712,10 @@ LABELS = {
     "fixed_epoch_b256": "SGD epoch B=256 (same rounds as fit1)",
     "fixed_cost": "fixed cost: fit(epochs=1) C − that epoch",
     "copy_floor": "X.copy() (same rounds): floor of a full copy",
+    "fresh_pages": "writing a fresh buffer the size of X̃ (same rounds)",
+    "gather_epoch": "gathering every batch of 256 rows of X, once",
+    "rowmajor_c": "rows of C-ordered X made row-major, in cache",
+    "rowmajor_fortran": "rows of Fortran-ordered X made row-major, in cache",
 }
 
 
@@ -736,6 +774,41 @@ def print_parts(results: dict[str, Any], parts: dict[str, Any]) -> None:
     )
 
 
+def print_floors(results: dict[str, Any]) -> None:
+    """Issue 16's goals that meet this machine's floors (floor_timers), in the same run."""
+
+    def median(key: str) -> float:
+        return results[key]["median_s"]
+
+    epoch, fresh = median("fixed_epoch_b256"), median("fresh_pages")
+    print("\nfloors (what any implementation of the same steps pays here, same rounds):")
+    print(
+        f"  fixed cost: writing a fresh X̃-sized buffer alone is {fresh / epoch:.2f} epochs "
+        f"(B=256); a fit without a copy adds {median('gather_epoch') / epoch:.2f} epochs of "
+        f"gathers to every epoch"
+    )
+    reached = [
+        results[key]["iterations"]
+        for key in ("tto_sgd_default", "tto_sgd_lr05")
+        if results.get(key, {}).get("median_s") is not None
+    ]
+    if reached and results["tto_lbfgs"].get("median_s"):
+        fewest = min(reached)
+        progressive = median("sgd_b256_float64_progressive")
+        floor = fewest * progressive + fresh
+        print(
+            f"  time to 1e-4: {fewest} epochs (the fewest of the measured schedules) of the "
+            f"cheapest epoch (progressive loss) plus the fresh buffer = {floor * 1e3:.0f} ms, "
+            f"{floor / median('tto_lbfgs'):.2f}× lbfgs"
+        )
+    layout = median("rowmajor_fortran") - median("rowmajor_c")
+    print(
+        f"  Fortran-ordered X: its rows cost {layout * 1e3:.1f} ms more to read row-major than "
+        f"C-ordered ones; fit(epochs=1) on C plus that is "
+        f"{1 + layout / median('fit1_c'):.2f}× fit(epochs=1) on C"
+    )
+
+
 def print_goals(goals: list[dict[str, Any]]) -> None:
     print("\n== goals (issues 7 and 16), binary case ==")
     print(f"{'goal':50s} {'ratio':>7s}  {'target':>7s}  met?")
@@ -758,6 +831,7 @@ def binary_section(n: int, d: int, repeats: int) -> dict[str, Any]:
     memory = measure_memory(data)
     print_section(title, results)
     print_parts(results, parts)
+    print_floors(results)
     print("\npeak memory while training (tracemalloc, NumPy allocations; X included):")
     for key, value in memory.items():
         size = value["X_bytes"] / 2**20

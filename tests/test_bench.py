@@ -47,6 +47,7 @@ SECTION_KEYS = {
         "fixed_epoch_b256",
         "fixed_cost",
         "copy_floor",
+        *("fresh_pages", "gather_epoch", "rowmajor_c", "rowmajor_fortran"),
     },
     "large": {"xv_float64", "sgd_b256_float64", "sklearn_sgd", "tto_newton", "tto_lbfgs"},
     "multiclass": {"xv_float64", "sgd_b256_float32", "sklearn_sgd_ovr", "tto_lbfgs"},
@@ -82,6 +83,9 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
         "part_hessian_sampled",
     } <= set(parts)
     assert "where the time goes" in completed.stdout
+    floors = completed.stdout.split("floors (")[1].split("\n\n")[0]
+    for goal in ("fixed cost:", "time to 1e-4:", "Fortran-ordered X:"):
+        assert goal in floors, f"no floor for {goal}"
     for value in report["memory"].values():
         assert value["peak_extra_bytes"] > 0 and value["peak_total_over_X"] > 1
     statuses = {goal["key"]: goal["status"] for goal in report["goals"]}
