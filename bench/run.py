@@ -784,23 +784,19 @@ def print_floors(results: dict[str, Any]) -> None:
     print("\nfloors (what any implementation of the same steps pays here, same rounds):")
     print(
         f"  fixed cost: writing a fresh X̃-sized buffer alone is {fresh / epoch:.2f} epochs "
-        f"(B=256); a fit without a copy adds {median('gather_epoch') / epoch:.2f} epochs of "
-        f"gathers to every epoch"
+        f"(B=256), X.copy() {median('copy_floor') / epoch:.2f}; a fit without a copy adds "
+        f"{median('gather_epoch') / epoch:.2f} epochs of gathers to every epoch"
     )
-    reached = [
-        results[key]["iterations"]
-        for key in ("tto_sgd_default", "tto_sgd_lr05")
-        if results.get(key, {}).get("median_s") is not None
-    ]
-    if reached and results["tto_lbfgs"].get("median_s"):
-        fewest = min(reached)
-        progressive = median("sgd_b256_float64_progressive")
-        floor = fewest * progressive + fresh
-        print(
-            f"  time to 1e-4: {fewest} epochs (the fewest of the measured schedules) of the "
-            f"cheapest epoch (progressive loss) plus the fresh buffer = {floor * 1e3:.0f} ms, "
-            f"{floor / median('tto_lbfgs'):.2f}× lbfgs"
-        )
+    progressive = median("sgd_b256_float64_progressive")
+    lbfgs = results["tto_lbfgs"].get("median_s")
+    for key, schedule in (("tto_sgd_default", "the default schedule"), ("tto_sgd_lr05", "lr 0.5")):
+        epochs = results.get(key, {}).get("iterations")
+        if epochs and lbfgs:
+            floor = epochs * progressive + fresh
+            print(
+                f"  time to 1e-4, {schedule}: {epochs} epochs of the cheapest epoch (progressive "
+                f"loss) plus the fresh buffer = {floor * 1e3:.0f} ms, {floor / lbfgs:.2f}× lbfgs"
+            )
     layout = median("rowmajor_fortran") - median("rowmajor_c")
     print(
         f"  Fortran-ordered X: its rows cost {layout * 1e3:.1f} ms more to read row-major than "

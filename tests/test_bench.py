@@ -84,7 +84,7 @@ def test_quick_benchmark_writes_the_expected_json(tmp_path):
     } <= set(parts)
     assert "where the time goes" in completed.stdout
     floors = completed.stdout.split("floors (")[1].split("\n\n")[0]
-    for goal in ("fixed cost:", "time to 1e-4:", "Fortran-ordered X:"):
+    for goal in ("fixed cost:", "time to 1e-4, the default schedule:", "Fortran-ordered X:"):
         assert goal in floors, f"no floor for {goal}"
     for value in report["memory"].values():
         assert value["peak_extra_bytes"] > 0 and value["peak_total_over_X"] > 1

@@ -114,3 +114,21 @@ def test_the_child_runs_at_a_lower_priority_than_the_stage(tmp_path):
     finally:
         tracker._finish(raise_error=True)
     assert child_niceness == min(os.nice(0) + CHILD_NICENESS, 19)
+
+
+def test_work_beside_a_child_has_one_blas_thread_and_without_one_all(isolated_tracking, tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from logreg.tracking.background import work_beside
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    np.ones((4, 4)) @ np.ones(4)  # NumPy's BLAS is loaded
+    with threadpool_limits(limits=2, user_api="blas"):
+        tracker = BackgroundTracker(cfg(tmp_path), root=tmp_path, defer_open=True)
+        with tracker.run(run_name="beside"), work_beside(tracker):
+            assert blas_threads() == {1}
+        assert blas_threads() == {2}
+        with work_beside(NullTracker()):
+            assert blas_threads() == {2}

@@ -417,3 +417,24 @@ def test_the_estimator_gets_c_ordered_arrays_in_its_working_dtype(project, monke
         assert seen[name].dtype == np.dtype(dtype), name
     expected = pd.read_parquet(project / "data/rebalanced/train.parquet")[FEATURES].to_numpy()
     assert np.array_equal(seen["X"], expected.astype(dtype))
+
+
+@pytest.mark.parametrize("mlflow", [True, False])
+def test_the_fit_leaves_the_tracking_child_a_core(project, monkeypatch, mlflow):
+    """With MLflow on, its calls run in a child beside the fit: the fit's BLAS keeps to
+    one thread (tracking.background.work_beside); with it off, the libraries' own."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    write_data(project)
+    write_params(project, mlflow=mlflow)
+    seen = []
+    fit_model = train.fit_model
+
+    def spy(*args, **kwargs):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+        return fit_model(*args, **kwargs)
+
+    monkeypatch.setattr(train, "fit_model", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        run_train(project)
+    assert seen and set(seen) == ({1} if mlflow else {2})

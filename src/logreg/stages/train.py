@@ -36,7 +36,7 @@ from logreg.frames import TARGET, Split, minority_class, read_split, split_head
 from logreg.plots import write_history
 from logreg.preprocess import Preprocessing, read_preprocessing
 from logreg.stages import entry
-from logreg.tracking.background import open_background_tracker
+from logreg.tracking.background import open_background_tracker, work_beside
 from logreg.tracking.provenance import file_sha256, git_info, project_root
 from logreg.tracking.runs import MODEL_TAG, SCHEMA_SAMPLE_ROWS, open_tracker, write_run_file
 
@@ -218,7 +218,8 @@ def run(params: Mapping[str, Any], paths: Paths, background: bool = False) -> No
                     dtype, callback=progress,
                 )  # fmt: skip
             else:
-                model = fit_model(*splits, model_params, train_params, callback=progress)
+                with work_beside(tracker):
+                    model = fit_model(*splits, model_params, train_params, callback=progress)
                 minority = minority_class(splits[0].y)
         finally:
             progress.close()

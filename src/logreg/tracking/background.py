@@ -2,9 +2,10 @@
 
 Importing MLflow, opening its store, starting the run and logging the datasets (which
 hashes the splits) take about 3 s of CPU per tracked stage: half the train stage's fit
-at 2M rows. That fit uses one core (its batches are too small for OpenBLAS's second
-thread), so :class:`BackgroundTracker` hands every call to a child process, which
-does them on the other core while the stage reads its data and fits.
+at 2M rows. That fit can use one core (its batches are too small for OpenBLAS's second
+thread; its loss passes are kept to one thread by :func:`work_beside`), so
+:class:`BackgroundTracker` hands every call to a child process, which does them on the
+other core while the stage reads its data and fits.
 
 It has the methods of :class:`~logreg.tracking.runs.MlflowTracker`, and the same
 promises. Calls run in the order they were made. The run ends FINISHED, FAILED or
@@ -26,10 +27,29 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from logreg.errors import sigterm_as_interrupt
 from logreg.tracking.provenance import project_root
 from logreg.tracking.runs import SCHEMA_SAMPLE_ROWS, NullTracker, open_tracker
 from logreg.tracking.store import check_reachable, resolve_tracking_uri
+
+
+def work_beside(tracker: Any) -> contextlib.AbstractContextManager[Any]:
+    """Around a stage's fit: one BLAS thread while a tracking child works beside it.
+
+    OpenBLAS's second thread spins for a while after every call it shares (the fit's
+    loss passes), so it holds the second core through most of the fit, and the child,
+    niced, got none of it: on a 2M × 50 workspace of ``bench/pipeline.py`` the child
+    imported MLflow and opened the store only after the 5 s fit, and the train stage
+    then waited 2.6–2.8 s for it. On one thread the fit took 13 % longer (median of 4
+    interleaved fits) and the child was done halfway through it, so the stage ended
+    about 2 s sooner. Without a child there is nothing to leave room for: the
+    libraries' own threads.
+    """
+    if isinstance(tracker, BackgroundTracker):
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 def open_background_tracker(
